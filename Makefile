@@ -1,0 +1,161 @@
+# libudprr - plain GNU make; no autotools, no cmake.
+#
+#   make                 the shared and static library and udprr.pc
+#   make check           every test suite (installs Check/pkg-config if missing)
+#   make demo            builds everything and shows the library at work
+#   make install         PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, MANDIR
+#   make uninstall       removes exactly what install put there
+#   make CC=clang ...    any compiler; objects are rebuilt when CC or flags change
+
+PREFIX       ?= /usr/local
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR       ?= $(PREFIX)/share/man
+
+# The version lives once, in the header.
+version_part = $(shell sed -n 's/^\#define UDPRR_VERSION_$(1) \([0-9][0-9]*\).*/\1/p' include/udprr.h)
+VERSION_MAJOR := $(call version_part,MAJOR)
+VERSION_MINOR := $(call version_part,MINOR)
+VERSION_PATCH := $(call version_part,PATCH)
+VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+SONAME     = libudprr.so.$(VERSION_MAJOR)
+SHARED_LIB = lib/libudprr.so.$(VERSION)
+STATIC_LIB = lib/libudprr.a
+
+# DWARF 4: the valgrind on Debian 12 cannot read the DWARF 5 that clang 14 emits.
+CFLAGS ?= -O2 -g -gdwarf-4
+WARNINGS = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wvla
+# Our flags around the user's CFLAGS, never instead of them.
+REAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude $(CFLAGS)
+LIB_CFLAGS  = $(REAL_CFLAGS) -fPIC -fvisibility=hidden
+LIBS_PRIVATE =
+
+LIB_SRCS = $(sort $(wildcard lib/*.c))
+LIB_OBJS = $(patsubst lib/%.c,build/obj/%.o,$(LIB_SRCS))
+LIB_HDRS = include/udprr.h $(wildcard lib/*.h)
+
+UNIT_SRCS = $(sort $(wildcard tests/unit_*.c))
+UNIT_BINS = $(patsubst tests/%.c,build/tests/%,$(UNIT_SRCS))
+TEST_HDRS = $(wildcard tests/*.h)
+
+SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
+            -fno-omit-frame-pointer
+SAN_BINS  = $(patsubst tests/%.c,build/asan/%,$(UNIT_SRCS))
+
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
+
+.PHONY: all check check-unit check-asan check-valgrind check-install demo \
+        examples bench install uninstall clean deps FORCE
+
+all: $(SHARED_LIB) lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so \
+     $(STATIC_LIB) udprr.pc
+
+# Objects depend on the exact compiler and flags, so `make CC=clang` after a
+# gcc build rebuilds instead of linking stale objects.
+build/flags: FORCE
+	@mkdir -p build
+	@echo '$(CC) $(LIB_CFLAGS) $(SAN_FLAGS)' | cmp -s - $@ || \
+	    echo '$(CC) $(LIB_CFLAGS) $(SAN_FLAGS)' > $@
+
+build/obj/%.o: lib/%.c $(LIB_HDRS) build/flags
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) -Ilib -c $< -o $@
+
+$(SHARED_LIB): $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $(LIB_OBJS) $(LIBS_PRIVATE)
+
+lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so: $(SHARED_LIB)
+	ln -sf $(notdir $(SHARED_LIB)) $@
+
+$(STATIC_LIB): $(LIB_OBJS)
+	rm -f $@
+	$(AR) rcs $@ $(LIB_OBJS)
+
+# Regenerated whenever the install paths change, so `make install PREFIX=...`
+# installs a udprr.pc that names the prefix it was installed under.
+build/pcvars: FORCE
+	@mkdir -p build
+	@echo '$(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(VERSION)' | cmp -s - $@ || \
+	    echo '$(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(VERSION)' > $@
+
+udprr.pc: udprr.pc.in build/pcvars
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|g' $< > $@
+
+# --- tests -------------------------------------------------------------------
+
+deps:
+	@sh tests/ensure-deps.sh
+
+# Unit tests reach the internals (udprr__*) through the static library.
+build/tests/%: tests/%.c $(TEST_HDRS) $(STATIC_LIB) | deps
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -Ilib $(CHECK_CFLAGS) $< $(STATIC_LIB) \
+	    $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+
+# The same suites built with ASan and UBSan, library sources included.
+build/asan/%: tests/%.c $(TEST_HDRS) $(LIB_SRCS) $(LIB_HDRS) build/flags | deps
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -Ilib $(CHECK_CFLAGS) $< $(LIB_SRCS) \
+	    $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+
+# Every stage runs even when an earlier one failed, so one run shows all that
+# is wrong; the closing "N passed, N failed" line counts every suite run.
+check: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(SAN_BINS)
+	@rm -f build/tally; st=0; \
+	sh tests/run-suites.sh $(UNIT_BINS) || st=1; \
+	sh tests/run-suites.sh $(SAN_BINS) || st=1; \
+	sh tests/run-suites.sh --valgrind $(UNIT_BINS) || st=1; \
+	sh tests/install-test.sh || st=1; \
+	sh tests/run-suites.sh --summary || st=1; \
+	exit $$st
+
+check-unit: all $(UNIT_BINS)
+	@sh tests/run-suites.sh $(UNIT_BINS)
+
+# --- demo, examples, bench ---------------------------------------------------
+
+build/demo_schedule: tests/demo_schedule.c tests/seeded_rand.h $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -Ilib $< $(STATIC_LIB) -o $@
+
+demo: all build/demo_schedule
+	@./build/demo_schedule
+
+examples: all
+
+bench: all
+	@echo "bench: no benchmarks yet (they arrive with the exchange)"
+
+# --- install -----------------------------------------------------------------
+
+MAN3 = $(wildcard docs/man/*.3)
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man3
+	install -m 644 include/udprr.h $(DESTDIR)$(INCLUDEDIR)/udprr.h
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(SHARED_LIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libudprr.so
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 644 udprr.pc $(DESTDIR)$(PKGCONFIGDIR)/udprr.pc
+	$(if $(MAN3),install -m 644 $(MAN3) $(DESTDIR)$(MANDIR)/man3/)
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/udprr.h \
+	    $(DESTDIR)$(LIBDIR)/$(notdir $(SHARED_LIB)) \
+	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libudprr.so \
+	    $(DESTDIR)$(LIBDIR)/libudprr.a $(DESTDIR)$(PKGCONFIGDIR)/udprr.pc \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man3/,$(notdir $(MAN3)))
+
+clean:
+	rm -rf build lib/*.so lib/*.so.* lib/*.a udprr.pc
+
+FORCE:

@@ -1,0 +1,106 @@
+/*
+ * wire.c - encode and decode the native header. See wire.h and
+ * docs/protocol.md.
+ */
+#include "wire.h"
+
+#include "udprr.h"
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static uint16_t get_be16(const uint8_t *p)
+{
+    return (uint16_t)((unsigned)p[0] << 8 | p[1]);
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static int kind_known(unsigned kind)
+{
+    return kind == UDPRR__KIND_REQUEST || kind == UDPRR__KIND_REPLY ||
+           kind == UDPRR__KIND_DECLINE;
+}
+
+int udprr__wire_encode(const struct udprr__wire_header *hdr,
+                       uint8_t out[UDPRR__WIRE_HEADER_BYTES])
+{
+    if (hdr == NULL || out == NULL || !kind_known((unsigned)hdr->kind) ||
+        hdr->attempt == 0)
+        return UDPRR_EINVAL;
+    out[0] = UDPRR__WIRE_MAGIC0;
+    out[1] = UDPRR__WIRE_MAGIC1;
+    out[2] = UDPRR__WIRE_PROTOCOL_VERSION;
+    out[3] = (uint8_t)hdr->kind;
+    put_be16(out + 4, hdr->attempt);
+    put_be16(out + 6, 0);
+    put_be64(out + 8, hdr->id);
+    return UDPRR_OK;
+}
+
+enum udprr__wire_result udprr__wire_decode(const void *buf, size_t len,
+                                           struct udprr__wire_header *hdr,
+                                           const uint8_t **payload,
+                                           size_t *payload_len)
+{
+    const uint8_t *p = buf;
+
+    /* Every check below reads only bytes that this first check proved are
+     * inside the buffer. */
+    if (p == NULL || len < UDPRR__WIRE_HEADER_BYTES)
+        return UDPRR__WIRE_SHORT;
+    if (p[0] != UDPRR__WIRE_MAGIC0 || p[1] != UDPRR__WIRE_MAGIC1)
+        return UDPRR__WIRE_MAGIC;
+    if (p[2] != UDPRR__WIRE_PROTOCOL_VERSION)
+        return UDPRR__WIRE_VERSION;
+    if (!kind_known(p[3]))
+        return UDPRR__WIRE_KIND;
+    if (get_be16(p + 4) == 0)
+        return UDPRR__WIRE_ATTEMPT;
+    if (get_be16(p + 6) != 0)
+        return UDPRR__WIRE_FLAGS;
+    if (p[3] == UDPRR__KIND_DECLINE && len != UDPRR__WIRE_HEADER_BYTES)
+        return UDPRR__WIRE_DECLINE_BODY;
+
+    if (hdr != NULL) {
+        hdr->kind = (enum udprr__wire_kind)p[3];
+        hdr->attempt = get_be16(p + 4);
+        hdr->id = get_be64(p + 8);
+    }
+    if (payload != NULL)
+        *payload = p + UDPRR__WIRE_HEADER_BYTES;
+    if (payload_len != NULL)
+        *payload_len = len - UDPRR__WIRE_HEADER_BYTES;
+    return UDPRR__WIRE_VALID;
+}
+
+const char *udprr__wire_result_str(enum udprr__wire_result result)
+{
+    switch (result) {
+#define UDPRR__WIRE_RESULT_TEXT(name, text)                                    \
+    case UDPRR__WIRE_##name:                                                   \
+        return text;
+        UDPRR__WIRE_RESULT_MAP(UDPRR__WIRE_RESULT_TEXT)
+#undef UDPRR__WIRE_RESULT_TEXT
+    case UDPRR__WIRE_RESULT_COUNT:
+        break;
+    }
+    return "unknown decode result";
+}

@@ -1,0 +1,82 @@
+/*
+ * wire.h - the native datagram header (docs/protocol.md is the spec).
+ *
+ * A pure module: bytes in, a decoded header or a precise reason out. It does
+ * no I/O, never allocates, and never reads outside the buffer it is given.
+ *
+ *   offset  size  field
+ *        0     2  magic "UR" (0x55 0x52)
+ *        2     1  version (1)
+ *        3     1  kind: 1 request, 2 reply, 3 decline
+ *        4     2  attempt, big-endian, 1..65535
+ *        6     2  flags, big-endian, zero in version 1
+ *        8     8  request ID, big-endian
+ *       16     -  application bytes (none in a decline)
+ */
+#ifndef UDPRR_WIRE_H
+#define UDPRR_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define UDPRR__WIRE_HEADER_BYTES 16
+#define UDPRR__WIRE_MAGIC0 0x55 /* 'U' */
+#define UDPRR__WIRE_MAGIC1 0x52 /* 'R' */
+#define UDPRR__WIRE_PROTOCOL_VERSION 1
+#define UDPRR__WIRE_MAX_ATTEMPT 65535u
+
+/* The largest UDP payload IPv4 can carry (65535 - 20 IP - 8 UDP); IPv6 could
+ * carry 20 more, but one limit for both keeps a request valid on either. */
+#define UDPRR__MAX_DATAGRAM_BYTES 65507
+#define UDPRR__MAX_PAYLOAD_BYTES                                               \
+    (UDPRR__MAX_DATAGRAM_BYTES - UDPRR__WIRE_HEADER_BYTES)
+
+enum udprr__wire_kind {
+    UDPRR__KIND_REQUEST = 1,
+    UDPRR__KIND_REPLY = 2,
+    UDPRR__KIND_DECLINE = 3
+};
+
+struct udprr__wire_header {
+    enum udprr__wire_kind kind;
+    uint16_t attempt; /* 1 for the first transmission of a request */
+    uint64_t id;
+};
+
+/* Why a datagram was rejected; UDPRR__WIRE_VALID means it was not. */
+#define UDPRR__WIRE_RESULT_MAP(XX)                                             \
+    XX(VALID, "valid")                                                         \
+    XX(SHORT, "shorter than the 16-byte header")                               \
+    XX(MAGIC, "magic is not \"UR\"")                                           \
+    XX(VERSION, "unsupported version")                                         \
+    XX(KIND, "unknown kind")                                                   \
+    XX(ATTEMPT, "attempt number 0")                                            \
+    XX(FLAGS, "reserved flags not zero")                                       \
+    XX(DECLINE_BODY, "a decline carries bytes after the header")
+
+enum udprr__wire_result {
+#define UDPRR__WIRE_RESULT_ENUM(name, text) UDPRR__WIRE_##name,
+    UDPRR__WIRE_RESULT_MAP(UDPRR__WIRE_RESULT_ENUM)
+#undef UDPRR__WIRE_RESULT_ENUM
+        UDPRR__WIRE_RESULT_COUNT
+};
+
+/* Writes the 16-byte header into out (which must have room for
+ * UDPRR__WIRE_HEADER_BYTES). Returns UDPRR_OK, or UDPRR_EINVAL for an
+ * unknown kind or attempt 0: the encoder never writes what the decoder
+ * would reject. */
+int udprr__wire_encode(const struct udprr__wire_header *hdr,
+                       uint8_t out[UDPRR__WIRE_HEADER_BYTES]);
+
+/* Decodes the datagram buf[0..len). On UDPRR__WIRE_VALID fills *hdr and
+ * points *payload into buf at the application bytes (*payload_len of them);
+ * on any other result the outputs are left untouched. */
+enum udprr__wire_result udprr__wire_decode(const void *buf, size_t len,
+                                           struct udprr__wire_header *hdr,
+                                           const uint8_t **payload,
+                                           size_t *payload_len);
+
+/* A fixed description of a decode result; never NULL. */
+const char *udprr__wire_result_str(enum udprr__wire_result result);
+
+#endif /* UDPRR_WIRE_H */

@@ -1,0 +1,248 @@
+/*
+ * unit_wire.c - the native header: round trips, every malformed case, and
+ * boundary lengths. Malformed inputs are also checked for reads past the
+ * buffer by the ASan and valgrind runs of this suite, which place each
+ * input at the very end of its own heap block.
+ */
+#include <string.h>
+
+#include "testutil.h"
+#include "udprr.h"
+#include "wire.h"
+
+/* A valid reply with 3 payload bytes, as docs/protocol.md spells it out. */
+static const uint8_t golden[] = {
+    0x55, 0x52,                                    /* "UR" */
+    0x01,                                          /* version */
+    0x02,                                          /* reply */
+    0x01, 0x02,                                    /* attempt 258 */
+    0x00, 0x00,                                    /* flags */
+    0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, /* ID */
+    'a', 'b', 'c',
+};
+
+/* Decodes a copy that ends exactly where the heap block ends. */
+static enum udprr__wire_result decode_exact(const uint8_t *bytes, size_t len,
+                                            struct udprr__wire_header *hdr,
+                                            size_t *payload_len)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    ck_assert_ptr_nonnull(copy);
+    if (len)
+        memcpy(copy, bytes, len);
+    const uint8_t *payload = NULL;
+    enum udprr__wire_result r =
+        udprr__wire_decode(copy, len, hdr, &payload, payload_len);
+    if (r == UDPRR__WIRE_VALID)
+        ck_assert_ptr_eq(payload, copy + UDPRR__WIRE_HEADER_BYTES);
+    free(copy);
+    return r;
+}
+
+START_TEST(test_decodes_the_spec_example)
+{
+    struct udprr__wire_header h;
+    size_t n = 0;
+    ck_assert_int_eq(decode_exact(golden, sizeof golden, &h, &n),
+                     UDPRR__WIRE_VALID);
+    ck_assert_int_eq(h.kind, UDPRR__KIND_REPLY);
+    ck_assert_uint_eq(h.attempt, 258);
+    ck_assert(h.id == 0x0123456789abcdefull);
+    ck_assert_uint_eq(n, 3);
+}
+END_TEST
+
+START_TEST(test_encodes_the_spec_example)
+{
+    struct udprr__wire_header h = {UDPRR__KIND_REPLY, 258,
+                                   0x0123456789abcdefull};
+    uint8_t out[UDPRR__WIRE_HEADER_BYTES];
+    ck_assert_int_eq(udprr__wire_encode(&h, out), UDPRR_OK);
+    ck_assert_mem_eq(out, golden, sizeof out);
+}
+END_TEST
+
+START_TEST(test_round_trips_kinds_attempts_ids)
+{
+    static const enum udprr__wire_kind kinds[] = {
+        UDPRR__KIND_REQUEST, UDPRR__KIND_REPLY, UDPRR__KIND_DECLINE};
+    static const uint16_t attempts[] = {1, 2, 255, 256, 65534, 65535};
+    static const uint64_t ids[] = {0, 1, 0xff, 0x8000000000000000ull,
+                                   0xffffffffffffffffull,
+                                   0x0102030405060708ull};
+    for (size_t k = 0; k < 3; k++)
+        for (size_t a = 0; a < sizeof attempts / sizeof attempts[0]; a++)
+            for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+                struct udprr__wire_header in = {kinds[k], attempts[a], ids[i]};
+                struct udprr__wire_header out;
+                uint8_t buf[UDPRR__WIRE_HEADER_BYTES];
+                size_t n = 99;
+                ck_assert_int_eq(udprr__wire_encode(&in, buf), UDPRR_OK);
+                ck_assert_int_eq(decode_exact(buf, sizeof buf, &out, &n),
+                                 UDPRR__WIRE_VALID);
+                ck_assert_int_eq(out.kind, in.kind);
+                ck_assert_uint_eq(out.attempt, in.attempt);
+                ck_assert(out.id == in.id);
+                ck_assert_uint_eq(n, 0);
+            }
+}
+END_TEST
+
+START_TEST(test_payload_boundaries)
+{
+    static const size_t sizes[] = {0, 1, 1000, UDPRR__MAX_PAYLOAD_BYTES};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t len = UDPRR__WIRE_HEADER_BYTES + sizes[i];
+        uint8_t *buf = malloc(len);
+        ck_assert_ptr_nonnull(buf);
+        struct udprr__wire_header in = {UDPRR__KIND_REQUEST, 1, 42};
+        ck_assert_int_eq(udprr__wire_encode(&in, buf), UDPRR_OK);
+        for (size_t j = 0; j < sizes[i]; j++)
+            buf[UDPRR__WIRE_HEADER_BYTES + j] = (uint8_t)(j * 7);
+        struct udprr__wire_header out;
+        const uint8_t *payload;
+        size_t n;
+        ck_assert_int_eq(udprr__wire_decode(buf, len, &out, &payload, &n),
+                         UDPRR__WIRE_VALID);
+        ck_assert_uint_eq(n, sizes[i]);
+        for (size_t j = 0; j < n; j++)
+            ck_assert_uint_eq(payload[j], (uint8_t)(j * 7));
+        free(buf);
+    }
+    ck_assert_uint_eq(UDPRR__MAX_PAYLOAD_BYTES, 65491);
+}
+END_TEST
+
+START_TEST(test_every_short_length_is_rejected)
+{
+    /* 0..15 bytes: even a valid-looking prefix is too short. */
+    for (size_t len = 0; len < UDPRR__WIRE_HEADER_BYTES; len++)
+        ck_assert_int_eq(decode_exact(golden, len, NULL, NULL),
+                         UDPRR__WIRE_SHORT);
+    ck_assert_int_eq(udprr__wire_decode(NULL, 100, NULL, NULL, NULL),
+                     UDPRR__WIRE_SHORT);
+}
+END_TEST
+
+/* Flips golden[offset] to value and expects the decoder to say why. */
+static void expect_rejected(size_t offset, uint8_t value,
+                            enum udprr__wire_result want)
+{
+    uint8_t buf[sizeof golden];
+    memcpy(buf, golden, sizeof buf);
+    buf[offset] = value;
+    struct udprr__wire_header h = {UDPRR__KIND_REQUEST, 7, 7};
+    size_t n = 12345;
+    ck_assert_int_eq(decode_exact(buf, sizeof buf, &h, &n), want);
+    /* A rejected datagram leaves the outputs alone. */
+    ck_assert_int_eq(h.kind, UDPRR__KIND_REQUEST);
+    ck_assert_uint_eq(h.attempt, 7);
+    ck_assert_uint_eq(n, 12345);
+}
+
+START_TEST(test_each_malformed_field_has_its_reason)
+{
+    expect_rejected(0, 'X', UDPRR__WIRE_MAGIC);
+    expect_rejected(1, 'X', UDPRR__WIRE_MAGIC);
+    expect_rejected(2, 0, UDPRR__WIRE_VERSION);
+    expect_rejected(2, 2, UDPRR__WIRE_VERSION);
+    expect_rejected(2, 0xff, UDPRR__WIRE_VERSION);
+    expect_rejected(3, 0, UDPRR__WIRE_KIND);
+    expect_rejected(3, 4, UDPRR__WIRE_KIND);
+    expect_rejected(3, 0xff, UDPRR__WIRE_KIND);
+    expect_rejected(6, 0x80, UDPRR__WIRE_FLAGS);
+    expect_rejected(7, 0x01, UDPRR__WIRE_FLAGS);
+
+    uint8_t buf[sizeof golden];
+    memcpy(buf, golden, sizeof buf);
+    buf[4] = 0;
+    buf[5] = 0;
+    ck_assert_int_eq(decode_exact(buf, sizeof buf, NULL, NULL),
+                     UDPRR__WIRE_ATTEMPT);
+}
+END_TEST
+
+START_TEST(test_decline_carries_no_body)
+{
+    uint8_t buf[sizeof golden];
+    memcpy(buf, golden, sizeof buf);
+    buf[3] = UDPRR__KIND_DECLINE;
+    ck_assert_int_eq(decode_exact(buf, sizeof buf, NULL, NULL),
+                     UDPRR__WIRE_DECLINE_BODY);
+    ck_assert_int_eq(decode_exact(buf, UDPRR__WIRE_HEADER_BYTES, NULL, NULL),
+                     UDPRR__WIRE_VALID);
+}
+END_TEST
+
+START_TEST(test_encoder_refuses_what_decoder_rejects)
+{
+    uint8_t out[UDPRR__WIRE_HEADER_BYTES];
+    memset(out, 0xAA, sizeof out);
+    struct udprr__wire_header zero_attempt = {UDPRR__KIND_REQUEST, 0, 1};
+    struct udprr__wire_header bad_kind = {(enum udprr__wire_kind)9, 1, 1};
+    ck_assert_int_eq(udprr__wire_encode(&zero_attempt, out), UDPRR_EINVAL);
+    ck_assert_int_eq(udprr__wire_encode(&bad_kind, out), UDPRR_EINVAL);
+    ck_assert_int_eq(udprr__wire_encode(NULL, out), UDPRR_EINVAL);
+    for (size_t i = 0; i < sizeof out; i++)
+        ck_assert_uint_eq(out[i], 0xAA);
+}
+END_TEST
+
+START_TEST(test_random_bytes_never_misdecode)
+{
+    /* Seeded garbage of every length up to 40 bytes: anything the decoder
+     * accepts must re-encode to exactly the bytes it came from. */
+    uint64_t seed = 20261122;
+    uint8_t buf[40];
+    for (int round = 0; round < 20000; round++) {
+        size_t len = udprr_test_rand(&seed) % (sizeof buf + 1);
+        for (size_t i = 0; i < len; i++)
+            buf[i] = (uint8_t)udprr_test_rand(&seed);
+        if (round % 4 == 0 && len >= 4) { /* make valid headers likely too */
+            buf[0] = 'U';
+            buf[1] = 'R';
+            buf[2] = 1;
+            buf[3] = (uint8_t)(1 + udprr_test_rand(&seed) % 3);
+            if (len >= 8)
+                buf[6] = buf[7] = 0;
+        }
+        struct udprr__wire_header h;
+        size_t n;
+        if (decode_exact(buf, len, &h, &n) == UDPRR__WIRE_VALID) {
+            uint8_t again[UDPRR__WIRE_HEADER_BYTES];
+            ck_assert_int_eq(udprr__wire_encode(&h, again), UDPRR_OK);
+            ck_assert_mem_eq(again, buf, sizeof again);
+            ck_assert_uint_eq(n, len - UDPRR__WIRE_HEADER_BYTES);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_every_result_has_a_description)
+{
+    for (int r = 0; r < UDPRR__WIRE_RESULT_COUNT; r++) {
+        const char *s = udprr__wire_result_str((enum udprr__wire_result)r);
+        ck_assert_str_ne(s, "unknown decode result");
+    }
+    ck_assert_str_eq(udprr__wire_result_str(UDPRR__WIRE_RESULT_COUNT),
+                     "unknown decode result");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("wire");
+    TCase *tc = tcase_create("header");
+    tcase_add_test(tc, test_decodes_the_spec_example);
+    tcase_add_test(tc, test_encodes_the_spec_example);
+    tcase_add_test(tc, test_round_trips_kinds_attempts_ids);
+    tcase_add_test(tc, test_payload_boundaries);
+    tcase_add_test(tc, test_every_short_length_is_rejected);
+    tcase_add_test(tc, test_each_malformed_field_has_its_reason);
+    tcase_add_test(tc, test_decline_carries_no_body);
+    tcase_add_test(tc, test_encoder_refuses_what_decoder_rejects);
+    tcase_add_test(tc, test_random_bytes_never_misdecode);
+    tcase_add_test(tc, test_every_result_has_a_description);
+    suite_add_tcase(s, tc);
+    return udprr_test_run(s);
+}

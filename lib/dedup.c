@@ -1,0 +1,279 @@
+/*
+ * dedup.c - the server's reply cache. See dedup.h for the contract and the
+ * memory accounting.
+ *
+ * Each entry is one allocation: a header followed by the copy of its reply.
+ * It sits on two lists at once: the age list (doubly linked, oldest first,
+ * so the head is the next to expire or be evicted and any entry can be
+ * unlinked in O(1)) and the singly linked chain of its hash bucket.
+ */
+#include "dedup.h"
+
+#include <string.h>
+
+#include "alloc.h"
+#include "udprr.h"
+
+/* The public figure (udprr.h), used in the server's byte accounting. */
+#define ENTRY_OVERHEAD_BYTES UDPRR_CACHE_ENTRY_OVERHEAD
+
+const size_t UDPRR__DEDUP_ENTRY_OVERHEAD = ENTRY_OVERHEAD_BYTES;
+
+struct entry {
+    struct entry *older;      /* toward the head of the age list */
+    struct entry *newer;      /* toward the tail */
+    struct entry *chain_next; /* next in the same bucket */
+    uint64_t inserted_us;
+    size_t reply_len;
+    int kind;
+    struct udprr__dedup_key key;
+    uint8_t reply[]; /* reply_len bytes, in the same block */
+};
+
+/* The figure in dedup.h: the header, malloc's header and rounding (up to
+ * 24 bytes), and two bucket slots. */
+_Static_assert(sizeof(struct entry) + 24 + 2 * sizeof(struct entry *) <=
+                   ENTRY_OVERHEAD_BYTES,
+               "UDPRR__DEDUP_ENTRY_OVERHEAD no longer covers an entry");
+
+struct udprr__dedup {
+    struct udprr__dedup_limits limits;
+    struct entry **buckets;
+    size_t bucket_mask; /* bucket count - 1; the count is a power of two */
+    struct entry *oldest;
+    struct entry *newest;
+    struct udprr__dedup_stats stats; /* entries and bytes kept current */
+};
+
+static int key_valid(const struct udprr__dedup_key *key)
+{
+    return key != NULL && key->addr_len >= 1 &&
+           key->addr_len <= UDPRR__DEDUP_ADDR_MAX;
+}
+
+static int key_equal(const struct udprr__dedup_key *a,
+                     const struct udprr__dedup_key *b)
+{
+    return a->id == b->id && a->addr_len == b->addr_len &&
+           memcmp(a->addr, b->addr, a->addr_len) == 0;
+}
+
+static uint64_t key_hash(const udprr__dedup *d,
+                         const struct udprr__dedup_key *key)
+{
+    /* FNV-1a over the address: cheap for at most 28 bytes, and every byte
+     * counts, so one ID from two peers lands in different buckets. */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < key->addr_len; i++)
+        h = (h ^ key->addr[i]) * 0x100000001b3ull;
+    /* The secret seed goes in before the mixing below, so which IDs share
+     * a bucket cannot be known without it. */
+    h ^= key->id ^ d->limits.hash_seed;
+    /* Our clients draw IDs at random, but a peer written from the spec may
+     * count, or vary only the high bits; the bucket index takes the low
+     * bits, so every input bit must reach them. */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+static struct entry **bucket_of(const udprr__dedup *d,
+                                const struct udprr__dedup_key *key)
+{
+    return &d->buckets[key_hash(d, key) & d->bucket_mask];
+}
+
+static struct entry *find(const udprr__dedup *d,
+                          const struct udprr__dedup_key *key)
+{
+    for (struct entry *e = *bucket_of(d, key); e != NULL; e = e->chain_next)
+        if (key_equal(&e->key, key))
+            return e;
+    return NULL;
+}
+
+static size_t entry_cost(size_t reply_len)
+{
+    return reply_len + ENTRY_OVERHEAD_BYTES;
+}
+
+/* Takes e off its bucket chain and the age list, and frees it. */
+static void remove_entry(udprr__dedup *d, struct entry *e)
+{
+    struct entry **link = bucket_of(d, &e->key);
+    while (*link != e)
+        link = &(*link)->chain_next;
+    *link = e->chain_next;
+
+    if (e->older != NULL)
+        e->older->newer = e->newer;
+    else
+        d->oldest = e->newer;
+    if (e->newer != NULL)
+        e->newer->older = e->older;
+    else
+        d->newest = e->older;
+
+    d->stats.entries--;
+    d->stats.bytes -= entry_cost(e->reply_len);
+    udprr__free(e);
+}
+
+int udprr__dedup_new(udprr__dedup **out, const struct udprr__dedup_limits *lim)
+{
+    if (out == NULL)
+        return UDPRR_EINVAL;
+    *out = NULL;
+    if (lim == NULL || lim->max_entries < 1 ||
+        lim->max_entries > UDPRR__DEDUP_MAX_ENTRIES ||
+        lim->max_bytes < ENTRY_OVERHEAD_BYTES || lim->lifetime_us < 1)
+        return UDPRR_EINVAL;
+
+    /* Every entry costs at least the overhead, so the byte bound may allow
+     * fewer entries than max_entries; size the table for the smaller. At
+     * most one entry per bucket on average, and it never has to grow. */
+    size_t most_entries = lim->max_bytes / ENTRY_OVERHEAD_BYTES;
+    if (most_entries > lim->max_entries)
+        most_entries = lim->max_entries;
+    size_t bucket_count = 1;
+    while (bucket_count < most_entries)
+        bucket_count <<= 1;
+
+    udprr__dedup *d = udprr__calloc(1, sizeof *d);
+    if (d == NULL)
+        return UDPRR_ENOMEM;
+    d->buckets = udprr__calloc(bucket_count, sizeof *d->buckets);
+    if (d->buckets == NULL) {
+        udprr__free(d);
+        return UDPRR_ENOMEM;
+    }
+    d->limits = *lim;
+    d->bucket_mask = bucket_count - 1;
+    *out = d;
+    return UDPRR_OK;
+}
+
+void udprr__dedup_free(udprr__dedup *d)
+{
+    if (d == NULL)
+        return;
+    struct entry *e = d->oldest;
+    while (e != NULL) {
+        struct entry *newer = e->newer;
+        udprr__free(e);
+        e = newer;
+    }
+    udprr__free(d->buckets);
+    udprr__free(d);
+}
+
+static int lifetime_ended(const udprr__dedup *d, const struct entry *e,
+                          uint64_t now_us)
+{
+    /* Not inserted_us + lifetime_us <= now_us: that sum can wrap, and a
+     * clock that stepped back must not end anything. */
+    return now_us >= e->inserted_us &&
+           now_us - e->inserted_us >= d->limits.lifetime_us;
+}
+
+void udprr__dedup_expire(udprr__dedup *d, uint64_t now_us)
+{
+    if (d == NULL)
+        return;
+    while (d->oldest != NULL && lifetime_ended(d, d->oldest, now_us)) {
+        remove_entry(d, d->oldest);
+        d->stats.expired++;
+    }
+}
+
+int udprr__dedup_lookup(udprr__dedup *d, const struct udprr__dedup_key *key,
+                        uint64_t now_us, int *kind, const uint8_t **reply,
+                        size_t *reply_len)
+{
+    if (d == NULL || !key_valid(key))
+        return 0;
+    udprr__dedup_expire(d, now_us);
+    const struct entry *e = find(d, key);
+    if (e == NULL)
+        return 0;
+    d->stats.hits++;
+    if (kind != NULL)
+        *kind = e->kind;
+    if (reply != NULL)
+        *reply = e->reply;
+    if (reply_len != NULL)
+        *reply_len = e->reply_len;
+    return 1;
+}
+
+int udprr__dedup_insert(udprr__dedup *d, const struct udprr__dedup_key *key,
+                        uint64_t now_us, int kind, const void *reply,
+                        size_t reply_len)
+{
+    if (d == NULL || !key_valid(key) || (reply == NULL && reply_len > 0))
+        return UDPRR_EINVAL;
+    /* max_bytes >= the overhead was checked at creation: no wrap. */
+    const size_t max_bytes = d->limits.max_bytes;
+    if (reply_len > max_bytes - ENTRY_OVERHEAD_BYTES)
+        return UDPRR_ETOOBIG;
+    const size_t cost = entry_cost(reply_len);
+
+    /* Allocate before touching anything, so that running out of memory
+     * leaves the cache exactly as it was. The size cannot wrap: reply_len
+     * is at most SIZE_MAX - 128 and the header is smaller than 128. */
+    struct entry *fresh = udprr__malloc(sizeof *fresh + reply_len);
+    if (fresh == NULL)
+        return UDPRR_ENOMEM;
+    fresh->key = *key;
+    fresh->inserted_us = now_us;
+    fresh->reply_len = reply_len;
+    fresh->kind = kind;
+    if (reply_len > 0)
+        memcpy(fresh->reply, reply, reply_len);
+
+    /* Expire first, so that an entry whose life has ended is counted as
+     * expired rather than replaced or evicted. */
+    udprr__dedup_expire(d, now_us);
+    struct entry *previous = find(d, key);
+    if (previous != NULL) {
+        remove_entry(d, previous);
+        d->stats.replaced++;
+    }
+    /* Ends at the latest when the cache is empty: cost <= max_bytes and
+     * max_entries >= 1. */
+    while (d->stats.entries >= d->limits.max_entries ||
+           d->stats.bytes > max_bytes - cost) {
+        remove_entry(d, d->oldest);
+        d->stats.evicted++;
+    }
+
+    struct entry **bucket = bucket_of(d, key);
+    fresh->chain_next = *bucket;
+    *bucket = fresh;
+    fresh->newer = NULL;
+    fresh->older = d->newest;
+    if (d->newest != NULL)
+        d->newest->newer = fresh;
+    else
+        d->oldest = fresh;
+    d->newest = fresh;
+
+    d->stats.entries++;
+    d->stats.bytes += cost;
+    d->stats.inserted++;
+    return UDPRR_OK;
+}
+
+void udprr__dedup_stats(const udprr__dedup *d, struct udprr__dedup_stats *out)
+{
+    if (out == NULL)
+        return;
+    if (d == NULL) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = d->stats;
+}

@@ -1,0 +1,118 @@
+/*
+ * dedup.h - the server's reply cache: at-most-once execution with bounded
+ * memory.
+ *
+ * A pure module: it is given the time as a value and never reads a clock or
+ * touches a socket. It allocates (entries and reply copies) only through
+ * udprr__malloc/udprr__free (alloc.h).
+ *
+ * Keyed by (peer address bytes, request ID). Entries live in insertion
+ * order on one list, which is also expiry order (every entry lives the same
+ * lifetime from its insertion) and eviction order, so expiring and evicting
+ * are O(1) per entry; lookups go through a hash table, O(1) on average.
+ *
+ * Eviction is first in, first out: a hit does not make an entry younger,
+ * so the oldest entry is always the next to expire and the next to evict.
+ *
+ * Memory accounting: an entry costs its reply's length plus
+ * UDPRR__DEDUP_ENTRY_OVERHEAD bytes; the cache never holds more than
+ * max_entries entries nor more than max_bytes bytes by that count. A reply
+ * whose entry alone would exceed max_bytes is not cached (insert returns
+ * UDPRR_ETOOBIG and the cache is unchanged).
+ *
+ * The overhead is 128 bytes on every platform. On LP64 it covers the 88-byte
+ * entry header that sits in front of the reply copy (one allocation per
+ * entry), up to 24 bytes of malloc's own header and rounding, and two hash
+ * slots: the table is allocated once, at creation, with a power of two of
+ * buckets below twice the most entries the bounds allow
+ * (min(max_entries, max_bytes / 128)), so it never grows. The real memory
+ * therefore stays within max_bytes when the cache holds all the entries it
+ * can, and within max_bytes plus an eighth (the table) when it holds a few
+ * large ones; plus the 112-byte handle.
+ *
+ * Times are microseconds on a clock that does not step back (the server
+ * uses CLOCK_MONOTONIC). If now_us is ever below an entry's insertion time,
+ * that entry counts as not yet expired; nothing wraps around.
+ */
+#ifndef UDPRR_DEDUP_H
+#define UDPRR_DEDUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Room for any sockaddr the server can see (sockaddr_in6 is 28 bytes). */
+#define UDPRR__DEDUP_ADDR_MAX 28
+
+/* The largest max_entries accepted: keeps the hash table (one pointer per
+ * bucket, allocated up front) within 128 MiB whatever the limits say. */
+#define UDPRR__DEDUP_MAX_ENTRIES ((size_t)1 << 24)
+
+struct udprr__dedup_key {
+    uint8_t addr[UDPRR__DEDUP_ADDR_MAX]; /* normalized peer address bytes */
+    uint8_t addr_len;                    /* 1..UDPRR__DEDUP_ADDR_MAX; bytes
+                                          * past it are ignored */
+    uint64_t id;
+};
+
+struct udprr__dedup_limits {
+    size_t max_entries;   /* 1..UDPRR__DEDUP_MAX_ENTRIES */
+    size_t max_bytes;     /* >= UDPRR__DEDUP_ENTRY_OVERHEAD */
+    uint64_t lifetime_us; /* >= 1 */
+    uint64_t hash_seed;   /* secret, random: a client that picks its own IDs
+                             cannot aim them at one bucket. Any value works,
+                             0 included */
+};
+
+struct udprr__dedup_stats {
+    size_t entries;
+    size_t bytes;
+    uint64_t hits;      /* lookups answered from the cache */
+    uint64_t inserted;
+    uint64_t evicted;   /* removed early to stay within the bounds */
+    uint64_t expired;   /* removed because their lifetime ended */
+    uint64_t replaced;  /* removed by an insert of the same key; so that
+                         * inserted == entries + evicted + expired + replaced */
+};
+
+typedef struct udprr__dedup udprr__dedup;
+
+/* The bytes an entry costs beyond its reply; a fixed, documented figure. */
+extern const size_t UDPRR__DEDUP_ENTRY_OVERHEAD;
+
+/* Creates an empty cache. UDPRR_OK, UDPRR_EINVAL (a limit out of range,
+ * NULL out or lim), UDPRR_ENOMEM. On failure *out (when out is not NULL) is
+ * set to NULL. */
+int udprr__dedup_new(udprr__dedup **out, const struct udprr__dedup_limits *lim);
+
+/* Frees the cache and every entry; NULL is a no-op. */
+void udprr__dedup_free(udprr__dedup *d);
+
+/* Removes every entry whose lifetime has ended at now_us (inserted at t,
+ * it ends when now_us >= t + lifetime_us). */
+void udprr__dedup_expire(udprr__dedup *d, uint64_t now_us);
+
+/* Looks a key up after expiring what has ended at now_us. Found: returns 1
+ * and sets *kind (the wire kind stored with it), *reply and *reply_len
+ * (valid until the next call that changes the cache); any of the three may
+ * be NULL when not wanted. Not found, or d NULL or key invalid: returns 0
+ * and leaves the outputs alone. */
+int udprr__dedup_lookup(udprr__dedup *d, const struct udprr__dedup_key *key,
+                        uint64_t now_us, int *kind, const uint8_t **reply,
+                        size_t *reply_len);
+
+/* Stores a copy of the reply under key at now_us, first expiring, then
+ * evicting the oldest entries until the new one fits within both bounds.
+ * A key already present is replaced. reply may be NULL when reply_len is 0
+ * (a decline is cached like any reply). UDPRR_OK, UDPRR_EINVAL (d or key
+ * NULL, addr_len 0 or above UDPRR__DEDUP_ADDR_MAX, reply NULL with a
+ * length; nothing changed), UDPRR_ETOOBIG (the entry alone exceeds
+ * max_bytes; nothing changed), UDPRR_ENOMEM (nothing changed, not even
+ * expiry). */
+int udprr__dedup_insert(udprr__dedup *d, const struct udprr__dedup_key *key,
+                        uint64_t now_us, int kind, const void *reply,
+                        size_t reply_len);
+
+/* Copies the counters; d NULL gives all zeros. */
+void udprr__dedup_stats(const udprr__dedup *d, struct udprr__dedup_stats *out);
+
+#endif /* UDPRR_DEDUP_H */

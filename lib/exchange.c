@@ -1,0 +1,445 @@
+/*
+ * exchange.c - outstanding requests, their timers, and how datagrams and
+ * time move them along. See exchange.h.
+ */
+#include "exchange.h"
+
+#include <string.h>
+
+#include "alloc.h"
+#include "udprr.h"
+#include "wire.h"
+
+struct udprr__xreq {
+    uint64_t id;
+    unsigned attempts; /* transmissions so far */
+    uint64_t deadline_us; /* UINT64_MAX: none */
+    uint64_t timer_us;
+    size_t heap_index;
+    struct udprr__xreq *hash_next;
+    udprr__xdone_fn done;
+    void *user;
+    uint64_t sent_us[UDPRR__XCHG_SENT_HISTORY]; /* by (attempt - 1) % N */
+    size_t len;                                 /* of datagram */
+    uint8_t datagram[];                         /* header + body */
+};
+
+#define INITIAL_SLOTS 16
+
+/* --- the hash of outstanding requests, keyed by ID ----------------------- */
+
+/* IDs are drawn at random by us, so their low bits are already uniform. */
+static struct udprr__xreq **bucket_of(const struct udprr__exchange *x,
+                                      uint64_t id)
+{
+    return &x->buckets[id & (x->nbuckets - 1)];
+}
+
+static struct udprr__xreq *find(const struct udprr__exchange *x, uint64_t id)
+{
+    struct udprr__xreq *r = *bucket_of(x, id);
+    while (r != NULL && r->id != id)
+        r = r->hash_next;
+    return r;
+}
+
+static void hash_unlink(struct udprr__exchange *x, struct udprr__xreq *r)
+{
+    struct udprr__xreq **p = bucket_of(x, r->id);
+    while (*p != r)
+        p = &(*p)->hash_next;
+    *p = r->hash_next;
+}
+
+static void hash_link(struct udprr__exchange *x, struct udprr__xreq *r)
+{
+    struct udprr__xreq **p = bucket_of(x, r->id);
+    r->hash_next = *p;
+    *p = r;
+}
+
+/* Doubles the buckets when the table gets full. A failed allocation keeps
+ * the old table: chains get longer, lookups stay correct. */
+static void hash_maybe_grow(struct udprr__exchange *x)
+{
+    if (x->pending < x->nbuckets || x->nbuckets > (SIZE_MAX / 2) / sizeof(void *))
+        return;
+    size_t n = x->nbuckets * 2;
+    struct udprr__xreq **b = udprr__calloc(n, sizeof *b);
+    if (b == NULL)
+        return;
+    struct udprr__xreq **old = x->buckets;
+    size_t old_n = x->nbuckets;
+    x->buckets = b;
+    x->nbuckets = n;
+    for (size_t i = 0; i < old_n; i++) {
+        struct udprr__xreq *r = old[i];
+        while (r != NULL) {
+            struct udprr__xreq *next = r->hash_next;
+            hash_link(x, r);
+            r = next;
+        }
+    }
+    udprr__free(old);
+}
+
+/* --- the timer heap ------------------------------------------------------ */
+
+static void heap_set(struct udprr__exchange *x, size_t i, struct udprr__xreq *r)
+{
+    x->heap[i] = r;
+    r->heap_index = i;
+}
+
+static void heap_up(struct udprr__exchange *x, size_t i)
+{
+    struct udprr__xreq *r = x->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (x->heap[parent]->timer_us <= r->timer_us)
+            break;
+        heap_set(x, i, x->heap[parent]);
+        i = parent;
+    }
+    heap_set(x, i, r);
+}
+
+static void heap_down(struct udprr__exchange *x, size_t i)
+{
+    struct udprr__xreq *r = x->heap[i];
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= x->pending)
+            break;
+        if (child + 1 < x->pending &&
+            x->heap[child + 1]->timer_us < x->heap[child]->timer_us)
+            child++;
+        if (r->timer_us <= x->heap[child]->timer_us)
+            break;
+        heap_set(x, i, x->heap[child]);
+        i = child;
+    }
+    heap_set(x, i, r);
+}
+
+/* The caller made room (heap_reserve) before. */
+static void heap_push(struct udprr__exchange *x, struct udprr__xreq *r)
+{
+    heap_set(x, x->pending, r);
+    x->pending++;
+    heap_up(x, x->pending - 1);
+}
+
+static void heap_remove(struct udprr__exchange *x, struct udprr__xreq *r)
+{
+    size_t i = r->heap_index;
+    x->pending--;
+    if (i == x->pending)
+        return;
+    struct udprr__xreq *moved = x->heap[x->pending];
+    heap_set(x, i, moved);
+    heap_up(x, i);
+    heap_down(x, moved->heap_index);
+}
+
+static int heap_reserve(struct udprr__exchange *x)
+{
+    if (x->pending < x->heap_cap)
+        return UDPRR_OK;
+    if (x->heap_cap > (SIZE_MAX / 2) / sizeof(void *))
+        return UDPRR_ENOMEM;
+    size_t cap = x->heap_cap * 2;
+    struct udprr__xreq **h = udprr__realloc(x->heap, cap * sizeof *h);
+    if (h == NULL)
+        return UDPRR_ENOMEM;
+    x->heap = h;
+    x->heap_cap = cap;
+    return UDPRR_OK;
+}
+
+/* --- requests ------------------------------------------------------------ */
+
+static void remember_finished(struct udprr__exchange *x, uint64_t id)
+{
+    x->recent_ids[x->recent_next] = id;
+    x->recent_next = (x->recent_next + 1) % UDPRR__XCHG_RECENT_IDS;
+    if (x->recent_count < UDPRR__XCHG_RECENT_IDS)
+        x->recent_count++;
+}
+
+static int recently_finished(const struct udprr__exchange *x, uint64_t id)
+{
+    for (size_t i = 0; i < x->recent_count; i++)
+        if (x->recent_ids[i] == id)
+            return 1;
+    return 0;
+}
+
+static void count_end(struct udprr__exchange_stats *s, int status)
+{
+    switch (status) {
+    case UDPRR_OK:
+        s->completed++;
+        break;
+    case UDPRR_ETIMEDOUT:
+        s->timeouts++;
+        break;
+    case UDPRR_EREFUSED:
+        s->refused++;
+        break;
+    case UDPRR_EREMOTE:
+        s->declined++;
+        break;
+    case UDPRR_ECANCELED:
+        s->canceled++;
+        break;
+    default:
+        s->failed++;
+        break;
+    }
+}
+
+/* Takes r out of the engine, frees it, then reports: by the time done runs
+ * the engine is consistent again, so done may submit or close. */
+static void finish(struct udprr__exchange *x, struct udprr__xreq *r,
+                   int status, const uint8_t *reply, size_t reply_len)
+{
+    udprr__xdone_fn done = r->done;
+    void *user = r->user;
+
+    hash_unlink(x, r);
+    heap_remove(x, r);
+    remember_finished(x, r->id);
+    count_end(&x->stats, status);
+    udprr__free(r);
+    if (!x->closing)
+        done(user, status, reply, reply_len);
+}
+
+/* Arms r's timer after transmission r->attempts went out at now_us and
+ * tells the on_attempt hook. */
+static void arm(struct udprr__exchange *x, struct udprr__xreq *r,
+                uint64_t now_us)
+{
+    /* Only waits after a retransmission are jittered (see rtt.h), so only
+     * those cost a random number. */
+    uint32_t random = 0;
+    if (r->attempts > 1 && x->rtt.policy.jitter_pct > 0)
+        random = (uint32_t)(x->io.random64(x->io.ctx) >> 32);
+    uint64_t wait = udprr__rtt_wait_us(&x->rtt, r->attempts, random);
+    uint64_t when = now_us + wait;
+    if (when < now_us || when > r->deadline_us)
+        when = r->deadline_us;
+    r->timer_us = when;
+    if (x->io.on_attempt != NULL && !x->closing)
+        x->io.on_attempt(x->io.ctx, r->id, r->attempts, when - now_us,
+                         x->rtt.rto_us, r->len - UDPRR__WIRE_HEADER_BYTES);
+}
+
+/* Sends transmission number r->attempts. Returns the send step's status. */
+static int transmit(struct udprr__exchange *x, struct udprr__xreq *r,
+                    uint64_t now_us)
+{
+    struct udprr__wire_header hdr = {UDPRR__KIND_REQUEST,
+                                     (uint16_t)r->attempts, r->id};
+    udprr__wire_encode(&hdr, r->datagram);
+    r->sent_us[(r->attempts - 1) % UDPRR__XCHG_SENT_HISTORY] = now_us;
+    x->stats.attempts++;
+    if (r->attempts > 1)
+        x->stats.retransmissions++;
+    int rc = x->io.send(x->io.ctx, r->datagram, r->len);
+    if (rc != UDPRR_OK && rc != UDPRR_EREFUSED && rc != UDPRR_ETOOBIG)
+        x->stats.send_errors++;
+    return rc;
+}
+
+int udprr__exchange_init(struct udprr__exchange *x,
+                         const struct udprr__rtt_policy *policy,
+                         const struct udprr__exchange_limits *limits,
+                         const struct udprr__exchange_io *io)
+{
+    if (x == NULL || limits == NULL || io == NULL || io->send == NULL ||
+        io->random64 == NULL || udprr__rtt_policy_check(policy) != UDPRR_OK)
+        return UDPRR_EINVAL;
+    memset(x, 0, sizeof *x);
+    x->buckets = udprr__calloc(INITIAL_SLOTS, sizeof *x->buckets);
+    x->heap = udprr__malloc(INITIAL_SLOTS * sizeof *x->heap);
+    if (x->buckets == NULL || x->heap == NULL) {
+        udprr__free(x->buckets);
+        udprr__free(x->heap);
+        return UDPRR_ENOMEM;
+    }
+    x->nbuckets = INITIAL_SLOTS;
+    x->heap_cap = INITIAL_SLOTS;
+    udprr__rtt_init(&x->rtt, policy);
+    x->limits = *limits;
+    x->io = *io;
+    return UDPRR_OK;
+}
+
+void udprr__exchange_destroy(struct udprr__exchange *x)
+{
+    if (x == NULL || x->heap == NULL)
+        return;
+    udprr__exchange_fail_all(x, UDPRR_ECANCELED);
+    udprr__free(x->buckets);
+    udprr__free(x->heap);
+    x->buckets = NULL;
+    x->heap = NULL;
+}
+
+int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
+                           size_t body_len, uint64_t now_us,
+                           udprr__xdone_fn done, void *user, uint64_t *id_out)
+{
+    if (x == NULL || done == NULL || (body == NULL && body_len > 0) ||
+        x->closing)
+        return UDPRR_EINVAL;
+    if (body_len > UDPRR__MAX_PAYLOAD_BYTES)
+        return UDPRR_ETOOBIG;
+    if (heap_reserve(x) != UDPRR_OK)
+        return UDPRR_ENOMEM;
+    struct udprr__xreq *r =
+        udprr__malloc(sizeof *r + UDPRR__WIRE_HEADER_BYTES + body_len);
+    if (r == NULL)
+        return UDPRR_ENOMEM;
+    memset(r, 0, sizeof *r);
+
+    /* 64 random bits collide with an outstanding ID about never; the loop
+     * is for a broken random source, which must not make two requests
+     * share an ID. */
+    int tries = 0;
+    do {
+        r->id = x->io.random64(x->io.ctx);
+    } while (find(x, r->id) != NULL && ++tries < 64);
+    if (tries == 64) {
+        udprr__free(r);
+        return UDPRR_EINVAL;
+    }
+
+    r->done = done;
+    r->user = user;
+    r->attempts = 1;
+    r->len = UDPRR__WIRE_HEADER_BYTES + body_len;
+    if (body_len > 0)
+        memcpy(r->datagram + UDPRR__WIRE_HEADER_BYTES, body, body_len);
+    r->deadline_us = UINT64_MAX;
+    if (x->limits.deadline_us > 0 &&
+        now_us <= UINT64_MAX - x->limits.deadline_us)
+        r->deadline_us = now_us + x->limits.deadline_us;
+
+    int rc = transmit(x, r, now_us);
+    if (rc == UDPRR_EREFUSED || rc == UDPRR_ETOOBIG) {
+        /* Never became outstanding: undo the count, call nothing back. */
+        x->stats.attempts--;
+        udprr__free(r);
+        return rc;
+    }
+    x->stats.requests++;
+    arm(x, r, now_us);
+    hash_link(x, r);
+    heap_push(x, r);
+    hash_maybe_grow(x);
+    if (id_out != NULL)
+        *id_out = r->id;
+    return UDPRR_OK;
+}
+
+void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
+                              size_t len, uint64_t now_us)
+{
+    struct udprr__wire_header hdr;
+    const uint8_t *body;
+    size_t body_len;
+
+    if (udprr__wire_decode(buf, len, &hdr, &body, &body_len) !=
+        UDPRR__WIRE_VALID) {
+        x->stats.dropped_malformed++;
+        return;
+    }
+    if (hdr.kind == UDPRR__KIND_REQUEST) {
+        x->stats.dropped_unexpected++;
+        return;
+    }
+    struct udprr__xreq *r = find(x, hdr.id);
+    if (r == NULL) {
+        if (recently_finished(x, hdr.id))
+            x->stats.dropped_duplicate++;
+        else
+            x->stats.dropped_stale++;
+        return;
+    }
+    if (hdr.attempt > r->attempts) {
+        /* Names a transmission we never made: not an answer of ours. */
+        x->stats.dropped_unexpected++;
+        return;
+    }
+    /* The reply says which transmission it answers, so its round trip is
+     * unambiguous even after retransmissions, as long as we still hold
+     * that transmission's send time. */
+    if (udprr__rtt_unambiguous(hdr.attempt, r->attempts) &&
+        r->attempts - hdr.attempt < UDPRR__XCHG_SENT_HISTORY) {
+        uint64_t sent = r->sent_us[(hdr.attempt - 1u) % UDPRR__XCHG_SENT_HISTORY];
+        udprr__rtt_sample(&x->rtt, now_us >= sent ? now_us - sent : 0);
+        x->stats.samples++;
+    }
+    if (hdr.kind == UDPRR__KIND_REPLY)
+        finish(x, r, UDPRR_OK, body, body_len);
+    else
+        finish(x, r, UDPRR_EREMOTE, NULL, 0);
+}
+
+void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us)
+{
+    while (!x->closing && x->pending > 0 && x->heap[0]->timer_us <= now_us) {
+        struct udprr__xreq *r = x->heap[0];
+        if (now_us >= r->deadline_us ||
+            (x->limits.max_attempts > 0 &&
+             r->attempts >= x->limits.max_attempts) ||
+            r->attempts >= UDPRR__WIRE_MAX_ATTEMPT) {
+            finish(x, r, UDPRR_ETIMEDOUT, NULL, 0);
+            continue;
+        }
+        r->attempts++;
+        int rc = transmit(x, r, now_us);
+        if (rc == UDPRR_EREFUSED) {
+            udprr__exchange_fail_all(x, UDPRR_EREFUSED);
+            return;
+        }
+        if (rc == UDPRR_ETOOBIG) {
+            finish(x, r, UDPRR_ETOOBIG, NULL, 0);
+            continue;
+        }
+        arm(x, r, now_us);
+        heap_down(x, 0);
+    }
+}
+
+void udprr__exchange_fail_all(struct udprr__exchange *x, int status)
+{
+    while (x->pending > 0)
+        finish(x, x->heap[x->pending - 1], status, NULL, 0);
+}
+
+int udprr__exchange_cancel(struct udprr__exchange *x, uint64_t id)
+{
+    struct udprr__xreq *r = find(x, id);
+    if (r == NULL)
+        return UDPRR_EINVAL;
+    finish(x, r, UDPRR_ECANCELED, NULL, 0);
+    return UDPRR_OK;
+}
+
+int udprr__exchange_next_timer(const struct udprr__exchange *x,
+                               uint64_t *when_us)
+{
+    if (x->pending == 0)
+        return 0;
+    *when_us = x->heap[0]->timer_us;
+    return 1;
+}
+
+void udprr__exchange_close_soon(struct udprr__exchange *x)
+{
+    x->closing = 1;
+}

@@ -1,0 +1,149 @@
+/*
+ * exchange.h - the client's engine: the table of outstanding requests and
+ * their timers. One engine serves the blocking and the asynchronous client.
+ *
+ * A pure module: time comes in as a value, randomness and the one output
+ * (sending a datagram) go through the injected udprr__exchange_io, and
+ * completions are reported through each request's callback. It never reads
+ * a clock and never touches a socket, so tests drive it with a scripted
+ * clock and a fake "send" and check every schedule exactly.
+ *
+ * Steps:
+ *   submit    a new request: draws a fresh ID, sends attempt 1, arms a timer
+ *   datagram  a datagram arrived from the peer: may complete a request
+ *   timers    time passed: resends what is due, times out what is over
+ *   fail_all  the socket says nothing listens: every request ends
+ *
+ * Each request's timer fires at min(sent + wait(attempt), deadline); the
+ * wait comes from the rtt core. When it fires, the request ends with
+ * UDPRR_ETIMEDOUT if the deadline has come or the last attempt was sent,
+ * and is resent with the next attempt number otherwise.
+ *
+ * Reentrancy: a done callback may submit new requests. It may also ask for
+ * the engine to be destroyed, through udprr__exchange_close_soon(); the
+ * step in progress then stops calling back and the owner destroys it.
+ */
+#ifndef UDPRR_EXCHANGE_H
+#define UDPRR_EXCHANGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rtt.h"
+
+/* How many recent transmission times each request keeps, for RTT samples
+ * from replies that echo an older attempt. */
+#define UDPRR__XCHG_SENT_HISTORY 16
+/* How many finished IDs are remembered to tell a duplicate reply from a
+ * stale one (stats only: both are dropped). */
+#define UDPRR__XCHG_RECENT_IDS 64
+
+typedef void (*udprr__xdone_fn)(void *user, int status, const uint8_t *reply,
+                                size_t reply_len);
+
+struct udprr__exchange_io {
+    void *ctx;
+    /* Sends one datagram to the peer. UDPRR_OK; UDPRR_EREFUSED when the
+     * kernel reports that nothing listens (every request then ends);
+     * UDPRR_ETOOBIG when the path cannot carry it (that request ends);
+     * anything else counts as a lost transmission (the timer still runs). */
+    int (*send)(void *ctx, const void *buf, size_t len);
+    /* A uniform 64-bit random number: request IDs and jitter. */
+    uint64_t (*random64)(void *ctx);
+    /* Optional: told of every transmission, after it was sent. */
+    void (*on_attempt)(void *ctx, uint64_t id, unsigned attempt,
+                       uint64_t wait_us, uint64_t rto_us, size_t len);
+};
+
+struct udprr__exchange_limits {
+    unsigned max_attempts; /* transmissions per request; 0: no limit */
+    uint64_t deadline_us;  /* from submit to the end; 0: no deadline */
+};
+
+struct udprr__exchange_stats {
+    uint64_t requests;        /* submitted */
+    uint64_t completed;       /* ended with UDPRR_OK */
+    uint64_t attempts;        /* transmissions, first ones included */
+    uint64_t retransmissions; /* transmissions after the first */
+    uint64_t timeouts;        /* ended with UDPRR_ETIMEDOUT */
+    uint64_t refused;         /* ended with UDPRR_EREFUSED */
+    uint64_t declined;        /* ended with UDPRR_EREMOTE */
+    uint64_t canceled;        /* ended with UDPRR_ECANCELED */
+    uint64_t failed;          /* ended with any other error */
+    uint64_t send_errors;     /* transmissions the send step failed */
+    uint64_t dropped_stale;     /* replies to no request we remember */
+    uint64_t dropped_duplicate; /* replies to a request already finished */
+    uint64_t dropped_malformed; /* failed to decode */
+    uint64_t dropped_unexpected; /* well formed, but not a reply we sent for */
+    uint64_t samples;           /* RTT samples taken */
+};
+
+struct udprr__xreq;
+
+struct udprr__exchange {
+    struct udprr__rtt rtt;
+    struct udprr__exchange_limits limits;
+    struct udprr__exchange_io io;
+    struct udprr__exchange_stats stats;
+
+    struct udprr__xreq **buckets; /* hash of outstanding requests by ID */
+    size_t nbuckets;              /* a power of two */
+    struct udprr__xreq **heap;    /* min-heap on each request's timer */
+    size_t pending;               /* outstanding requests */
+    size_t heap_cap;
+
+    uint64_t recent_ids[UDPRR__XCHG_RECENT_IDS];
+    size_t recent_next;
+    size_t recent_count;
+
+    int closing; /* set by close_soon: make no more callbacks */
+};
+
+/* Prepares an engine; the policy must pass udprr__rtt_policy_check.
+ * UDPRR_OK, UDPRR_EINVAL, UDPRR_ENOMEM. */
+int udprr__exchange_init(struct udprr__exchange *x,
+                         const struct udprr__rtt_policy *policy,
+                         const struct udprr__exchange_limits *limits,
+                         const struct udprr__exchange_io *io);
+
+/* Ends every outstanding request with UDPRR_ECANCELED (unless closing) and
+ * frees the engine's memory. */
+void udprr__exchange_destroy(struct udprr__exchange *x);
+
+/* Starts a request: copies body, sends attempt 1, arms its timer. On
+ * success done is called exactly once, later (never from inside this call);
+ * on failure it is never called. *id_out (if not NULL) gets the request ID.
+ * UDPRR_OK; UDPRR_ETOOBIG (body over UDPRR__MAX_PAYLOAD_BYTES, or the path
+ * refused the size); UDPRR_EREFUSED (the first send found nothing
+ * listening); UDPRR_EINVAL; UDPRR_ENOMEM. */
+int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
+                           size_t body_len, uint64_t now_us,
+                           udprr__xdone_fn done, void *user,
+                           uint64_t *id_out);
+
+/* Feeds one datagram received from the peer at now_us. */
+void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
+                              size_t len, uint64_t now_us);
+
+/* Fires every timer due at now_us: resends or times out. */
+void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us);
+
+/* Ends every outstanding request with status (UDPRR_EREFUSED when the
+ * socket reported ECONNREFUSED). */
+void udprr__exchange_fail_all(struct udprr__exchange *x, int status);
+
+/* Ends one outstanding request with UDPRR_ECANCELED. UDPRR_OK, or
+ * UDPRR_EINVAL when no request has that ID. */
+int udprr__exchange_cancel(struct udprr__exchange *x, uint64_t id);
+
+/* When the earliest timer fires: returns 1 and sets *when_us, or 0 when
+ * nothing is outstanding. */
+int udprr__exchange_next_timer(const struct udprr__exchange *x,
+                               uint64_t *when_us);
+
+/* Called from a done callback that wants the engine gone: no further
+ * callbacks are made; the owner calls udprr__exchange_destroy after the
+ * current step returns. */
+void udprr__exchange_close_soon(struct udprr__exchange *x);
+
+#endif /* UDPRR_EXCHANGE_H */

@@ -1,0 +1,625 @@
+/*
+ * unit_exchange.c - the client engine driven by a scripted clock, a fake
+ * send step and a seeded random source: exact retransmission times, reply
+ * matching, deadlines, errors, and reentrancy. No sockets, no sleeps.
+ */
+#include <string.h>
+
+#include "alloc.h"
+#include "exchange.h"
+#include "testutil.h"
+#include "udprr.h"
+#include "wire.h"
+
+#define MS 1000ull
+#define SEC 1000000ull
+#define MAX_SENT 256
+
+/* --- the fake world ------------------------------------------------------ */
+
+struct sent {
+    struct udprr__wire_header hdr;
+    uint8_t body[64];
+    size_t body_len;
+};
+
+struct world {
+    struct udprr__exchange x;
+    struct sent sent[MAX_SENT];
+    size_t nsent;
+    int send_status; /* what the next send returns */
+    uint64_t seed;
+    uint64_t constant_id; /* nonzero: random64 always returns it */
+    unsigned attempts_seen;
+    uint64_t last_wait_us;
+};
+
+struct outcome {
+    int calls;
+    int status;
+    uint8_t reply[64];
+    size_t reply_len;
+};
+
+static int fake_send(void *ctx, const void *buf, size_t len)
+{
+    struct world *w = ctx;
+    ck_assert_uint_lt(w->nsent, MAX_SENT);
+    struct sent *s = &w->sent[w->nsent++];
+    const uint8_t *body;
+    ck_assert_int_eq(udprr__wire_decode(buf, len, &s->hdr, &body, &s->body_len),
+                     UDPRR__WIRE_VALID);
+    /* Keep the first bytes only: enough to tell requests apart. */
+    memcpy(s->body, body,
+           s->body_len < sizeof s->body ? s->body_len : sizeof s->body);
+    return w->send_status;
+}
+
+static uint64_t fake_random64(void *ctx)
+{
+    struct world *w = ctx;
+    if (w->constant_id)
+        return w->constant_id;
+    return (uint64_t)udprr_test_rand(&w->seed) << 32 | udprr_test_rand(&w->seed);
+}
+
+static void fake_on_attempt(void *ctx, uint64_t id, unsigned attempt,
+                            uint64_t wait_us, uint64_t rto_us, size_t len)
+{
+    struct world *w = ctx;
+    (void)id;
+    (void)rto_us;
+    (void)len;
+    w->attempts_seen = attempt;
+    w->last_wait_us = wait_us;
+}
+
+static void record(void *user, int status, const uint8_t *reply, size_t len)
+{
+    struct outcome *o = user;
+    o->calls++;
+    o->status = status;
+    o->reply_len = len;
+    if (len <= sizeof o->reply && len > 0)
+        memcpy(o->reply, reply, len);
+}
+
+/* A world with a jitter-free policy so every time is exact. */
+static void world_init(struct world *w, unsigned max_attempts,
+                       uint64_t deadline_us)
+{
+    memset(w, 0, sizeof *w);
+    w->seed = 42;
+    struct udprr__rtt_policy p;
+    udprr__rtt_policy_default(&p);
+    p.jitter_pct = 0;
+    struct udprr__exchange_limits lim = {max_attempts, deadline_us};
+    struct udprr__exchange_io io = {w, fake_send, fake_random64,
+                                    fake_on_attempt};
+    ck_assert_int_eq(udprr__exchange_init(&w->x, &p, &lim, &io), UDPRR_OK);
+}
+
+/* The peer's answer to sent datagram i, as bytes on the wire. */
+static size_t make_reply(const struct world *w, size_t i,
+                         enum udprr__wire_kind kind, const char *body,
+                         uint8_t *out)
+{
+    struct udprr__wire_header h = {kind, w->sent[i].hdr.attempt,
+                                   w->sent[i].hdr.id};
+    ck_assert_int_eq(udprr__wire_encode(&h, out), UDPRR_OK);
+    size_t n = body ? strlen(body) : 0;
+    if (n > 0)
+        memcpy(out + UDPRR__WIRE_HEADER_BYTES, body, n);
+    return UDPRR__WIRE_HEADER_BYTES + n;
+}
+
+static void deliver(struct world *w, size_t i, const char *body, uint64_t now)
+{
+    uint8_t buf[128];
+    size_t n = make_reply(w, i, UDPRR__KIND_REPLY, body, buf);
+    udprr__exchange_datagram(&w->x, buf, n, now);
+}
+
+static uint64_t next_timer(const struct world *w)
+{
+    uint64_t t = 0;
+    ck_assert_int_eq(udprr__exchange_next_timer(&w->x, &t), 1);
+    return t;
+}
+
+/* --- tests --------------------------------------------------------------- */
+
+START_TEST(test_submit_sends_attempt_one)
+{
+    struct world w;
+    struct outcome o = {0};
+    uint64_t id = 0;
+    world_init(&w, 0, 10 * SEC);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "ping", 4, 5 * SEC, record,
+                                            &o, &id),
+                     UDPRR_OK);
+    ck_assert_uint_eq(w.nsent, 1);
+    ck_assert_int_eq(w.sent[0].hdr.kind, UDPRR__KIND_REQUEST);
+    ck_assert_uint_eq(w.sent[0].hdr.attempt, 1);
+    ck_assert(w.sent[0].hdr.id == id);
+    ck_assert_mem_eq(w.sent[0].body, "ping", 4);
+    ck_assert_uint_eq(next_timer(&w), 6 * SEC); /* initial RTO 1 s */
+    ck_assert_uint_eq(w.last_wait_us, 1 * SEC);
+    ck_assert_int_eq(o.calls, 0); /* never called back from submit */
+    udprr__exchange_destroy(&w.x);
+    ck_assert_int_eq(o.calls, 1);
+    ck_assert_int_eq(o.status, UDPRR_ECANCELED);
+}
+END_TEST
+
+START_TEST(test_reply_completes_and_samples)
+{
+    struct world w;
+    struct outcome o = {0};
+    world_init(&w, 0, 10 * SEC);
+    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    deliver(&w, 0, "answer", 40 * MS);
+    ck_assert_int_eq(o.calls, 1);
+    ck_assert_int_eq(o.status, UDPRR_OK);
+    ck_assert_uint_eq(o.reply_len, 6);
+    ck_assert_mem_eq(o.reply, "answer", 6);
+    ck_assert_uint_eq(w.x.rtt.srtt_us, 40000);
+    ck_assert_uint_eq(w.x.rtt.rto_us, 120000); /* 40 + 4 * 20 ms */
+    ck_assert_uint_eq(w.x.stats.samples, 1);
+    ck_assert_uint_eq(w.x.stats.completed, 1);
+    ck_assert_int_eq(udprr__exchange_next_timer(&w.x, &(uint64_t){0}), 0);
+    udprr__exchange_destroy(&w.x);
+    ck_assert_int_eq(o.calls, 1); /* nothing left to cancel */
+}
+END_TEST
+
+START_TEST(test_backoff_schedule_then_deadline)
+{
+    /* RTO 1 s, doubling, deadline 10 s: sends at 0, 1, 3, 7 s; the wait
+     * after the fourth (8 s) is clipped to the deadline at 10 s. */
+    struct world w;
+    struct outcome o = {0};
+    world_init(&w, 0, 10 * SEC);
+    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    const uint64_t sends[] = {1 * SEC, 3 * SEC, 7 * SEC};
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_uint_eq(next_timer(&w), sends[i]);
+        udprr__exchange_timers(&w.x, sends[i] - 1);
+        ck_assert_uint_eq(w.nsent, i + 1); /* not one microsecond early */
+        udprr__exchange_timers(&w.x, sends[i]);
+        ck_assert_uint_eq(w.nsent, i + 2);
+        ck_assert_uint_eq(w.sent[i + 1].hdr.attempt, i + 2);
+        ck_assert(w.sent[i + 1].hdr.id == w.sent[0].hdr.id);
+    }
+    ck_assert_uint_eq(next_timer(&w), 10 * SEC);
+    ck_assert_uint_eq(w.last_wait_us, 3 * SEC); /* clipped from 8 s */
+    udprr__exchange_timers(&w.x, 10 * SEC);
+    ck_assert_int_eq(o.calls, 1);
+    ck_assert_int_eq(o.status, UDPRR_ETIMEDOUT);
+    ck_assert_uint_eq(w.nsent, 4);
+    ck_assert_uint_eq(w.x.stats.attempts, 4);
+    ck_assert_uint_eq(w.x.stats.retransmissions, 3);
+    ck_assert_uint_eq(w.x.stats.timeouts, 1);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_max_attempts_without_deadline)
+{
+    struct world w;
+    struct outcome o = {0};
+    world_init(&w, 3, 0);
+    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_timers(&w.x, 1 * SEC);
+    udprr__exchange_timers(&w.x, 3 * SEC);
+    ck_assert_uint_eq(w.nsent, 3);
+    ck_assert_uint_eq(next_timer(&w), 7 * SEC); /* waits out the last one */
+    udprr__exchange_timers(&w.x, 7 * SEC - 1);
+    ck_assert_int_eq(o.calls, 0);
+    udprr__exchange_timers(&w.x, 7 * SEC);
+    ck_assert_int_eq(o.status, UDPRR_ETIMEDOUT);
+    ck_assert_uint_eq(w.nsent, 3);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_late_timers_fire_once_per_step)
+{
+    /* A process step that comes late resends once, not once per missed
+     * interval, and the next wait counts from the real send time. */
+    struct world w;
+    struct outcome o = {0};
+    world_init(&w, 0, 0);
+    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_timers(&w.x, 5 * SEC);
+    ck_assert_uint_eq(w.nsent, 2);
+    ck_assert_uint_eq(next_timer(&w), 7 * SEC);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_reply_to_earlier_attempt_completes_with_its_sample)
+{
+    struct world w;
+    struct outcome o = {0};
+    world_init(&w, 0, 10 * SEC);
+    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_timers(&w.x, 1 * SEC); /* attempt 2 at 1 s */
+    deliver(&w, 0, "late", 1200 * MS);     /* answers attempt 1 */
+    ck_assert_int_eq(o.status, UDPRR_OK);
+    ck_assert_uint_eq(w.x.rtt.srtt_us, 1200 * MS); /* not 200 ms */
+    udprr__exchange_destroy(&w.x);
+
+    world_init(&w, 0, 10 * SEC);
+    memset(&o, 0, sizeof o);
+    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_timers(&w.x, 1 * SEC);
+    deliver(&w, 1, "fresh", 1030 * MS); /* answers attempt 2 */
+    ck_assert_uint_eq(w.x.rtt.srtt_us, 30 * MS);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_forged_and_stray_datagrams_never_complete)
+{
+    struct world w;
+    struct outcome o = {0};
+    uint8_t buf[128];
+    world_init(&w, 0, 10 * SEC);
+    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+
+    /* wrong ID */
+    size_t n = make_reply(&w, 0, UDPRR__KIND_REPLY, "forged", buf);
+    buf[15] ^= 1;
+    udprr__exchange_datagram(&w.x, buf, n, 1);
+    ck_assert_uint_eq(w.x.stats.dropped_stale, 1);
+    /* right ID, an attempt never sent */
+    n = make_reply(&w, 0, UDPRR__KIND_REPLY, "forged", buf);
+    buf[5] = 2;
+    udprr__exchange_datagram(&w.x, buf, n, 1);
+    ck_assert_uint_eq(w.x.stats.dropped_unexpected, 1);
+    /* a request, not a reply */
+    n = make_reply(&w, 0, UDPRR__KIND_REQUEST, "x", buf);
+    udprr__exchange_datagram(&w.x, buf, n, 1);
+    ck_assert_uint_eq(w.x.stats.dropped_unexpected, 2);
+    /* malformed: short, and bad magic */
+    udprr__exchange_datagram(&w.x, buf, 15, 1);
+    n = make_reply(&w, 0, UDPRR__KIND_REPLY, "x", buf);
+    buf[0] = 'X';
+    udprr__exchange_datagram(&w.x, buf, n, 1);
+    ck_assert_uint_eq(w.x.stats.dropped_malformed, 2);
+
+    ck_assert_int_eq(o.calls, 0);
+    ck_assert_uint_eq(w.x.stats.samples, 0);
+    deliver(&w, 0, "real", 2);
+    ck_assert_int_eq(o.status, UDPRR_OK);
+    ck_assert_mem_eq(o.reply, "real", 4);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_duplicate_and_stale_replies_are_counted_apart)
+{
+    struct world w;
+    struct outcome o = {0};
+    world_init(&w, 0, 10 * SEC);
+    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    deliver(&w, 0, "a", 10);
+    deliver(&w, 0, "a", 11); /* the same reply again */
+    ck_assert_int_eq(o.calls, 1);
+    ck_assert_uint_eq(w.x.stats.dropped_duplicate, 1);
+    ck_assert_uint_eq(w.x.stats.dropped_stale, 0);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_decline_ends_with_eremote)
+{
+    struct world w;
+    struct outcome o = {0};
+    uint8_t buf[64];
+    world_init(&w, 0, 10 * SEC);
+    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    size_t n = make_reply(&w, 0, UDPRR__KIND_DECLINE, NULL, buf);
+    udprr__exchange_datagram(&w.x, buf, n, 5);
+    ck_assert_int_eq(o.status, UDPRR_EREMOTE);
+    ck_assert_uint_eq(w.x.stats.declined, 1);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_refused_send_fails_everything)
+{
+    struct world w;
+    struct outcome a = {0}, b = {0};
+    world_init(&w, 0, 10 * SEC);
+    udprr__exchange_submit(&w.x, "a", 1, 0, record, &a, NULL);
+    udprr__exchange_submit(&w.x, "b", 1, 100 * MS, record, &b, NULL);
+    w.send_status = UDPRR_EREFUSED;
+    udprr__exchange_timers(&w.x, 1 * SEC); /* a's retransmission is refused */
+    ck_assert_int_eq(a.status, UDPRR_EREFUSED);
+    ck_assert_int_eq(b.status, UDPRR_EREFUSED);
+    ck_assert_uint_eq(w.x.stats.refused, 2);
+
+    struct outcome c = {0};
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "c", 1, 2 * SEC, record, &c,
+                                            NULL),
+                     UDPRR_EREFUSED);
+    ck_assert_int_eq(c.calls, 0); /* a failed call never calls back */
+    ck_assert_uint_eq(w.x.stats.requests, 2);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_fail_all_and_cancel)
+{
+    struct world w;
+    struct outcome a = {0}, b = {0};
+    uint64_t id_a;
+    world_init(&w, 0, 10 * SEC);
+    udprr__exchange_submit(&w.x, "a", 1, 0, record, &a, &id_a);
+    udprr__exchange_submit(&w.x, "b", 1, 0, record, &b, NULL);
+    ck_assert_int_eq(udprr__exchange_cancel(&w.x, id_a), UDPRR_OK);
+    ck_assert_int_eq(a.status, UDPRR_ECANCELED);
+    ck_assert_int_eq(udprr__exchange_cancel(&w.x, id_a), UDPRR_EINVAL);
+    udprr__exchange_fail_all(&w.x, UDPRR_EREFUSED);
+    ck_assert_int_eq(b.status, UDPRR_EREFUSED);
+    ck_assert_int_eq(a.calls + b.calls, 2);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_invalid_and_too_big)
+{
+    struct world w;
+    struct outcome o = {0};
+    static uint8_t big[UDPRR__MAX_PAYLOAD_BYTES + 1];
+    world_init(&w, 0, 10 * SEC);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, big, sizeof big, 0, record,
+                                            &o, NULL),
+                     UDPRR_ETOOBIG);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, big, sizeof big - 1, 0,
+                                            record, &o, NULL),
+                     UDPRR_OK);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, NULL, 1, 0, record, &o,
+                                            NULL),
+                     UDPRR_EINVAL);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, 0, NULL, &o, NULL),
+                     UDPRR_EINVAL);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, NULL, 0, 0, record, &o,
+                                            NULL),
+                     UDPRR_OK); /* an empty request is fine */
+    w.send_status = UDPRR_ETOOBIG; /* the path says: too big */
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, 0, record, &o,
+                                            NULL),
+                     UDPRR_ETOOBIG);
+    ck_assert_int_eq(o.calls, 0);
+    udprr__exchange_destroy(&w.x);
+    ck_assert_int_eq(o.calls, 2);
+}
+END_TEST
+
+START_TEST(test_transient_send_errors_are_retried)
+{
+    struct world w;
+    struct outcome o = {0};
+    world_init(&w, 0, 10 * SEC);
+    w.send_status = UDPRR_ESYS; /* e.g. ENOBUFS: as if lost */
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "q", 1, 0, record, &o,
+                                            NULL),
+                     UDPRR_OK);
+    w.send_status = UDPRR_OK;
+    udprr__exchange_timers(&w.x, 1 * SEC);
+    deliver(&w, 1, "ok", 1 * SEC + 5);
+    ck_assert_int_eq(o.status, UDPRR_OK);
+    ck_assert_uint_eq(w.x.stats.send_errors, 1);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_rtt_state_carries_over_requests)
+{
+    struct world w;
+    struct outcome o = {0};
+    world_init(&w, 0, 10 * SEC);
+    udprr__exchange_submit(&w.x, "1", 1, 0, record, &o, NULL);
+    deliver(&w, 0, "r", 100 * MS);
+    udprr__exchange_submit(&w.x, "2", 1, 1 * SEC, record, &o, NULL);
+    ck_assert_uint_eq(next_timer(&w), 1 * SEC + 300 * MS);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_many_outstanding_fire_in_order)
+{
+    /* 1000 requests submitted at seeded times: the timers fire in
+     * non-decreasing order, each exactly once per attempt, and every
+     * request ends exactly once. */
+    enum { N = 1000 };
+    static struct outcome o[N];
+    struct world w;
+    uint64_t seed = 5, now = 0;
+    memset(o, 0, sizeof o);
+    world_init(&w, 2, 0);
+    for (int i = 0; i < N; i++) {
+        now += udprr_test_rand(&seed) % 5000;
+        ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, now, record,
+                                                &o[i], NULL),
+                         UDPRR_OK);
+        w.nsent = 0;
+    }
+    uint64_t last = 0, t;
+    int fired = 0;
+    while (udprr__exchange_next_timer(&w.x, &t)) {
+        ck_assert_uint_ge(t, last);
+        last = t;
+        udprr__exchange_timers(&w.x, t);
+        w.nsent = 0;
+        fired++;
+    }
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(o[i].calls, 1);
+        ck_assert_int_eq(o[i].status, UDPRR_ETIMEDOUT);
+    }
+    ck_assert_uint_eq(w.x.stats.attempts, 2 * N);
+    ck_assert_uint_eq(w.x.stats.timeouts, N);
+    ck_assert_int_le(fired, 2 * N);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_broken_random_cannot_reuse_an_id)
+{
+    struct world w;
+    struct outcome a = {0}, b = {0};
+    world_init(&w, 0, 10 * SEC);
+    w.constant_id = 7;
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "a", 1, 0, record, &a,
+                                            NULL),
+                     UDPRR_OK);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "b", 1, 0, record, &b,
+                                            NULL),
+                     UDPRR_EINVAL);
+    ck_assert_uint_eq(w.nsent, 1);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+/* Reentrancy: a callback that submits, and one that closes. */
+struct chain {
+    struct world *w;
+    struct outcome first, second;
+    int close_in_callback;
+};
+
+static void submit_again(void *user, int status, const uint8_t *r, size_t n)
+{
+    struct chain *c = user;
+    record(&c->first, status, r, n);
+    if (c->close_in_callback) {
+        udprr__exchange_close_soon(&c->w->x);
+        return;
+    }
+    ck_assert_int_eq(udprr__exchange_submit(&c->w->x, "next", 4, 1 * SEC, record,
+                                            &c->second, NULL),
+                     UDPRR_OK);
+}
+
+START_TEST(test_callback_may_submit)
+{
+    struct world w;
+    struct chain c = {&w, {0}, {0}, 0};
+    world_init(&w, 1, 0);
+    udprr__exchange_submit(&w.x, "a", 1, 0, submit_again, &c, NULL);
+    udprr__exchange_timers(&w.x, 1 * SEC);
+    ck_assert_int_eq(c.first.status, UDPRR_ETIMEDOUT);
+    ck_assert_uint_eq(w.nsent, 2);
+    ck_assert_mem_eq(w.sent[1].body, "next", 4);
+    ck_assert_int_eq(c.second.calls, 0);
+    udprr__exchange_destroy(&w.x);
+    ck_assert_int_eq(c.second.status, UDPRR_ECANCELED);
+}
+END_TEST
+
+START_TEST(test_callback_may_close)
+{
+    struct world w;
+    struct chain c = {&w, {0}, {0}, 1};
+    struct outcome other = {0};
+    world_init(&w, 1, 0);
+    udprr__exchange_submit(&w.x, "a", 1, 0, submit_again, &c, NULL);
+    udprr__exchange_submit(&w.x, "b", 1, 0, record, &other, NULL);
+    udprr__exchange_timers(&w.x, 1 * SEC); /* both due; first closes */
+    ck_assert_int_eq(c.first.calls, 1);
+    ck_assert_int_eq(other.calls, 0);
+    udprr__exchange_destroy(&w.x); /* closing: no more callbacks */
+    ck_assert_int_eq(other.calls, 0);
+}
+END_TEST
+
+/* --- allocation failure -------------------------------------------------- */
+
+static int allocs_left;
+static void *failing_malloc(size_t n)
+{
+    return allocs_left-- > 0 ? malloc(n) : NULL;
+}
+static void *failing_calloc(size_t c, size_t n)
+{
+    return allocs_left-- > 0 ? calloc(c, n) : NULL;
+}
+static void *failing_realloc(void *p, size_t n)
+{
+    return allocs_left-- > 0 ? realloc(p, n) : NULL;
+}
+
+START_TEST(test_allocation_failures_leave_state_intact)
+{
+    static const struct udprr__allocator failing = {
+        failing_malloc, failing_calloc, failing_realloc, free};
+    struct world w;
+    struct outcome o[40];
+    memset(o, 0, sizeof o);
+    world_init(&w, 0, 10 * SEC);
+    udprr__set_allocator(&failing);
+    int ok = 0;
+    /* Budgets 0..39 allocations: the heap and hash grow past 16 entries
+     * on the way, so every allocation site fails at least once. */
+    for (int i = 0; i < 40; i++) {
+        allocs_left = i % 3;
+        int rc = udprr__exchange_submit(&w.x, "x", 1, 0, record, &o[i], NULL);
+        ck_assert(rc == UDPRR_OK || rc == UDPRR_ENOMEM);
+        ok += rc == UDPRR_OK;
+        if (rc == UDPRR_ENOMEM)
+            ck_assert_int_eq(o[i].calls, 0);
+    }
+    udprr__set_allocator(NULL);
+    ck_assert_uint_eq(w.x.pending, (size_t)ok);
+    ck_assert_uint_eq(w.x.stats.requests, (uint64_t)ok);
+    ck_assert_int_gt(ok, 16);
+    udprr__exchange_fail_all(&w.x, UDPRR_ECANCELED);
+    for (int i = 0; i < 40; i++)
+        ck_assert_int_le(o[i].calls, 1);
+    udprr__exchange_destroy(&w.x);
+
+    struct udprr__exchange x;
+    struct udprr__rtt_policy p;
+    struct udprr__exchange_limits lim = {0, 0};
+    struct udprr__exchange_io io = {&w, fake_send, fake_random64, NULL};
+    udprr__rtt_policy_default(&p);
+    for (int budget = 0; budget < 2; budget++) {
+        udprr__set_allocator(&failing);
+        allocs_left = budget;
+        ck_assert_int_eq(udprr__exchange_init(&x, &p, &lim, &io),
+                         UDPRR_ENOMEM);
+        udprr__set_allocator(NULL);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("exchange");
+    TCase *tc = tcase_create("engine");
+    tcase_add_test(tc, test_submit_sends_attempt_one);
+    tcase_add_test(tc, test_reply_completes_and_samples);
+    tcase_add_test(tc, test_backoff_schedule_then_deadline);
+    tcase_add_test(tc, test_max_attempts_without_deadline);
+    tcase_add_test(tc, test_late_timers_fire_once_per_step);
+    tcase_add_test(tc, test_reply_to_earlier_attempt_completes_with_its_sample);
+    tcase_add_test(tc, test_forged_and_stray_datagrams_never_complete);
+    tcase_add_test(tc, test_duplicate_and_stale_replies_are_counted_apart);
+    tcase_add_test(tc, test_decline_ends_with_eremote);
+    tcase_add_test(tc, test_refused_send_fails_everything);
+    tcase_add_test(tc, test_fail_all_and_cancel);
+    tcase_add_test(tc, test_invalid_and_too_big);
+    tcase_add_test(tc, test_transient_send_errors_are_retried);
+    tcase_add_test(tc, test_rtt_state_carries_over_requests);
+    tcase_add_test(tc, test_many_outstanding_fire_in_order);
+    tcase_add_test(tc, test_broken_random_cannot_reuse_an_id);
+    tcase_add_test(tc, test_callback_may_submit);
+    tcase_add_test(tc, test_callback_may_close);
+    tcase_add_test(tc, test_allocation_failures_leave_state_intact);
+    suite_add_tcase(s, tc);
+    return udprr_test_run(s);
+}

@@ -37,9 +37,13 @@ LIB_SRCS = $(sort $(wildcard lib/*.c))
 LIB_OBJS = $(patsubst lib/%.c,build/obj/%.o,$(LIB_SRCS))
 LIB_HDRS = include/udprr.h $(wildcard lib/*.h)
 
-UNIT_SRCS = $(sort $(wildcard tests/unit_*.c))
+# unit_*: pure cores; net_*: real sockets on loopback.
+UNIT_SRCS = $(sort $(wildcard tests/unit_*.c tests/net_*.c))
 UNIT_BINS = $(patsubst tests/%.c,build/tests/%,$(UNIT_SRCS))
 TEST_HDRS = $(wildcard tests/*.h)
+# The impairment relay: linked into every test binary, for unit_relay and
+# the integration suites that put it between a client and a server.
+TEST_SUPPORT = tests/impair.c tests/relay.c
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
@@ -93,26 +97,27 @@ deps:
 	@sh tests/ensure-deps.sh
 
 # Unit tests reach the internals (udprr__*) through the static library.
-build/tests/%: tests/%.c $(TEST_HDRS) $(STATIC_LIB) | deps
+build/tests/%: tests/%.c $(TEST_HDRS) $(TEST_SUPPORT) $(STATIC_LIB) | deps
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -Ilib $(CHECK_CFLAGS) $< $(STATIC_LIB) \
-	    $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	$(CC) $(REAL_CFLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< $(TEST_SUPPORT) \
+	    $(STATIC_LIB) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
 
 # The same suites built with ASan and UBSan, library sources included.
-build/asan/%: tests/%.c $(TEST_HDRS) $(LIB_SRCS) $(LIB_HDRS) build/flags | deps
+build/asan/%: tests/%.c $(TEST_HDRS) $(TEST_SUPPORT) $(LIB_SRCS) $(LIB_HDRS) build/flags | deps
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -Ilib $(CHECK_CFLAGS) $< $(LIB_SRCS) \
-	    $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< \
+	    $(TEST_SUPPORT) $(LIB_SRCS) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
 
 # Every stage runs even when an earlier one failed, so one run shows all that
 # is wrong; the closing "N passed, N failed" line counts every suite run.
 check: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(SAN_BINS)
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(SAN_BINS) examples
 	@rm -f build/tally; st=0; \
 	sh tests/run-suites.sh $(UNIT_BINS) || st=1; \
 	sh tests/run-suites.sh $(SAN_BINS) || st=1; \
 	sh tests/run-suites.sh --valgrind $(UNIT_BINS) || st=1; \
 	sh tests/install-test.sh || st=1; \
+	sh tests/demo-test.sh || st=1; \
 	sh tests/run-suites.sh --summary || st=1; \
 	exit $$st
 
@@ -121,14 +126,29 @@ check-unit: all $(UNIT_BINS)
 
 # --- demo, examples, bench ---------------------------------------------------
 
-build/demo_schedule: tests/demo_schedule.c tests/seeded_rand.h $(STATIC_LIB)
+# The examples are built the way a user builds them: from an installed
+# tree (staged under build/stage), with nothing but pkg-config's flags.
+STAGE      = $(CURDIR)/build/stage
+STAGE_PC   = PKG_CONFIG_SYSROOT_DIR=$(STAGE) PKG_CONFIG_PATH=$(STAGE)/usr/lib/pkgconfig
+EXAMPLE_SRCS = $(sort $(wildcard examples/*.c))
+EXAMPLES     = $(patsubst examples/%.c,build/examples/%,$(EXAMPLE_SRCS))
+
+build/stage/.stamp: $(SHARED_LIB) $(STATIC_LIB) include/udprr.h udprr.pc.in
+	@sh tests/ensure-deps.sh pkg-config
+	@$(MAKE) --no-print-directory -s install DESTDIR=$(STAGE) PREFIX=/usr
+	@$(MAKE) --no-print-directory -s udprr.pc
+	@touch $@
+
+build/examples/%: examples/%.c build/stage/.stamp
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -Ilib $< $(STATIC_LIB) -o $@
+	$(CC) -std=c11 $(WARNINGS) $(CFLAGS) $< \
+	    $$($(STAGE_PC) pkg-config --cflags --libs udprr) \
+	    -Wl,-rpath,$(STAGE)/usr/lib -o $@
 
-demo: all build/demo_schedule
-	@./build/demo_schedule
+examples: all $(EXAMPLES)
 
-examples: all
+demo: examples
+	@sh examples/demo.sh build/examples
 
 bench: all
 	@echo "bench: no benchmarks yet (they arrive with the exchange)"

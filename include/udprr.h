@@ -12,6 +12,10 @@
 #ifndef UDPRR_H
 #define UDPRR_H
 
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -98,6 +102,333 @@ UDPRR_API const char *udprr_status_name(int status);
  * Never returns NULL; the string is static.
  */
 UDPRR_API const char *udprr_version(void);
+
+
+/*
+ * Limits.
+ *
+ * UDPRR_MAX_PAYLOAD is the largest request or reply, in bytes, that native
+ * framing carries in one datagram: the largest UDP payload over IPv4
+ * (65507 bytes) less libudprr's 16-byte header. A larger request fails with
+ * UDPRR_ETOOBIG before anything is sent. Paths with a smaller MTU fragment
+ * large datagrams at the IP layer; a lost fragment loses the datagram and
+ * the retry covers it.
+ */
+#define UDPRR_MAX_PAYLOAD 65491
+
+/* What one cached answer costs beyond its bytes, in the server's
+ * cache_bytes accounting. */
+#define UDPRR_CACHE_ENTRY_OVERHEAD 128
+
+/* ------------------------------------------------------------------------
+ * Client
+ *
+ * A client handle owns one UDP socket connect()ed to one server address, so
+ * the kernel drops datagrams from anyone else and reports "nothing listens
+ * there" (ICMP port unreachable) as UDPRR_EREFUSED at once. It sends each
+ * request with a fresh random 64-bit ID and resends it on a capped, jittered
+ * exponential backoff until the matching reply comes, the deadline passes,
+ * or the last attempt has been waited out. The round-trip estimate (SRTT,
+ * RTTVAR, RTO) lives in the handle and carries over from one request to the
+ * next. docs/retry.md gives the formulas.
+ *
+ * Thread rules: a handle may be used by one thread at a time; different
+ * handles are independent. udprr_client_request blocks, never longer than
+ * its deadline when one is set; udprr_client_open blocks while
+ * getaddrinfo resolves a name (numeric addresses do not wait). Nothing else
+ * blocks. Signals do not interrupt a request; EINTR is retried.
+ * ------------------------------------------------------------------------ */
+
+typedef struct udprr_client udprr_client;
+
+/* Information passed to the per-attempt hook; valid only during the call. */
+typedef struct udprr_attempt_info {
+    uint64_t id;       /* the request ID */
+    unsigned attempt;  /* 1 for the first transmission */
+    uint64_t wait_us;  /* how long the client now waits for a reply: the
+                          schedule's wait, clipped to the deadline */
+    uint64_t rto_us;   /* the handle's current RTO */
+    size_t len;        /* request bytes, header not counted */
+} udprr_attempt_info;
+
+/* Called after each transmission of each request, from inside the call
+ * that sent it. It must not call into the same handle. */
+typedef void (*udprr_attempt_fn)(void *user, const udprr_attempt_info *info);
+
+/*
+ * Client options. Always start from udprr_client_opts_init(), then change
+ * fields: the first field, size, tells the library which version of this
+ * struct the program was built with, so fields can be appended in later
+ * versions without breaking programs built against this one.
+ *
+ * Durations are in milliseconds. A request ends at the first of: its
+ * deadline, or max_attempts transmissions each waited out. With both 0 a
+ * request is retried at intervals that settle at max_rto_ms until it is
+ * answered or has been sent 65535 times (the wire format's attempt limit;
+ * over a week at the default cap).
+ *
+ * The RTO bounds must satisfy 1 <= min_rto_ms <= initial_rto_ms <=
+ * max_rto_ms <= 3600000; anything else makes udprr_client_open fail with
+ * UDPRR_EINVAL.
+ */
+typedef struct udprr_client_opts {
+    size_t size;              /* sizeof(udprr_client_opts); set by _init */
+    unsigned deadline_ms;     /* whole request, retries included; 0: none.
+                                 Default 10000 */
+    unsigned max_attempts;    /* transmissions per request, 1..65535;
+                                 0: until the deadline. Default 0 */
+    unsigned initial_rto_ms;  /* RTO before the first sample. Default 1000 */
+    unsigned min_rto_ms;      /* floor of the adaptive RTO, >= 1.
+                                 Default 10 */
+    unsigned max_rto_ms;      /* cap of the RTO and every backed-off wait.
+                                 Default 10000; at most 3600000 */
+    unsigned backoff_pct;     /* each wait grows by this: 200 doubles,
+                                 100 keeps it constant; 100..1000.
+                                 Default 200 */
+    unsigned jitter_pct;      /* retransmission waits shortened by a random
+                                 0..jitter_pct percent; 0..100. Default 20 */
+    int fixed_rto;            /* nonzero: never adapt, always start from
+                                 initial_rto_ms (the textbook client).
+                                 Default 0 */
+    udprr_attempt_fn on_attempt; /* optional hook; default NULL */
+    void *on_attempt_user;       /* its first argument */
+} udprr_client_opts;
+
+/* Fills *opts with the defaults above. opts must not be NULL. */
+UDPRR_API void udprr_client_opts_init(udprr_client_opts *opts);
+
+/*
+ * udprr_client_open - resolves host and service with getaddrinfo (names or
+ * numbers, IPv4 or IPv6, service names such as "domain"), and connects a
+ * UDP socket to the first address that accepts it.
+ *
+ * opts NULL means the defaults. On success *out is a new handle, which the
+ * caller frees with udprr_client_close().
+ *
+ * Returns UDPRR_OK; UDPRR_EINVAL (out, host or service NULL; an option out
+ * of range; opts->size smaller than the struct's first two fields or larger
+ * than this library's struct, i.e. from a newer header); UDPRR_ERESOLVE (no
+ * address for host/service); UDPRR_ESYS (no socket could be made or
+ * connected, or the kernel's random source failed; errno says why);
+ * UDPRR_ENOMEM. On failure *out is unchanged.
+ */
+UDPRR_API int udprr_client_open(udprr_client **out, const char *host,
+                                const char *service,
+                                const udprr_client_opts *opts);
+
+/*
+ * udprr_client_request - sends req[0..req_len) and waits for its reply.
+ *
+ * On UDPRR_OK the reply's bytes are in reply[0..*reply_len). The reply
+ * buffer may be NULL when reply_cap is 0; req may be NULL when req_len is 0.
+ *
+ * Returns:
+ *   UDPRR_OK         the reply arrived;
+ *   UDPRR_ETIMEDOUT  the deadline passed, or the last attempt was waited out;
+ *   UDPRR_EREFUSED   the kernel reported that nothing listens there; this
+ *                    ends the request at once, without further retries;
+ *   UDPRR_EREMOTE    the server's handler declined the request;
+ *   UDPRR_ETOOBIG    req_len > UDPRR_MAX_PAYLOAD (nothing was sent), or the
+ *                    local stack refused a datagram that size;
+ *   UDPRR_ETRUNC     the reply is larger than reply_cap: the first reply_cap
+ *                    bytes are in reply and *reply_len is the reply's real
+ *                    size;
+ *   UDPRR_EINVAL     c or reply_len NULL, or a NULL buffer with a nonzero
+ *                    length;
+ *   UDPRR_ENOMEM, UDPRR_ESYS (errno says why).
+ * *reply_len is set only for UDPRR_OK and UDPRR_ETRUNC.
+ */
+UDPRR_API int udprr_client_request(udprr_client *c, const void *req,
+                                   size_t req_len, void *reply,
+                                   size_t reply_cap, size_t *reply_len);
+
+/*
+ * Client counters since open. Set size to sizeof(struct udprr_client_stats)
+ * before the call (the library fills only what fits, so fields can be
+ * appended in later versions).
+ * The counters add up: attempts == requests + retransmissions, and every
+ * request that has ended is counted in exactly one of completed, timeouts,
+ * refused, declined, canceled, failed (and in none while it is still
+ * outstanding). A request whose very first send fails at once (refused, or
+ * too big for the local stack) returns that error and is not counted at
+ * all.
+ */
+struct udprr_client_stats {
+    size_t size;
+    uint64_t requests;          /* requests sent */
+    uint64_t completed;         /* a reply arrived: UDPRR_OK, or
+                                   UDPRR_ETRUNC when it did not fit */
+    uint64_t attempts;          /* datagrams sent, first ones included */
+    uint64_t retransmissions;   /* datagrams sent after the first */
+    uint64_t timeouts;          /* ended with UDPRR_ETIMEDOUT */
+    uint64_t refused;           /* ended with UDPRR_EREFUSED */
+    uint64_t declined;          /* ended with UDPRR_EREMOTE */
+    uint64_t canceled;          /* ended with UDPRR_ECANCELED, or ended when
+                                   waiting on the socket failed (ESYS) */
+    uint64_t failed;            /* ended with another error (UDPRR_ETOOBIG
+                                   on a retransmission) */
+    uint64_t dropped_stale;     /* replies whose ID is not outstanding */
+    uint64_t dropped_duplicate; /* more replies to a request already done */
+    uint64_t dropped_malformed; /* datagrams that failed to decode */
+    uint64_t dropped_unexpected; /* well formed, but no reply to anything
+                                    sent (a request, an attempt never made) */
+    uint64_t rtt_samples;       /* round-trip samples taken */
+    uint64_t srtt_us;           /* smoothed RTT; 0 before the first sample */
+    uint64_t rttvar_us;         /* RTT variation; 0 before the first sample */
+    uint64_t rto_us;            /* the current RTO */
+};
+
+/* Fills *out with as much as out->size covers, and sets out->size to the
+ * bytes filled. UDPRR_OK, or UDPRR_EINVAL (c or out NULL, out->size less
+ * than the size of the size field). */
+UDPRR_API int udprr_client_stats(const udprr_client *c,
+                                 struct udprr_client_stats *out);
+
+/* Closes the socket and frees the handle. NULL is a no-op. */
+UDPRR_API void udprr_client_close(udprr_client *c);
+
+/* ------------------------------------------------------------------------
+ * Server
+ *
+ * A server handle owns one bound UDP socket. udprr_server_run() hands each
+ * valid request to the application's handler and sends the handler's reply
+ * back to the address the request came from, echoing the request's ID and
+ * attempt number.
+ *
+ * At most once: the server remembers each answer in a reply cache keyed by
+ * (client address, request ID). A retransmitted request whose answer is
+ * still cached gets that answer again, without the handler running. An
+ * answer stays cached for cache_lifetime_ms after the handler produced it,
+ * unless the cache's bounds (cache_entries, cache_bytes) force the oldest
+ * answers out first. A retransmission that arrives after its answer expired
+ * or was evicted runs the handler again: choose a lifetime longer than your
+ * clients' deadline (the defaults are 30 s and 10 s) and bounds that hold
+ * the answers of one lifetime's worth of requests. With the cache off,
+ * every datagram that arrives runs the handler: for idempotent handlers.
+ * Declines are cached like replies.
+ *
+ * Thread rules: udprr_server_run() runs on one thread at a time per
+ * handle, and the handler runs on that thread. udprr_server_stop() may be
+ * called from any thread or a signal handler, and udprr_server_sockname()
+ * from any thread. udprr_server_stats() may be called from the handler, or
+ * from any thread while run is not running. udprr_server_close() must not
+ * run concurrently with anything else on the handle.
+ * ------------------------------------------------------------------------ */
+
+typedef struct udprr_server udprr_server;
+
+/* One request, as the handler sees it. Every pointer is valid only during
+ * the handler's call. Fields may be appended in later versions. */
+typedef struct udprr_request {
+    const void *data;            /* the request's bytes */
+    size_t len;                  /* how many */
+    const struct sockaddr *peer; /* where it came from */
+    socklen_t peer_len;
+    uint64_t id;                 /* the client's request ID */
+    unsigned attempt;            /* which transmission this is */
+} udprr_request;
+
+/*
+ * The application's handler. Write at most reply_cap bytes (reply_cap is
+ * UDPRR_MAX_PAYLOAD) to reply, set *reply_len, and return 0 to send them.
+ * Or return:
+ *   UDPRR_NO_REPLY    to send nothing and remember nothing, as if the
+ *                     request had been lost (overload shedding, or a test
+ *                     server imitating loss): the client retries, and its
+ *                     retransmission runs the handler again;
+ *   a negative value  (or any other nonzero value) to decline: the
+ *                     client's request ends with UDPRR_EREMOTE; the decline
+ *                     is cached like a reply.
+ * A *reply_len above reply_cap is treated as a decline.
+ */
+#define UDPRR_NO_REPLY 1
+
+typedef int (*udprr_handler)(void *user, const udprr_request *req,
+                             void *reply, size_t reply_cap, size_t *reply_len);
+
+/* Server options; start from udprr_server_opts_init(), as for clients. */
+typedef struct udprr_server_opts {
+    size_t size;                 /* sizeof(udprr_server_opts); set by _init */
+    int reply_cache;             /* nonzero: at-most-once. Default 1 */
+    size_t cache_entries;        /* most answers remembered, 1..2^24.
+                                    Default 65536 */
+    size_t cache_bytes;          /* most bytes they may take, counting a
+                                    fixed overhead of UDPRR_CACHE_ENTRY_OVERHEAD
+                                    bytes per answer; at least that overhead.
+                                    An answer that alone exceeds this is sent
+                                    but not cached. Default 64 MiB */
+    unsigned cache_lifetime_ms;  /* how long an answer is remembered, >= 1.
+                                    Default 30000 */
+} udprr_server_opts;
+
+/* Fills *opts with the defaults above. opts must not be NULL. */
+UDPRR_API void udprr_server_opts_init(udprr_server_opts *opts);
+
+/*
+ * udprr_server_open - binds a UDP socket to host and service.
+ *
+ * host NULL binds every interface: an IPv6 socket that also takes IPv4
+ * where the system allows dual-stack sockets, else an IPv4 one. service
+ * "0" picks a free port; read it back with udprr_server_sockname().
+ *
+ * The cache options are checked only when reply_cache is on.
+ *
+ * Returns UDPRR_OK; UDPRR_EINVAL (out or service NULL, an option out of
+ * range); UDPRR_ERESOLVE; UDPRR_ESYS (socket, bind or eventfd failed, errno
+ * says why, e.g. EADDRINUSE); UDPRR_ENOMEM. On failure *out is unchanged.
+ * Like the client's open, it blocks while getaddrinfo resolves a name.
+ */
+UDPRR_API int udprr_server_open(udprr_server **out, const char *host,
+                                const char *service,
+                                const udprr_server_opts *opts);
+
+/* The bound address, as getsockname(2): *len is the size of addr on entry
+ * and the address's size on return. UDPRR_OK, UDPRR_EINVAL, UDPRR_ESYS. */
+UDPRR_API int udprr_server_sockname(const udprr_server *s,
+                                    struct sockaddr *addr, socklen_t *len);
+
+/*
+ * udprr_server_run - serves requests until udprr_server_stop() is called.
+ * Returns UDPRR_OK after a stop (at once if stop came first: a stopped
+ * server stays stopped); UDPRR_EINVAL (s or h NULL); UDPRR_ESYS if waiting
+ * on the socket fails (errno says why). Once stop is called, the handler
+ * is not called again (a call already running finishes); every request
+ * whose handler ran has had its answer sent before run returns. The
+ * handler gets *reply_len == 0 on entry.
+ */
+UDPRR_API int udprr_server_run(udprr_server *s, udprr_handler h, void *user);
+
+/* Makes udprr_server_run() return promptly. Async-signal-safe and
+ * thread-safe; NULL is a no-op. */
+UDPRR_API void udprr_server_stop(udprr_server *s);
+
+/* Server counters since open; set out->size first, as for clients. Cache
+ * entries whose lifetime has ended are removed as later requests arrive,
+ * so cache_entries and cache_bytes may include some expired answers. */
+struct udprr_server_stats {
+    size_t size;
+    uint64_t received;          /* datagrams received */
+    uint64_t handled;           /* handler calls */
+    uint64_t answered;          /* replies and declines sent (any source) */
+    uint64_t cache_hits;        /* retransmissions answered from the cache */
+    uint64_t declined;          /* handler declines */
+    uint64_t not_answered;      /* handler returned UDPRR_NO_REPLY */
+    uint64_t dropped_malformed; /* datagrams that failed to decode */
+    uint64_t dropped_unexpected; /* well formed, but not a request */
+    uint64_t send_errors;       /* answers the socket would not take */
+    uint64_t cache_entries;     /* answers cached now */
+    uint64_t cache_bytes;       /* bytes they take, overhead counted */
+    uint64_t cache_evicted;     /* removed early to keep the bounds */
+    uint64_t cache_expired;     /* removed at the end of their lifetime */
+};
+
+/* Fills *out. UDPRR_OK or UDPRR_EINVAL. */
+UDPRR_API int udprr_server_stats(const udprr_server *s,
+                                 struct udprr_server_stats *out);
+
+/* Closes the socket and frees the handle and its cache. Must not be called
+ * while udprr_server_run() runs on it. NULL is a no-op. */
+UDPRR_API void udprr_server_close(udprr_server *s);
 
 #ifdef __cplusplus
 }

@@ -1,15 +1,19 @@
 #!/bin/sh
-# Makes sure what the tests need is installed: pkg-config, Check, valgrind.
-# On Debian/Ubuntu it installs what is missing with apt-get (through sudo
-# when not root); elsewhere it names what is missing and fails.
+# Makes sure what the tests need is installed: pkg-config, Check, valgrind
+# (or only those named as arguments: `ensure-deps.sh pkg-config` for the
+# examples). On Debian/Ubuntu it installs what is missing with apt-get
+# (through sudo when not root); elsewhere it names what is missing and fails.
+wanted=${*:-pkg-config check valgrind}
 missing=""
-command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
-if command -v pkg-config >/dev/null 2>&1; then
-    pkg-config --exists check 2>/dev/null || missing="$missing check"
-else
-    missing="$missing check"
-fi
-command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
+for dep in $wanted; do
+    case $dep in
+    pkg-config | valgrind)
+        command -v "$dep" >/dev/null 2>&1 || missing="$missing $dep" ;;
+    check)
+        # Debian's package "check" ships the library and its check.pc.
+        pkg-config --exists check 2>/dev/null || missing="$missing check" ;;
+    esac
+done
 [ -z "$missing" ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

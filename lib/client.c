@@ -1,0 +1,285 @@
+/*
+ * client.c - the public client handle: a connected socket around the
+ * exchange engine. The blocking request is a loop over the engine's steps
+ * (submit, then wait/receive/fire timers until done); there is no second
+ * engine.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "exchange.h"
+#include "opts.h"
+#include "sock.h"
+#include "udprr.h"
+
+/* How many datagrams one receive step takes before it lets the timers run,
+ * so a flood of junk cannot starve retransmissions. */
+#define RECV_BATCH 256
+/* Random bytes fetched from the kernel at once. */
+#define RANDOM_POOL_BYTES 256
+
+struct udprr_client {
+    int fd;
+    struct udprr__exchange x;
+    udprr_attempt_fn on_attempt;
+    void *on_attempt_user;
+    uint8_t random_pool[RANDOM_POOL_BYTES];
+    size_t random_used;
+    uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
+};
+
+void udprr_client_opts_init(udprr_client_opts *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->size = sizeof *opts;
+    opts->deadline_ms = 10000;
+    opts->max_attempts = 0;
+    opts->initial_rto_ms = 1000;
+    opts->min_rto_ms = 10;
+    opts->max_rto_ms = 10000;
+    opts->backoff_pct = 200;
+    opts->jitter_pct = 20;
+    opts->fixed_rto = 0;
+}
+
+static int make_policy(const udprr_client_opts *o,
+                       struct udprr__rtt_policy *p,
+                       struct udprr__exchange_limits *lim)
+{
+    udprr__rtt_policy_default(p);
+    p->initial_rto_us = (uint64_t)o->initial_rto_ms * 1000;
+    p->min_rto_us = (uint64_t)o->min_rto_ms * 1000;
+    p->max_rto_us = (uint64_t)o->max_rto_ms * 1000;
+    p->backoff_pct = o->backoff_pct;
+    p->jitter_pct = o->jitter_pct;
+    p->adaptive = !o->fixed_rto;
+    lim->max_attempts = o->max_attempts;
+    lim->deadline_us = (uint64_t)o->deadline_ms * 1000;
+    if (o->max_attempts > 65535)
+        return UDPRR_EINVAL;
+    return udprr__rtt_policy_check(p);
+}
+
+/* --- the engine's outside world ----------------------------------------- */
+
+static int client_send(void *ctx, const void *buf, size_t len)
+{
+    udprr_client *c = ctx;
+    for (;;) {
+        if (send(c->fd, buf, len, 0) >= 0)
+            return UDPRR_OK;
+        if (errno != EINTR)
+            return udprr__sock_status(errno);
+    }
+}
+
+static uint64_t client_random64(void *ctx)
+{
+    udprr_client *c = ctx;
+    uint64_t v;
+    if (c->random_used + sizeof v > sizeof c->random_pool) {
+        /* getrandom on a pool this small does not fail once it worked at
+         * open; if it ever did, the old pool is reused, stirred, rather than
+         * stopping the client. */
+        if (udprr__random_bytes(c->random_pool, sizeof c->random_pool) !=
+            UDPRR_OK)
+            c->random_pool[0] ^= (uint8_t)udprr__now_us();
+        c->random_used = 0;
+    }
+    memcpy(&v, c->random_pool + c->random_used, sizeof v);
+    c->random_used += sizeof v;
+    return v;
+}
+
+static void client_on_attempt(void *ctx, uint64_t id, unsigned attempt,
+                              uint64_t wait_us, uint64_t rto_us, size_t len)
+{
+    udprr_client *c = ctx;
+    if (c->on_attempt == NULL)
+        return;
+    udprr_attempt_info info = {id, attempt, wait_us, rto_us, len};
+    c->on_attempt(c->on_attempt_user, &info);
+}
+
+/* --- open, close --------------------------------------------------------- */
+
+int udprr_client_open(udprr_client **out, const char *host,
+                      const char *service, const udprr_client_opts *opts)
+{
+    udprr_client_opts o;
+    struct udprr__rtt_policy policy;
+    struct udprr__exchange_limits limits;
+
+    udprr_client_opts_init(&o);
+    if (out == NULL || host == NULL || service == NULL ||
+        udprr__take_opts(&o, sizeof o, opts,
+                         offsetof(udprr_client_opts, deadline_ms) +
+                             sizeof o.deadline_ms) != UDPRR_OK ||
+        make_policy(&o, &policy, &limits) != UDPRR_OK)
+        return UDPRR_EINVAL;
+
+    udprr_client *c = udprr__malloc(sizeof *c);
+    if (c == NULL)
+        return UDPRR_ENOMEM;
+    memset(c, 0, offsetof(udprr_client, rxbuf));
+    c->on_attempt = o.on_attempt;
+    c->on_attempt_user = o.on_attempt_user;
+    c->random_used = sizeof c->random_pool; /* empty: fill on first use */
+    if (udprr__random_bytes(c->random_pool, 8) != UDPRR_OK) {
+        int saved = errno;
+        udprr__free(c);
+        errno = saved;
+        return UDPRR_ESYS;
+    }
+
+    struct udprr__exchange_io io = {c, client_send, client_random64,
+                                    client_on_attempt};
+    int rc = udprr__exchange_init(&c->x, &policy, &limits, &io);
+    if (rc != UDPRR_OK) {
+        udprr__free(c);
+        return rc;
+    }
+    rc = udprr__sock_connect(host, service, &c->fd);
+    if (rc != UDPRR_OK) {
+        int saved = errno;
+        udprr__exchange_destroy(&c->x);
+        udprr__free(c);
+        errno = saved;
+        return rc;
+    }
+    *out = c;
+    return UDPRR_OK;
+}
+
+void udprr_client_close(udprr_client *c)
+{
+    if (c == NULL)
+        return;
+    udprr__exchange_destroy(&c->x);
+    close(c->fd);
+    udprr__free(c);
+}
+
+/* --- the steps ----------------------------------------------------------- */
+
+/* Takes what the socket has (up to a batch) into the engine. */
+static void receive_step(udprr_client *c)
+{
+    for (int i = 0; i < RECV_BATCH; i++) {
+        ssize_t n = recv(c->fd, c->rxbuf, sizeof c->rxbuf, MSG_DONTWAIT);
+        if (n >= 0) {
+            udprr__exchange_datagram(&c->x, c->rxbuf, (size_t)n,
+                                     udprr__now_us());
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == ECONNREFUSED) {
+            /* The kernel got ICMP port unreachable for our peer: nothing
+             * listens, so no retry can succeed. */
+            udprr__exchange_fail_all(&c->x, UDPRR_EREFUSED);
+            continue;
+        }
+        /* EAGAIN: drained. Other errors (an ICMP host or network
+         * unreachable) are left to the retries and the deadline. */
+        return;
+    }
+}
+
+/* One step of the engine that never blocks: receive, then fire timers. */
+static void process_step(udprr_client *c)
+{
+    receive_step(c);
+    udprr__exchange_timers(&c->x, udprr__now_us());
+}
+
+/* --- the blocking request ------------------------------------------------ */
+
+struct blocking {
+    int done;
+    int status;
+    void *reply;
+    size_t reply_cap;
+    size_t *reply_len;
+};
+
+static void blocking_done(void *user, int status, const uint8_t *reply,
+                          size_t reply_len)
+{
+    struct blocking *b = user;
+    b->done = 1;
+    b->status = status;
+    if (status != UDPRR_OK)
+        return;
+    size_t n = reply_len < b->reply_cap ? reply_len : b->reply_cap;
+    if (n > 0)
+        memcpy(b->reply, reply, n);
+    *b->reply_len = reply_len;
+    if (reply_len > b->reply_cap)
+        b->status = UDPRR_ETRUNC;
+}
+
+int udprr_client_request(udprr_client *c, const void *req, size_t req_len,
+                         void *reply, size_t reply_cap, size_t *reply_len)
+{
+    if (c == NULL || reply_len == NULL || (req == NULL && req_len > 0) ||
+        (reply == NULL && reply_cap > 0))
+        return UDPRR_EINVAL;
+    if (req_len > UDPRR_MAX_PAYLOAD)
+        return UDPRR_ETOOBIG;
+
+    struct blocking b = {0, UDPRR_OK, reply, reply_cap, reply_len};
+    uint64_t id;
+    int rc = udprr__exchange_submit(&c->x, req, req_len, udprr__now_us(),
+                                    blocking_done, &b, &id);
+    if (rc != UDPRR_OK)
+        return rc;
+
+    while (!b.done) {
+        uint64_t when, now = udprr__now_us(), timeout = 0;
+        if (udprr__exchange_next_timer(&c->x, &when) && when > now)
+            timeout = when - now;
+        if (udprr__sock_wait(c->fd, timeout) < 0 && errno != EINTR) {
+            int saved = errno;
+            udprr__exchange_cancel(&c->x, id);
+            errno = saved;
+            return UDPRR_ESYS;
+        }
+        process_step(c);
+    }
+    return b.status;
+}
+
+int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
+{
+    if (c == NULL || out == NULL || out->size < sizeof out->size)
+        return UDPRR_EINVAL;
+    const struct udprr__exchange_stats *s = &c->x.stats;
+    struct udprr_client_stats full = {
+        .size = sizeof full,
+        .requests = s->requests,
+        .completed = s->completed,
+        .attempts = s->attempts,
+        .retransmissions = s->retransmissions,
+        .timeouts = s->timeouts,
+        .refused = s->refused,
+        .declined = s->declined,
+        .canceled = s->canceled,
+        .failed = s->failed,
+        .dropped_stale = s->dropped_stale,
+        .dropped_duplicate = s->dropped_duplicate,
+        .dropped_malformed = s->dropped_malformed,
+        .dropped_unexpected = s->dropped_unexpected,
+        .rtt_samples = s->samples,
+        .srtt_us = c->x.rtt.srtt_us,
+        .rttvar_us = c->x.rtt.rttvar_us,
+        .rto_us = c->x.rtt.rto_us,
+    };
+    size_t n = out->size < sizeof full ? out->size : sizeof full;
+    memcpy(out, &full, n);
+    out->size = n;
+    return UDPRR_OK;
+}

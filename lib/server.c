@@ -1,0 +1,262 @@
+/*
+ * server.c - the public server loop: a bound socket, the application's
+ * handler, and the reply cache (dedup) that makes execution at-most-once.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "dedup.h"
+#include "opts.h"
+#include "sock.h"
+#include "udprr.h"
+#include "wire.h"
+
+/* Datagrams taken per receive step before waiting again. */
+#define RECV_BATCH 64
+
+struct udprr_server {
+    int fd;
+    int wake_fd; /* eventfd: udprr_server_stop wakes run through it */
+    atomic_int stopping;
+    udprr__dedup *cache; /* NULL when the reply cache is off */
+    struct udprr_server_stats stats;
+    uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
+    uint8_t reply[UDPRR_MAX_PAYLOAD];
+};
+
+void udprr_server_opts_init(udprr_server_opts *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->size = sizeof *opts;
+    opts->reply_cache = 1;
+    opts->cache_entries = 65536;
+    opts->cache_bytes = 64u << 20;
+    opts->cache_lifetime_ms = 30000;
+}
+
+int udprr_server_open(udprr_server **out, const char *host,
+                      const char *service, const udprr_server_opts *opts)
+{
+    udprr_server_opts o;
+    udprr_server_opts_init(&o);
+    if (out == NULL || service == NULL ||
+        udprr__take_opts(&o, sizeof o, opts,
+                         offsetof(udprr_server_opts, reply_cache) +
+                             sizeof o.reply_cache) != UDPRR_OK)
+        return UDPRR_EINVAL;
+
+    udprr_server *s = udprr__malloc(sizeof *s);
+    if (s == NULL)
+        return UDPRR_ENOMEM;
+    memset(s, 0, offsetof(udprr_server, rxbuf));
+    s->fd = s->wake_fd = -1;
+    atomic_init(&s->stopping, 0);
+
+    int rc = UDPRR_OK;
+    if (o.reply_cache) {
+        struct udprr__dedup_limits lim = {o.cache_entries, o.cache_bytes,
+                                          (uint64_t)o.cache_lifetime_ms * 1000,
+                                          0};
+        rc = udprr__random_bytes(&lim.hash_seed, sizeof lim.hash_seed);
+        if (rc == UDPRR_OK)
+            rc = udprr__dedup_new(&s->cache, &lim);
+    }
+    if (rc == UDPRR_OK) {
+        s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (s->wake_fd < 0)
+            rc = UDPRR_ESYS;
+    }
+    if (rc == UDPRR_OK)
+        rc = udprr__sock_bind(host, service, &s->fd);
+    if (rc != UDPRR_OK) {
+        int saved = errno;
+        udprr_server_close(s);
+        errno = saved;
+        return rc;
+    }
+    *out = s;
+    return UDPRR_OK;
+}
+
+void udprr_server_close(udprr_server *s)
+{
+    if (s == NULL)
+        return;
+    if (s->fd >= 0)
+        close(s->fd);
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
+    udprr__dedup_free(s->cache);
+    udprr__free(s);
+}
+
+int udprr_server_sockname(const udprr_server *s, struct sockaddr *addr,
+                          socklen_t *len)
+{
+    if (s == NULL || addr == NULL || len == NULL)
+        return UDPRR_EINVAL;
+    return getsockname(s->fd, addr, len) == 0 ? UDPRR_OK : UDPRR_ESYS;
+}
+
+void udprr_server_stop(udprr_server *s)
+{
+    if (s == NULL)
+        return;
+    /* Only an atomic store and write(2): both async-signal-safe. errno is
+     * kept, since a signal handler may interrupt code that reads it. */
+    int saved = errno;
+    uint64_t one = 1;
+    atomic_store(&s->stopping, 1);
+    ssize_t ignored = write(s->wake_fd, &one, sizeof one);
+    (void)ignored; /* a full eventfd is already a pending wake-up */
+    errno = saved;
+}
+
+/* Sends header + body to peer in one datagram. */
+static void answer(udprr_server *s, const struct sockaddr *peer,
+                   socklen_t peer_len, enum udprr__wire_kind kind,
+                   uint16_t attempt, uint64_t id, const void *body,
+                   size_t body_len)
+{
+    uint8_t header[UDPRR__WIRE_HEADER_BYTES];
+    struct udprr__wire_header h = {kind, attempt, id};
+    udprr__wire_encode(&h, header);
+    struct iovec iov[2] = {{header, sizeof header},
+                           {(void *)body, body_len}};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_name = (void *)peer;
+    msg.msg_namelen = peer_len;
+    msg.msg_iov = iov;
+    msg.msg_iovlen = body_len > 0 ? 2 : 1;
+    ssize_t n;
+    do {
+        n = sendmsg(s->fd, &msg, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        s->stats.send_errors++; /* the client's retry asks again */
+    else
+        s->stats.answered++;
+}
+
+static void handle_datagram(udprr_server *s, size_t len,
+                            const struct sockaddr *peer, socklen_t peer_len,
+                            udprr_handler h, void *user, uint64_t now_us)
+{
+    struct udprr__wire_header hdr;
+    const uint8_t *body;
+    size_t body_len;
+
+    if (udprr__wire_decode(s->rxbuf, len, &hdr, &body, &body_len) !=
+        UDPRR__WIRE_VALID) {
+        s->stats.dropped_malformed++;
+        return;
+    }
+    if (hdr.kind != UDPRR__KIND_REQUEST) {
+        s->stats.dropped_unexpected++;
+        return;
+    }
+
+    struct udprr__dedup_key key;
+    memset(&key, 0, sizeof key);
+    key.id = hdr.id;
+    key.addr_len = (uint8_t)udprr__sock_addr_key(peer, peer_len, key.addr);
+    if (s->cache != NULL && key.addr_len > 0) {
+        int kind;
+        const uint8_t *cached;
+        size_t cached_len;
+        if (udprr__dedup_lookup(s->cache, &key, now_us, &kind, &cached,
+                                &cached_len)) {
+            s->stats.cache_hits++;
+            answer(s, peer, peer_len, (enum udprr__wire_kind)kind,
+                   hdr.attempt, hdr.id, cached, cached_len);
+            return;
+        }
+    }
+
+    udprr_request req = {body, body_len, peer, peer_len, hdr.id, hdr.attempt};
+    size_t reply_len = 0;
+    int rc = h(user, &req, s->reply, sizeof s->reply, &reply_len);
+    s->stats.handled++;
+    if (rc == UDPRR_NO_REPLY) {
+        s->stats.not_answered++;
+        return;
+    }
+    enum udprr__wire_kind kind = UDPRR__KIND_REPLY;
+    if (rc != 0 || reply_len > sizeof s->reply) {
+        kind = UDPRR__KIND_DECLINE;
+        reply_len = 0;
+        s->stats.declined++;
+    }
+    /* Cache first, then send: once the handler has run, a retransmission
+     * must find its answer even if this send is lost. A reply the cache
+     * cannot take (larger than its whole budget, or no memory) is still
+     * sent; only its retransmissions would run the handler again. */
+    if (s->cache != NULL && key.addr_len > 0)
+        udprr__dedup_insert(s->cache, &key, now_us, kind, s->reply,
+                            reply_len);
+    answer(s, peer, peer_len, kind, hdr.attempt, hdr.id, s->reply, reply_len);
+}
+
+/* Takes up to a batch of datagrams from the socket; never blocks. */
+static void receive_step(udprr_server *s, udprr_handler h, void *user)
+{
+    for (int i = 0; i < RECV_BATCH && !atomic_load(&s->stopping); i++) {
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof peer;
+        ssize_t n = recvfrom(s->fd, s->rxbuf, sizeof s->rxbuf, MSG_DONTWAIT,
+                             (struct sockaddr *)&peer, &peer_len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return; /* EAGAIN: drained; other errors: nothing to take */
+        }
+        s->stats.received++;
+        handle_datagram(s, (size_t)n, (struct sockaddr *)&peer, peer_len, h,
+                        user, udprr__now_us());
+    }
+}
+
+int udprr_server_run(udprr_server *s, udprr_handler h, void *user)
+{
+    if (s == NULL || h == NULL)
+        return UDPRR_EINVAL;
+    while (!atomic_load(&s->stopping)) {
+        struct pollfd p[2] = {{s->fd, POLLIN, 0}, {s->wake_fd, POLLIN, 0}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return UDPRR_ESYS;
+        }
+        if (p[0].revents != 0)
+            receive_step(s, h, user);
+    }
+    return UDPRR_OK;
+}
+
+int udprr_server_stats(const udprr_server *s, struct udprr_server_stats *out)
+{
+    if (s == NULL || out == NULL || out->size < sizeof out->size)
+        return UDPRR_EINVAL;
+    struct udprr_server_stats full = s->stats;
+    full.size = sizeof full;
+    if (s->cache != NULL) {
+        struct udprr__dedup_stats d;
+        udprr__dedup_stats(s->cache, &d);
+        full.cache_entries = d.entries;
+        full.cache_bytes = d.bytes;
+        full.cache_evicted = d.evicted;
+        full.cache_expired = d.expired;
+    }
+    size_t n = out->size < sizeof full ? out->size : sizeof full;
+    memcpy(out, &full, n);
+    out->size = n;
+    return UDPRR_OK;
+}

@@ -1,0 +1,88 @@
+/*
+ * relay.h - a UDP relay on loopback that impairs the traffic it forwards,
+ * for tests: clients send to the relay instead of the server, and each
+ * datagram in each direction goes through that direction's impairment
+ * decision (impair.h) before it is passed on.
+ *
+ *     client <-> [relay: client socket | thread | server socket] <-> server
+ *
+ * The client socket is bound to the loopback address of the server's
+ * family, port 0; the server socket is bound there too and connect()ed to
+ * the server, so the kernel drops datagrams from anyone else and reports a
+ * closed server port as ECONNREFUSED. Replies go to the client that sent
+ * most recently. Only loopback servers are accepted, so a test can never
+ * send traffic off the machine.
+ *
+ * One thread per relay does all the forwarding and owns both sockets; the
+ * functions below may be called from any other thread.
+ *
+ * Seeds: to_server decisions are udprr_test_impair_init(.., seed), to_client
+ * ones udprr_test_impair_init(.., ~seed), so a test can replay a relay's
+ * decisions through impair.h and know in advance which datagrams it drops.
+ */
+#ifndef UDPRR_TEST_RELAY_H
+#define UDPRR_TEST_RELAY_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "impair.h"
+
+/* Longest a wait inside the relay lasts when nothing happens. Stop does not
+ * wait for it (it wakes the thread); it bounds every wait regardless. */
+#define UDPRR_TEST_RELAY_IDLE_MS 2000
+
+typedef struct udprr_test_relay udprr_test_relay;
+
+struct udprr_test_relay_direction_stats {
+    struct udprr_test_impair_counters impair; /* what was decided */
+    uint64_t sent;        /* copies the kernel accepted */
+    uint64_t send_failed; /* copies it did not take, refusals aside */
+    uint64_t refused;     /* ECONNREFUSED reports: the destination port was
+                             closed. In practice to_server only: the kernel
+                             reports refusals to connected sockets alone */
+    uint64_t recv_failed; /* receive errors other than refusals */
+    uint64_t unroutable;  /* to_client only: replies before any client had
+                             sent, so nowhere to go; never decided */
+};
+
+struct udprr_test_relay_stats {
+    struct udprr_test_relay_direction_stats to_server;
+    struct udprr_test_relay_direction_stats to_client;
+};
+
+/* Starts a relay in front of the server at `server` (127.0.0.0/8 or ::1).
+ * A NULL config means no impairment in that direction; both are copied.
+ * Returns NULL, after printing the reason to stderr, when the address is
+ * not loopback, a config is out of range, or a system call fails. */
+udprr_test_relay *udprr_test_relay_start(
+    const struct sockaddr *server, socklen_t server_len,
+    const struct udprr_test_impair_config *to_server,
+    const struct udprr_test_impair_config *to_client, uint64_t seed);
+
+/* The address clients send to. */
+void udprr_test_relay_addr(const udprr_test_relay *r,
+                           struct sockaddr_storage *addr, socklen_t *len);
+
+/* The counters so far, consistent with each other (taken under one lock). */
+void udprr_test_relay_stats(udprr_test_relay *r,
+                            struct udprr_test_relay_stats *out);
+
+/* A condition on the counters; nonzero when it holds. */
+typedef int (*udprr_test_relay_until)(const struct udprr_test_relay_stats *st,
+                                      void *arg);
+
+/* Blocks until `until` holds, checking it now and after every datagram the
+ * relay handles, for at most timeout_ms. Returns 1 when it held, 0 on
+ * timeout. This is how a test knows the relay has handled a datagram it
+ * dropped, without sleeping and without hoping. */
+int udprr_test_relay_wait(udprr_test_relay *r, udprr_test_relay_until until,
+                          void *arg, int timeout_ms);
+
+/* Stops the thread promptly, waits for it, fills *out (when not NULL) with
+ * the final counters and frees everything. A NULL relay is a no-op (and
+ * fills *out with zeros). */
+void udprr_test_relay_stop(udprr_test_relay *r,
+                           struct udprr_test_relay_stats *out);
+
+#endif /* UDPRR_TEST_RELAY_H */

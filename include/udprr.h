@@ -116,6 +116,58 @@ UDPRR_API const char *udprr_version(void);
  */
 #define UDPRR_MAX_PAYLOAD 65491
 
+/* The largest datagram libudprr sends or accepts as a request: also the
+ * largest request or reply in the raw and id-at-offset framings, which add
+ * no header. */
+#define UDPRR_MAX_DATAGRAM 65507
+
+/*
+ * Framings: how requests and replies sit in datagrams. Clients and servers
+ * pick one in their options; both sides of an exchange must agree.
+ *
+ *   UDPRR_FRAMING_NATIVE        libudprr's 16-byte header in front of the
+ *                               application's bytes (docs/protocol.md): a
+ *                               64-bit ID, attempt numbers echoed, declines.
+ *   UDPRR_FRAMING_RAW           the application's bytes alone, to talk to
+ *                               plain UDP services. No identity: a client
+ *                               keeps one request in flight and takes the
+ *                               next datagram from its server as the reply;
+ *                               a server has no reply cache (every datagram
+ *                               runs the handler) and cannot decline (a
+ *                               declined request gets no answer). As with
+ *                               any plain UDP client, a late answer to a
+ *                               retransmitted request can arrive while the
+ *                               next request waits and be taken as its
+ *                               reply: use raw framing where that cannot
+ *                               matter, or where the reply identifies
+ *                               itself to the application.
+ *   UDPRR_FRAMING_ID_AT_OFFSET  the application's bytes alone, carrying an
+ *                               ID of id_len bytes (1..8, big-endian) at
+ *                               id_offset, as DNS (0, 2) and CoAP (2, 2)
+ *                               do. A client overwrites those bytes of each
+ *                               request with a fresh random ID and matches
+ *                               replies on them; a server keys its reply
+ *                               cache on them and copies them into each
+ *                               reply that is long enough. No declines, as
+ *                               in raw.
+ *
+ * In raw and id-at-offset framing, replies do not say which transmission
+ * they answer, so the RTT is sampled only from requests answered on their
+ * first transmission (Karn's rule).
+ *
+ * IDs: 8-byte IDs (native, or id_len 8) are drawn from the kernel's random
+ * source. Shorter IDs come from a secret, per-handle random permutation of
+ * a counter: unpredictable to anyone without the handle's key, and never
+ * repeated by a handle before it has used all 2^(8*id_len) of them (65536
+ * for a 2-byte ID), as RFC 7252 asks of CoAP message IDs. A server's reply
+ * cache takes a repeated (peer, ID) for a retransmission, so with short IDs
+ * keep a server's cache_lifetime_ms shorter than the time one client takes
+ * to make 2^(8*id_len) requests.
+ */
+#define UDPRR_FRAMING_NATIVE 0
+#define UDPRR_FRAMING_RAW 1
+#define UDPRR_FRAMING_ID_AT_OFFSET 2
+
 /* What one cached answer costs beyond its bytes, in the server's
  * cache_bytes accounting. */
 #define UDPRR_CACHE_ENTRY_OVERHEAD 128
@@ -192,6 +244,9 @@ typedef struct udprr_client_opts {
                                  Default 0 */
     udprr_attempt_fn on_attempt; /* optional hook; default NULL */
     void *on_attempt_user;       /* its first argument */
+    int framing;                 /* UDPRR_FRAMING_*. Default native */
+    size_t id_offset;            /* id-at-offset: where the ID starts */
+    unsigned id_len;             /* id-at-offset: its bytes, 1..8 */
 } udprr_client_opts;
 
 /* Fills *opts with the defaults above. opts must not be NULL. */
@@ -221,6 +276,9 @@ UDPRR_API int udprr_client_open(udprr_client **out, const char *host,
  *
  * On UDPRR_OK the reply's bytes are in reply[0..*reply_len). The reply
  * buffer may be NULL when reply_cap is 0; req may be NULL when req_len is 0.
+ * In id-at-offset framing the library writes the request's ID into a copy
+ * of req (req itself is not modified), and the reply returned is the whole
+ * datagram, ID included.
  *
  * Returns:
  *   UDPRR_OK         the reply arrived;
@@ -228,13 +286,16 @@ UDPRR_API int udprr_client_open(udprr_client **out, const char *host,
  *   UDPRR_EREFUSED   the kernel reported that nothing listens there; this
  *                    ends the request at once, without further retries;
  *   UDPRR_EREMOTE    the server's handler declined the request;
- *   UDPRR_ETOOBIG    req_len > UDPRR_MAX_PAYLOAD (nothing was sent), or the
- *                    local stack refused a datagram that size;
+ *   UDPRR_ETOOBIG    req_len over what one datagram carries in the
+ *                    handle's framing: UDPRR_MAX_PAYLOAD native,
+ *                    UDPRR_MAX_DATAGRAM raw and id-at-offset (nothing was
+ *                    sent); or the local stack refused a datagram that size;
  *   UDPRR_ETRUNC     the reply is larger than reply_cap: the first reply_cap
  *                    bytes are in reply and *reply_len is the reply's real
  *                    size;
  *   UDPRR_EINVAL     c or reply_len NULL, or a NULL buffer with a nonzero
- *                    length;
+ *                    length; in id-at-offset framing, a request too short to
+ *                    hold the ID at its offset;
  *   UDPRR_ENOMEM, UDPRR_ESYS (errno says why).
  * *reply_len is set only for UDPRR_OK and UDPRR_ETRUNC.
  */
@@ -324,13 +385,20 @@ typedef struct udprr_request {
     size_t len;                  /* how many */
     const struct sockaddr *peer; /* where it came from */
     socklen_t peer_len;
-    uint64_t id;                 /* the client's request ID */
-    unsigned attempt;            /* which transmission this is */
+    uint64_t id;                 /* the client's request ID (in
+                                    id-at-offset framing, the ID's bytes
+                                    read big-endian; 0 in raw framing) */
+    unsigned attempt;            /* which transmission this is; 0 when the
+                                    framing does not say (raw, id-at-offset) */
 } udprr_request;
 
 /*
  * The application's handler. Write at most reply_cap bytes (reply_cap is
- * UDPRR_MAX_PAYLOAD) to reply, set *reply_len, and return 0 to send them.
+ * UDPRR_MAX_PAYLOAD native, UDPRR_MAX_DATAGRAM in the other framings) to
+ * reply, set *reply_len, and return 0 to send them. In id-at-offset framing
+ * the library then writes the request's ID into the reply at the same
+ * offset (when the reply is long enough), so a retransmission answered
+ * from the cache carries the ID too.
  * Or return:
  *   UDPRR_NO_REPLY    to send nothing and remember nothing, as if the
  *                     request had been lost (overload shedding, or a test
@@ -338,7 +406,10 @@ typedef struct udprr_request {
  *                     retransmission runs the handler again;
  *   a negative value  (or any other nonzero value) to decline: the
  *                     client's request ends with UDPRR_EREMOTE; the decline
- *                     is cached like a reply.
+ *                     is cached like a reply. Raw and id-at-offset framing
+ *                     cannot carry a decline: nothing is sent (it is still
+ *                     cached in id-at-offset framing, so retransmissions get
+ *                     nothing either).
  * A *reply_len above reply_cap is treated as a decline.
  */
 #define UDPRR_NO_REPLY 1
@@ -359,6 +430,10 @@ typedef struct udprr_server_opts {
                                     but not cached. Default 64 MiB */
     unsigned cache_lifetime_ms;  /* how long an answer is remembered, >= 1.
                                     Default 30000 */
+    int framing;                 /* UDPRR_FRAMING_*. Default native. The
+                                    reply cache is off in raw framing */
+    size_t id_offset;            /* id-at-offset: where the ID starts */
+    unsigned id_len;             /* id-at-offset: its bytes, 1..8 */
 } udprr_server_opts;
 
 /* Fills *opts with the defaults above. opts must not be NULL. */

@@ -137,7 +137,8 @@ int udprr_client_open(udprr_client **out, const char *host,
 
     struct udprr__exchange_io io = {c, client_send, client_random64,
                                     client_on_attempt};
-    int rc = udprr__exchange_init(&c->x, &policy, &limits, &io);
+    struct udprr__framing framing = {o.framing, o.id_offset, o.id_len};
+    int rc = udprr__exchange_init(&c->x, &framing, &policy, &limits, &io);
     if (rc != UDPRR_OK) {
         udprr__free(c);
         return rc;
@@ -228,9 +229,6 @@ int udprr_client_request(udprr_client *c, const void *req, size_t req_len,
     if (c == NULL || reply_len == NULL || (req == NULL && req_len > 0) ||
         (reply == NULL && reply_cap > 0))
         return UDPRR_EINVAL;
-    if (req_len > UDPRR_MAX_PAYLOAD)
-        return UDPRR_ETOOBIG;
-
     struct blocking b = {0, UDPRR_OK, reply, reply_cap, reply_len};
     uint64_t id;
     int rc = udprr__exchange_submit(&c->x, req, req_len, udprr__now_us(),

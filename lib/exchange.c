@@ -157,6 +157,57 @@ static int heap_reserve(struct udprr__exchange *x)
     return UDPRR_OK;
 }
 
+/* --- request IDs --------------------------------------------------------- */
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* A keyed permutation of the w-bit values (w = 8 * id_len, even): four
+ * Feistel rounds over its two halves. Being a permutation, consecutive
+ * counters never give the same ID until the counter wraps, so a short ID
+ * is not reused before 2^w requests (a server's reply cache would take a
+ * reused ID for a retransmission, as a random draw among 65536 two-byte
+ * IDs would do within a few hundred requests); being keyed, the next ID
+ * cannot be guessed from earlier ones without the handle's secret key. */
+static uint64_t permute_id(const struct udprr__exchange *x, uint64_t v)
+{
+    unsigned half = 4 * x->framing.id_len;
+    uint64_t half_mask = (UINT64_C(1) << half) - 1;
+    uint64_t left = v >> half, right = v & half_mask;
+    for (int round = 0; round < 4; round++) {
+        uint64_t f = mix64(right ^ x->id_key[round]) & half_mask;
+        uint64_t next_right = left ^ f;
+        left = right;
+        right = next_right;
+    }
+    return left << half | right;
+}
+
+/* A fresh ID not used by an outstanding request, or UDPRR_EINVAL in *rc
+ * when none is found (a broken random source, or a short ID space full of
+ * outstanding requests). */
+static uint64_t next_id(struct udprr__exchange *x, int *rc)
+{
+    uint64_t mask = udprr__framing_id_mask(&x->framing);
+    /* 64-bit IDs are drawn at random: a repeat is as likely as a guess. */
+    int full = mask == UINT64_MAX;
+    uint64_t limit = full ? 64 : mask;
+    for (uint64_t tries = 0; tries <= limit; tries++) {
+        uint64_t id = full ? x->io.random64(x->io.ctx)
+                           : permute_id(x, x->id_counter++ & mask);
+        if (find(x, id) == NULL) {
+            *rc = UDPRR_OK;
+            return id;
+        }
+    }
+    *rc = UDPRR_EINVAL;
+    return 0;
+}
+
 /* --- requests ------------------------------------------------------------ */
 
 static void remember_finished(struct udprr__exchange *x, uint64_t id)
@@ -233,16 +284,15 @@ static void arm(struct udprr__exchange *x, struct udprr__xreq *r,
     r->timer_us = when;
     if (x->io.on_attempt != NULL && !x->closing)
         x->io.on_attempt(x->io.ctx, r->id, r->attempts, when - now_us,
-                         x->rtt.rto_us, r->len - UDPRR__WIRE_HEADER_BYTES);
+                         x->rtt.rto_us,
+                         r->len - udprr__framing_overhead(&x->framing));
 }
 
 /* Sends transmission number r->attempts. Returns the send step's status. */
 static int transmit(struct udprr__exchange *x, struct udprr__xreq *r,
                     uint64_t now_us)
 {
-    struct udprr__wire_header hdr = {UDPRR__KIND_REQUEST,
-                                     (uint16_t)r->attempts, r->id};
-    udprr__wire_encode(&hdr, r->datagram);
+    udprr__framing_set_attempt(&x->framing, r->id, r->attempts, r->datagram);
     r->sent_us[(r->attempts - 1) % UDPRR__XCHG_SENT_HISTORY] = now_us;
     x->stats.attempts++;
     if (r->attempts > 1)
@@ -254,14 +304,20 @@ static int transmit(struct udprr__exchange *x, struct udprr__xreq *r,
 }
 
 int udprr__exchange_init(struct udprr__exchange *x,
+                         const struct udprr__framing *framing,
                          const struct udprr__rtt_policy *policy,
                          const struct udprr__exchange_limits *limits,
                          const struct udprr__exchange_io *io)
 {
+    static const struct udprr__framing native = {UDPRR_FRAMING_NATIVE, 0, 0};
+    if (framing == NULL)
+        framing = &native;
     if (x == NULL || limits == NULL || io == NULL || io->send == NULL ||
-        io->random64 == NULL || udprr__rtt_policy_check(policy) != UDPRR_OK)
+        io->random64 == NULL || udprr__rtt_policy_check(policy) != UDPRR_OK ||
+        udprr__framing_check(framing) != UDPRR_OK)
         return UDPRR_EINVAL;
     memset(x, 0, sizeof *x);
+    x->framing = *framing;
     x->buckets = udprr__calloc(INITIAL_SLOTS, sizeof *x->buckets);
     x->heap = udprr__malloc(INITIAL_SLOTS * sizeof *x->heap);
     if (x->buckets == NULL || x->heap == NULL) {
@@ -274,6 +330,11 @@ int udprr__exchange_init(struct udprr__exchange *x,
     udprr__rtt_init(&x->rtt, policy);
     x->limits = *limits;
     x->io = *io;
+    if (udprr__framing_id_mask(framing) != UINT64_MAX) {
+        for (int i = 0; i < 4; i++)
+            x->id_key[i] = io->random64(io->ctx);
+        x->id_counter = io->random64(io->ctx);
+    }
     return UDPRR_OK;
 }
 
@@ -295,40 +356,40 @@ int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
     if (x == NULL || done == NULL || (body == NULL && body_len > 0) ||
         x->closing)
         return UDPRR_EINVAL;
-    if (body_len > UDPRR__MAX_PAYLOAD_BYTES)
+    if (body_len > udprr__framing_max_body(&x->framing))
         return UDPRR_ETOOBIG;
+    /* Without an ID a reply cannot say which request it answers. */
+    if (!udprr__framing_has_id(&x->framing) && x->pending > 0)
+        return UDPRR_EINVAL;
     if (heap_reserve(x) != UDPRR_OK)
         return UDPRR_ENOMEM;
-    struct udprr__xreq *r =
-        udprr__malloc(sizeof *r + UDPRR__WIRE_HEADER_BYTES + body_len);
+    struct udprr__xreq *r = udprr__malloc(
+        sizeof *r + udprr__framing_overhead(&x->framing) + body_len);
     if (r == NULL)
         return UDPRR_ENOMEM;
     memset(r, 0, sizeof *r);
 
-    /* 64 random bits collide with an outstanding ID about never; the loop
-     * is for a broken random source, which must not make two requests
-     * share an ID. */
-    int tries = 0;
-    do {
-        r->id = x->io.random64(x->io.ctx);
-    } while (find(x, r->id) != NULL && ++tries < 64);
-    if (tries == 64) {
+    int rc = UDPRR_OK;
+    r->id = next_id(x, &rc);
+    if (rc != UDPRR_OK) {
         udprr__free(r);
-        return UDPRR_EINVAL;
+        return rc;
     }
 
     r->done = done;
     r->user = user;
     r->attempts = 1;
-    r->len = UDPRR__WIRE_HEADER_BYTES + body_len;
-    if (body_len > 0)
-        memcpy(r->datagram + UDPRR__WIRE_HEADER_BYTES, body, body_len);
+    if (udprr__framing_request(&x->framing, r->id, 1, body, body_len,
+                               r->datagram, &r->len) != UDPRR_OK) {
+        udprr__free(r);
+        return UDPRR_EINVAL;
+    }
     r->deadline_us = UINT64_MAX;
     if (x->limits.deadline_us > 0 &&
         now_us <= UINT64_MAX - x->limits.deadline_us)
         r->deadline_us = now_us + x->limits.deadline_us;
 
-    int rc = transmit(x, r, now_us);
+    rc = transmit(x, r, now_us);
     if (rc == UDPRR_EREFUSED || rc == UDPRR_ETOOBIG) {
         /* Never became outstanding: undo the count, call nothing back. */
         x->stats.attempts--;
@@ -348,43 +409,50 @@ int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
 void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
                               size_t len, uint64_t now_us)
 {
-    struct udprr__wire_header hdr;
-    const uint8_t *body;
-    size_t body_len;
+    struct udprr__framed in;
 
-    if (udprr__wire_decode(buf, len, &hdr, &body, &body_len) !=
+    if (udprr__framing_parse(&x->framing, buf, len, 1, &in) !=
         UDPRR__WIRE_VALID) {
         x->stats.dropped_malformed++;
         return;
     }
-    if (hdr.kind == UDPRR__KIND_REQUEST) {
+    if (in.kind == UDPRR__KIND_REQUEST) {
         x->stats.dropped_unexpected++;
         return;
     }
-    struct udprr__xreq *r = find(x, hdr.id);
+    /* Raw framing has at most one request outstanding, and any datagram
+     * from the peer answers it. */
+    struct udprr__xreq *r;
+    if (udprr__framing_has_id(&x->framing))
+        r = find(x, in.id);
+    else
+        r = x->pending > 0 ? x->heap[0] : NULL;
     if (r == NULL) {
-        if (recently_finished(x, hdr.id))
+        if (udprr__framing_has_id(&x->framing) && recently_finished(x, in.id))
             x->stats.dropped_duplicate++;
         else
             x->stats.dropped_stale++;
         return;
     }
-    if (hdr.attempt > r->attempts) {
+    if (in.attempt > r->attempts) {
         /* Names a transmission we never made: not an answer of ours. */
         x->stats.dropped_unexpected++;
         return;
     }
-    /* The reply says which transmission it answers, so its round trip is
-     * unambiguous even after retransmissions, as long as we still hold
-     * that transmission's send time. */
-    if (udprr__rtt_unambiguous(hdr.attempt, r->attempts) &&
-        r->attempts - hdr.attempt < UDPRR__XCHG_SENT_HISTORY) {
-        uint64_t sent = r->sent_us[(hdr.attempt - 1u) % UDPRR__XCHG_SENT_HISTORY];
+    /* A reply that names its transmission is unambiguous even after
+     * retransmissions, as long as we still hold that transmission's send
+     * time; one that does not (foreign framings) only when the request was
+     * sent once. */
+    if (udprr__rtt_unambiguous(in.attempt, r->attempts) &&
+        r->attempts - (in.attempt ? in.attempt : 1) <
+            UDPRR__XCHG_SENT_HISTORY) {
+        unsigned which = in.attempt ? in.attempt : 1;
+        uint64_t sent = r->sent_us[(which - 1u) % UDPRR__XCHG_SENT_HISTORY];
         udprr__rtt_sample(&x->rtt, now_us >= sent ? now_us - sent : 0);
         x->stats.samples++;
     }
-    if (hdr.kind == UDPRR__KIND_REPLY)
-        finish(x, r, UDPRR_OK, body, body_len);
+    if (in.kind == UDPRR__KIND_REPLY)
+        finish(x, r, UDPRR_OK, in.body, in.body_len);
     else
         finish(x, r, UDPRR_EREMOTE, NULL, 0);
 }

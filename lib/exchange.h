@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "framing.h"
 #include "rtt.h"
 
 /* How many recent transmission times each request keeps, for RTT samples
@@ -81,6 +82,7 @@ struct udprr__exchange_stats {
 struct udprr__xreq;
 
 struct udprr__exchange {
+    struct udprr__framing framing;
     struct udprr__rtt rtt;
     struct udprr__exchange_limits limits;
     struct udprr__exchange_io io;
@@ -96,12 +98,19 @@ struct udprr__exchange {
     size_t recent_next;
     size_t recent_count;
 
+    /* Short IDs (id-at-offset under 8 bytes) come from a keyed permutation
+     * of a counter: see next_id in exchange.c. */
+    uint64_t id_key[4];
+    uint64_t id_counter;
+
     int closing; /* set by close_soon: make no more callbacks */
 };
 
-/* Prepares an engine; the policy must pass udprr__rtt_policy_check.
+/* Prepares an engine; the policy must pass udprr__rtt_policy_check and
+ * the framing udprr__framing_check (NULL framing: native).
  * UDPRR_OK, UDPRR_EINVAL, UDPRR_ENOMEM. */
 int udprr__exchange_init(struct udprr__exchange *x,
+                         const struct udprr__framing *framing,
                          const struct udprr__rtt_policy *policy,
                          const struct udprr__exchange_limits *limits,
                          const struct udprr__exchange_io *io);
@@ -113,9 +122,11 @@ void udprr__exchange_destroy(struct udprr__exchange *x);
 /* Starts a request: copies body, sends attempt 1, arms its timer. On
  * success done is called exactly once, later (never from inside this call);
  * on failure it is never called. *id_out (if not NULL) gets the request ID.
- * UDPRR_OK; UDPRR_ETOOBIG (body over UDPRR__MAX_PAYLOAD_BYTES, or the path
+ * UDPRR_OK; UDPRR_ETOOBIG (body over what the framing carries, or the path
  * refused the size); UDPRR_EREFUSED (the first send found nothing
- * listening); UDPRR_EINVAL; UDPRR_ENOMEM. */
+ * listening); UDPRR_EINVAL (also: raw framing with a request already
+ * outstanding, an id-at-offset body too short to hold the ID, no free ID
+ * found); UDPRR_ENOMEM. */
 int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
                            size_t body_len, uint64_t now_us,
                            udprr__xdone_fn done, void *user,

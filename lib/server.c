@@ -13,6 +13,7 @@
 
 #include "alloc.h"
 #include "dedup.h"
+#include "framing.h"
 #include "opts.h"
 #include "sock.h"
 #include "udprr.h"
@@ -26,9 +27,10 @@ struct udprr_server {
     int wake_fd; /* eventfd: udprr_server_stop wakes run through it */
     atomic_int stopping;
     udprr__dedup *cache; /* NULL when the reply cache is off */
+    struct udprr__framing framing;
     struct udprr_server_stats stats;
     uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
-    uint8_t reply[UDPRR_MAX_PAYLOAD];
+    uint8_t reply[UDPRR_MAX_DATAGRAM];
 };
 
 void udprr_server_opts_init(udprr_server_opts *opts)
@@ -59,8 +61,13 @@ int udprr_server_open(udprr_server **out, const char *host,
     s->fd = s->wake_fd = -1;
     atomic_init(&s->stopping, 0);
 
-    int rc = UDPRR_OK;
-    if (o.reply_cache) {
+    s->framing.kind = o.framing;
+    s->framing.id_offset = o.id_offset;
+    s->framing.id_len = o.id_len;
+    int rc = udprr__framing_check(&s->framing);
+    /* Raw datagrams carry no request identity to remember answers by. */
+    if (rc == UDPRR_OK && o.reply_cache &&
+        udprr__framing_has_id(&s->framing)) {
         struct udprr__dedup_limits lim = {o.cache_entries, o.cache_bytes,
                                           (uint64_t)o.cache_lifetime_ms * 1000,
                                           0};
@@ -119,23 +126,26 @@ void udprr_server_stop(udprr_server *s)
     errno = saved;
 }
 
-/* Sends header + body to peer in one datagram. */
+/* Sends the framing's header (if any) and body to peer in one datagram.
+ * body_writable is the handler's buffer (id-at-offset writes the ID into
+ * it) or NULL for a cached reply, which already carries it. */
 static void answer(udprr_server *s, const struct sockaddr *peer,
                    socklen_t peer_len, enum udprr__wire_kind kind,
-                   uint16_t attempt, uint64_t id, const void *body,
-                   size_t body_len)
+                   const struct udprr__framed *req, const uint8_t *body,
+                   uint8_t *body_writable, size_t body_len)
 {
     uint8_t header[UDPRR__WIRE_HEADER_BYTES];
-    struct udprr__wire_header h = {kind, attempt, id};
-    udprr__wire_encode(&h, header);
-    struct iovec iov[2] = {{header, sizeof header},
-                           {(void *)body, body_len}};
+    size_t header_len;
+    if (!udprr__framing_reply(&s->framing, kind, req->id, req->attempt,
+                              body_writable, body_len, header, &header_len))
+        return; /* a decline this framing cannot express */
+    struct iovec iov[2] = {{header, header_len}, {(void *)body, body_len}};
     struct msghdr msg;
     memset(&msg, 0, sizeof msg);
     msg.msg_name = (void *)peer;
     msg.msg_namelen = peer_len;
-    msg.msg_iov = iov;
-    msg.msg_iovlen = body_len > 0 ? 2 : 1;
+    msg.msg_iov = header_len > 0 ? iov : iov + 1;
+    msg.msg_iovlen = (header_len > 0) + (body_len > 0);
     ssize_t n;
     do {
         n = sendmsg(s->fd, &msg, 0);
@@ -150,23 +160,21 @@ static void handle_datagram(udprr_server *s, size_t len,
                             const struct sockaddr *peer, socklen_t peer_len,
                             udprr_handler h, void *user, uint64_t now_us)
 {
-    struct udprr__wire_header hdr;
-    const uint8_t *body;
-    size_t body_len;
+    struct udprr__framed in;
 
-    if (udprr__wire_decode(s->rxbuf, len, &hdr, &body, &body_len) !=
+    if (udprr__framing_parse(&s->framing, s->rxbuf, len, 0, &in) !=
         UDPRR__WIRE_VALID) {
         s->stats.dropped_malformed++;
         return;
     }
-    if (hdr.kind != UDPRR__KIND_REQUEST) {
+    if (in.kind != UDPRR__KIND_REQUEST) {
         s->stats.dropped_unexpected++;
         return;
     }
 
     struct udprr__dedup_key key;
     memset(&key, 0, sizeof key);
-    key.id = hdr.id;
+    key.id = in.id;
     key.addr_len = (uint8_t)udprr__sock_addr_key(peer, peer_len, key.addr);
     if (s->cache != NULL && key.addr_len > 0) {
         int kind;
@@ -175,26 +183,34 @@ static void handle_datagram(udprr_server *s, size_t len,
         if (udprr__dedup_lookup(s->cache, &key, now_us, &kind, &cached,
                                 &cached_len)) {
             s->stats.cache_hits++;
-            answer(s, peer, peer_len, (enum udprr__wire_kind)kind,
-                   hdr.attempt, hdr.id, cached, cached_len);
+            answer(s, peer, peer_len, (enum udprr__wire_kind)kind, &in,
+                   cached, NULL, cached_len);
             return;
         }
     }
 
-    udprr_request req = {body, body_len, peer, peer_len, hdr.id, hdr.attempt};
+    size_t cap = udprr__framing_max_body(&s->framing);
+    udprr_request req = {in.body, in.body_len, peer, peer_len, in.id,
+                         in.attempt};
     size_t reply_len = 0;
-    int rc = h(user, &req, s->reply, sizeof s->reply, &reply_len);
+    int rc = h(user, &req, s->reply, cap, &reply_len);
     s->stats.handled++;
     if (rc == UDPRR_NO_REPLY) {
         s->stats.not_answered++;
         return;
     }
     enum udprr__wire_kind kind = UDPRR__KIND_REPLY;
-    if (rc != 0 || reply_len > sizeof s->reply) {
+    if (rc != 0 || reply_len > cap) {
         kind = UDPRR__KIND_DECLINE;
         reply_len = 0;
         s->stats.declined++;
     }
+    /* The ID goes into the reply before it is cached, so a cached reply is
+     * sent again exactly as it was. */
+    uint8_t header[UDPRR__WIRE_HEADER_BYTES];
+    size_t header_len;
+    udprr__framing_reply(&s->framing, kind, in.id, in.attempt, s->reply,
+                         reply_len, header, &header_len);
     /* Cache first, then send: once the handler has run, a retransmission
      * must find its answer even if this send is lost. A reply the cache
      * cannot take (larger than its whole budget, or no memory) is still
@@ -202,7 +218,7 @@ static void handle_datagram(udprr_server *s, size_t len,
     if (s->cache != NULL && key.addr_len > 0)
         udprr__dedup_insert(s->cache, &key, now_us, kind, s->reply,
                             reply_len);
-    answer(s, peer, peer_len, kind, hdr.attempt, hdr.id, s->reply, reply_len);
+    answer(s, peer, peer_len, kind, &in, s->reply, NULL, reply_len);
 }
 
 /* Takes up to a batch of datagrams from the socket; never blocks. */

@@ -46,9 +46,12 @@ static int fake_send(void *ctx, const void *buf, size_t len)
     struct world *w = ctx;
     ck_assert_uint_lt(w->nsent, MAX_SENT);
     struct sent *s = &w->sent[w->nsent++];
-    const uint8_t *body;
-    ck_assert_int_eq(udprr__wire_decode(buf, len, &s->hdr, &body, &s->body_len),
-                     UDPRR__WIRE_VALID);
+    const uint8_t *body = buf;
+    s->body_len = len;
+    if (w->x.framing.kind == UDPRR_FRAMING_NATIVE)
+        ck_assert_int_eq(udprr__wire_decode(buf, len, &s->hdr, &body,
+                                            &s->body_len),
+                         UDPRR__WIRE_VALID);
     /* Keep the first bytes only: enough to tell requests apart. */
     memcpy(s->body, body,
            s->body_len < sizeof s->body ? s->body_len : sizeof s->body);
@@ -85,8 +88,19 @@ static void record(void *user, int status, const uint8_t *reply, size_t len)
 }
 
 /* A world with a jitter-free policy so every time is exact. */
+static void world_init_framed(struct world *w, unsigned max_attempts,
+                              uint64_t deadline_us,
+                              const struct udprr__framing *framing);
+
 static void world_init(struct world *w, unsigned max_attempts,
                        uint64_t deadline_us)
+{
+    world_init_framed(w, max_attempts, deadline_us, NULL);
+}
+
+static void world_init_framed(struct world *w, unsigned max_attempts,
+                              uint64_t deadline_us,
+                              const struct udprr__framing *framing)
 {
     memset(w, 0, sizeof *w);
     w->seed = 42;
@@ -96,7 +110,7 @@ static void world_init(struct world *w, unsigned max_attempts,
     struct udprr__exchange_limits lim = {max_attempts, deadline_us};
     struct udprr__exchange_io io = {w, fake_send, fake_random64,
                                     fake_on_attempt};
-    ck_assert_int_eq(udprr__exchange_init(&w->x, &p, &lim, &io), UDPRR_OK);
+    ck_assert_int_eq(udprr__exchange_init(&w->x, framing, &p, &lim, &io), UDPRR_OK);
 }
 
 /* The peer's answer to sent datagram i, as bytes on the wire. */
@@ -537,6 +551,145 @@ START_TEST(test_callback_may_close)
 }
 END_TEST
 
+
+/* --- foreign framings ---------------------------------------------------- */
+
+START_TEST(test_raw_keeps_one_request_in_flight)
+{
+    static const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0};
+    struct world w;
+    struct outcome a = {0}, b = {0};
+    world_init_framed(&w, 0, 10 * SEC, &raw);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "one", 3, 0, record, &a,
+                                            NULL),
+                     UDPRR_OK);
+    ck_assert_mem_eq(w.sent[0].body, "one", 3); /* no header at all */
+    ck_assert_uint_eq(w.sent[0].body_len, 3);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "two", 3, 0, record, &b,
+                                            NULL),
+                     UDPRR_EINVAL);
+    /* any datagram from the peer is the reply */
+    udprr__exchange_datagram(&w.x, "whatever", 8, 30 * MS);
+    ck_assert_int_eq(a.status, UDPRR_OK);
+    ck_assert_mem_eq(a.reply, "whatever", 8);
+    ck_assert_uint_eq(w.x.stats.samples, 1); /* first transmission: clean */
+    udprr__exchange_datagram(&w.x, "late", 4, 31 * MS);
+    ck_assert_uint_eq(w.x.stats.dropped_stale, 1);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "two", 3, 0, record, &b,
+                                            NULL),
+                     UDPRR_OK);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_raw_retransmitted_reply_is_no_sample)
+{
+    /* Karn: after a retransmission, a reply without an attempt number
+     * could answer either transmission, so it must not move the RTO. */
+    static const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0};
+    struct world w;
+    struct outcome a = {0};
+    world_init_framed(&w, 0, 10 * SEC, &raw);
+    udprr__exchange_submit(&w.x, "q", 1, 0, record, &a, NULL);
+    udprr__exchange_timers(&w.x, 1 * SEC);
+    ck_assert_uint_eq(w.nsent, 2);
+    ck_assert_mem_eq(w.sent[1].body, "q", 1); /* resent unchanged */
+    udprr__exchange_datagram(&w.x, "r", 1, 1 * SEC + 5 * MS);
+    ck_assert_int_eq(a.status, UDPRR_OK);
+    ck_assert_uint_eq(w.x.stats.samples, 0);
+    ck_assert_uint_eq(w.x.rtt.rto_us, 1 * SEC);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_id_at_offset_matches_on_the_id)
+{
+    static const struct udprr__framing dns = {UDPRR_FRAMING_ID_AT_OFFSET, 0, 2};
+    struct world w;
+    struct outcome a = {0}, b = {0};
+    uint64_t id_a, id_b;
+    world_init_framed(&w, 0, 10 * SEC, &dns);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "\0\0qa", 4, 0, record, &a,
+                                            &id_a),
+                     UDPRR_OK);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "\0\0qb", 4, 0, record, &b,
+                                            &id_b),
+                     UDPRR_OK);
+    ck_assert_uint_le(id_a, 0xffff);
+    ck_assert_uint_ne(id_a, id_b);
+    ck_assert_uint_eq(w.sent[0].body[0], id_a >> 8);
+    ck_assert_uint_eq(w.sent[0].body[1], id_a & 0xff);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "\0", 1, 0, record, &b,
+                                            NULL),
+                     UDPRR_EINVAL); /* no room for the ID */
+
+    uint8_t reply[4] = {(uint8_t)(id_b >> 8), (uint8_t)id_b, 'r', 'b'};
+    udprr__exchange_datagram(&w.x, reply, 4, 10 * MS);
+    ck_assert_int_eq(b.status, UDPRR_OK);
+    ck_assert_int_eq(a.calls, 0);
+    ck_assert_mem_eq(b.reply, reply, 4); /* the whole datagram */
+    udprr__exchange_datagram(&w.x, "\x01", 1, 11 * MS); /* too short */
+    ck_assert_uint_eq(w.x.stats.dropped_malformed, 1);
+    udprr__exchange_destroy(&w.x);
+    ck_assert_int_eq(a.status, UDPRR_ECANCELED);
+}
+END_TEST
+
+START_TEST(test_one_byte_ids_stay_distinct)
+{
+    /* With a 1-byte ID only 256 requests can be told apart: the engine
+     * never gives two outstanding requests the same one. */
+    static const struct udprr__framing tiny = {UDPRR_FRAMING_ID_AT_OFFSET, 0, 1};
+    static struct outcome o[200];
+    struct world w;
+    int seen[256] = {0};
+    world_init_framed(&w, 0, 10 * SEC, &tiny);
+    for (int i = 0; i < 200; i++) {
+        uint64_t id;
+        int rc = udprr__exchange_submit(&w.x, "x", 1, 0, record, &o[i], &id);
+        if (rc != UDPRR_OK) {
+            ck_assert_int_eq(rc, UDPRR_EINVAL); /* ran out of free IDs */
+            continue;
+        }
+        ck_assert_uint_le(id, 0xff);
+        ck_assert_int_eq(seen[id], 0);
+        seen[id] = 1;
+    }
+    ck_assert_uint_gt(w.x.pending, 100);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_short_ids_do_not_repeat_within_their_space)
+{
+    /* A server keys its reply cache on the ID, so a 2-byte ID must not
+     * come back before all 65536 have been used: a random draw would
+     * repeat one within a few hundred requests. */
+    static const struct udprr__framing coap = {UDPRR_FRAMING_ID_AT_OFFSET, 2, 2};
+    static uint8_t used[65536];
+    struct world w;
+    struct outcome o = {0};
+    memset(used, 0, sizeof used);
+    world_init_framed(&w, 0, 10 * SEC, &coap);
+    uint64_t first = 0, id = 0;
+    for (unsigned i = 0; i < 65536; i++) {
+        if (udprr__exchange_submit(&w.x, "\x40\x01\0\0", 4, 0, record, &o,
+                                   &id) != UDPRR_OK)
+            ck_abort_msg("submit %u failed", i);
+        if (id > 0xffff || used[id])
+            ck_abort_msg("request %u reused ID %llu", i, (unsigned long long)id);
+        used[id] = 1;
+        if (i == 0)
+            first = id;
+        else if (i < 4 && id == first + i)
+            ck_abort_msg("IDs count up in the open: %llu", (unsigned long long)id);
+        udprr__exchange_fail_all(&w.x, UDPRR_ECANCELED);
+        w.nsent = 0;
+    }
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
 /* --- allocation failure -------------------------------------------------- */
 
 static int allocs_left;
@@ -590,7 +743,7 @@ START_TEST(test_allocation_failures_leave_state_intact)
     for (int budget = 0; budget < 2; budget++) {
         udprr__set_allocator(&failing);
         allocs_left = budget;
-        ck_assert_int_eq(udprr__exchange_init(&x, &p, &lim, &io),
+        ck_assert_int_eq(udprr__exchange_init(&x, NULL, &p, &lim, &io),
                          UDPRR_ENOMEM);
         udprr__set_allocator(NULL);
     }
@@ -620,6 +773,11 @@ int main(void)
     tcase_add_test(tc, test_callback_may_submit);
     tcase_add_test(tc, test_callback_may_close);
     tcase_add_test(tc, test_allocation_failures_leave_state_intact);
+    tcase_add_test(tc, test_raw_keeps_one_request_in_flight);
+    tcase_add_test(tc, test_raw_retransmitted_reply_is_no_sample);
+    tcase_add_test(tc, test_id_at_offset_matches_on_the_id);
+    tcase_add_test(tc, test_one_byte_ids_stay_distinct);
+    tcase_add_test(tc, test_short_ids_do_not_repeat_within_their_space);
     suite_add_tcase(s, tc);
     return udprr_test_run(s);
 }

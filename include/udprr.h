@@ -217,7 +217,9 @@ typedef void (*udprr_attempt_fn)(void *user, const udprr_attempt_info *info);
  * deadline, or max_attempts transmissions each waited out. With both 0 a
  * request is retried at intervals that settle at max_rto_ms until it is
  * answered or has been sent 65535 times (the wire format's attempt limit;
- * over a week at the default cap).
+ * over a week at the default cap). Such a client outlives a server's reply
+ * cache: a request retried for longer than the server's cache_lifetime_ms
+ * may run its handler again (see "At most once" below).
  *
  * The RTO bounds must satisfy 1 <= min_rto_ms <= initial_rto_ms <=
  * max_rto_ms <= 3600000; anything else makes udprr_client_open fail with
@@ -255,14 +257,17 @@ UDPRR_API void udprr_client_opts_init(udprr_client_opts *opts);
 /*
  * udprr_client_open - resolves host and service with getaddrinfo (names or
  * numbers, IPv4 or IPv6, service names such as "domain"), and connects a
- * UDP socket to the first address that accepts it.
+ * UDP socket to the first address returned for which a socket can be made
+ * (a UDP connect does not ask the server, so "localhost" resolving to ::1
+ * first means ::1 even if the server listens on 127.0.0.1 only: give a
+ * numeric address, or a name with one address, to choose).
  *
  * opts NULL means the defaults. On success *out is a new handle, which the
  * caller frees with udprr_client_close().
  *
  * Returns UDPRR_OK; UDPRR_EINVAL (out, host or service NULL; an option out
- * of range; opts->size smaller than the struct's first two fields or larger
- * than this library's struct, i.e. from a newer header); UDPRR_ERESOLVE (no
+ * of range; opts->size not the size of any released version of the
+ * struct, e.g. from a newer header than this library); UDPRR_ERESOLVE (no
  * address for host/service); UDPRR_ESYS (no socket could be made or
  * connected, or the kernel's random source failed; errno says why);
  * UDPRR_ENOMEM. On failure *out is unchanged.
@@ -283,8 +288,12 @@ UDPRR_API int udprr_client_open(udprr_client **out, const char *host,
  * Returns:
  *   UDPRR_OK         the reply arrived;
  *   UDPRR_ETIMEDOUT  the deadline passed, or the last attempt was waited out;
- *   UDPRR_EREFUSED   the kernel reported that nothing listens there; this
- *                    ends the request at once, without further retries;
+ *   UDPRR_EREFUSED   the kernel reported that nothing listens there (ICMP
+ *                    port unreachable); this ends the request at once,
+ *                    without further retries. It says the server's port is
+ *                    closed now, not that the request never ran: a server
+ *                    that answered an earlier transmission and then went
+ *                    away gives the same result if the answer was lost;
  *   UDPRR_EREMOTE    the server's handler declined the request;
  *   UDPRR_ETOOBIG    req_len over what one datagram carries in the
  *                    handle's framing: UDPRR_MAX_PAYLOAD native,
@@ -319,7 +328,8 @@ struct udprr_client_stats {
     uint64_t requests;          /* requests sent */
     uint64_t completed;         /* a reply arrived: UDPRR_OK, or
                                    UDPRR_ETRUNC when it did not fit */
-    uint64_t attempts;          /* datagrams sent, first ones included */
+    uint64_t attempts;          /* transmissions, first ones included
+                                   (send_errors among them) */
     uint64_t retransmissions;   /* datagrams sent after the first */
     uint64_t timeouts;          /* ended with UDPRR_ETIMEDOUT */
     uint64_t refused;           /* ended with UDPRR_EREFUSED */
@@ -329,11 +339,16 @@ struct udprr_client_stats {
     uint64_t failed;            /* ended with another error (UDPRR_ETOOBIG
                                    on a retransmission) */
     uint64_t dropped_stale;     /* replies whose ID is not outstanding */
-    uint64_t dropped_duplicate; /* more replies to a request already done */
+    uint64_t dropped_duplicate; /* replies to one of the last 64 requests
+                                   that already ended (answered, timed out
+                                   or canceled) */
     uint64_t dropped_malformed; /* datagrams that failed to decode */
     uint64_t dropped_unexpected; /* well formed, but no reply to anything
                                     sent (a request, an attempt never made) */
     uint64_t rtt_samples;       /* round-trip samples taken */
+    uint64_t send_errors;       /* transmissions the socket refused for a
+                                   passing reason (ENOBUFS, ...), counted
+                                   as lost and retried */
     uint64_t srtt_us;           /* smoothed RTT; 0 before the first sample */
     uint64_t rttvar_us;         /* RTT variation; 0 before the first sample */
     uint64_t rto_us;            /* the current RTO */
@@ -466,15 +481,19 @@ UDPRR_API int udprr_server_sockname(const udprr_server *s,
  * udprr_server_run - serves requests until udprr_server_stop() is called.
  * Returns UDPRR_OK after a stop (at once if stop came first: a stopped
  * server stays stopped); UDPRR_EINVAL (s or h NULL); UDPRR_ESYS if waiting
- * on the socket fails (errno says why). Once stop is called, the handler
- * is not called again (a call already running finishes); every request
- * whose handler ran has had its answer sent before run returns. The
- * handler gets *reply_len == 0 on entry.
+ * on the socket fails (errno says why). Once run sees the stop, it calls
+ * the handler no more (a call already running finishes, and a datagram
+ * already being handled when stop came may still reach it); the answer of
+ * every request whose handler ran has been handed to the kernel (or
+ * counted in send_errors) before run returns. The handler gets
+ * *reply_len == 0 on entry.
  */
 UDPRR_API int udprr_server_run(udprr_server *s, udprr_handler h, void *user);
 
 /* Makes udprr_server_run() return promptly. Async-signal-safe and
- * thread-safe; NULL is a no-op. */
+ * thread-safe; NULL is a no-op. It must not be called once
+ * udprr_server_close() has begun: a signal handler that stops a server is
+ * to be reset (or made to skip the call) before the server is closed. */
 UDPRR_API void udprr_server_stop(udprr_server *s);
 
 /* Server counters since open; set out->size first, as for clients. Cache
@@ -491,6 +510,10 @@ struct udprr_server_stats {
     uint64_t dropped_malformed; /* datagrams that failed to decode */
     uint64_t dropped_unexpected; /* well formed, but not a request */
     uint64_t send_errors;       /* answers the socket would not take */
+    uint64_t uncached;          /* answers sent but not cached (larger than
+                                   the cache's whole budget, or no memory):
+                                   their retransmissions run the handler
+                                   again */
     uint64_t cache_entries;     /* answers cached now */
     uint64_t cache_bytes;       /* bytes they take, overhead counted */
     uint64_t cache_evicted;     /* removed early to keep the bounds */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "client_internal.h"
 #include "exchange.h"
 #include "opts.h"
 #include "sock.h"
@@ -68,30 +69,37 @@ static int make_policy(const udprr_client_opts *o,
 static int client_send(void *ctx, const void *buf, size_t len)
 {
     udprr_client *c = ctx;
+    int refused = 0;
     for (;;) {
         if (send(c->fd, buf, len, 0) >= 0)
             return UDPRR_OK;
-        if (errno != EINTR)
-            return udprr__sock_status(errno);
+        if (errno == EINTR)
+            continue;
+        /* A send that fails with ECONNREFUSED reports an ICMP error left on
+         * the socket by an earlier datagram (a late retransmission of a
+         * request long answered, say), not by this one, which was not sent.
+         * Reporting it cleared it: send again, once. If nothing listens,
+         * this datagram's own ICMP error will come back to the receive. */
+        if (errno == ECONNREFUSED && !refused) {
+            refused = 1;
+            continue;
+        }
+        return udprr__sock_status(errno);
     }
 }
 
-static uint64_t client_random64(void *ctx)
+static int client_random64(void *ctx, uint64_t *out)
 {
     udprr_client *c = ctx;
-    uint64_t v;
-    if (c->random_used + sizeof v > sizeof c->random_pool) {
-        /* getrandom on a pool this small does not fail once it worked at
-         * open; if it ever did, the old pool is reused, stirred, rather than
-         * stopping the client. */
-        if (udprr__random_bytes(c->random_pool, sizeof c->random_pool) !=
-            UDPRR_OK)
-            c->random_pool[0] ^= (uint8_t)udprr__now_us();
+    if (c->random_used + sizeof *out > sizeof c->random_pool) {
+        int rc = udprr__random_bytes(c->random_pool, sizeof c->random_pool);
+        if (rc != UDPRR_OK)
+            return rc; /* no request starts without a real random ID */
         c->random_used = 0;
     }
-    memcpy(&v, c->random_pool + c->random_used, sizeof v);
-    c->random_used += sizeof v;
-    return v;
+    memcpy(out, c->random_pool + c->random_used, sizeof *out);
+    c->random_used += sizeof *out;
+    return UDPRR_OK;
 }
 
 static void client_on_attempt(void *ctx, uint64_t id, unsigned attempt,
@@ -155,6 +163,11 @@ int udprr_client_open(udprr_client **out, const char *host,
     return UDPRR_OK;
 }
 
+int udprr__client_fd(const udprr_client *c)
+{
+    return c->fd;
+}
+
 void udprr_client_close(udprr_client *c)
 {
     if (c == NULL)
@@ -169,6 +182,7 @@ void udprr_client_close(udprr_client *c)
 /* Takes what the socket has (up to a batch) into the engine. */
 static void receive_step(udprr_client *c)
 {
+    int refused = 0;
     for (int i = 0; i < RECV_BATCH; i++) {
         ssize_t n = recv(c->fd, c->rxbuf, sizeof c->rxbuf, MSG_DONTWAIT);
         if (n >= 0) {
@@ -179,15 +193,20 @@ static void receive_step(udprr_client *c)
         if (errno == EINTR)
             continue;
         if (errno == ECONNREFUSED) {
-            /* The kernel got ICMP port unreachable for our peer: nothing
-             * listens, so no retry can succeed. */
-            udprr__exchange_fail_all(&c->x, UDPRR_EREFUSED);
+            /* The kernel reports the ICMP error before datagrams already
+             * queued: read on, so a reply that arrived before the server
+             * went away still completes its request. */
+            refused = 1;
             continue;
         }
         /* EAGAIN: drained. Other errors (an ICMP host or network
          * unreachable) are left to the retries and the deadline. */
-        return;
+        break;
     }
+    /* Nothing listens at the server's port now, so no retry of what is
+     * still outstanding can be answered. */
+    if (refused)
+        udprr__exchange_fail_all(&c->x, UDPRR_EREFUSED);
 }
 
 /* One step of the engine that never blocks: receive, then fire timers. */
@@ -272,6 +291,7 @@ int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
         .dropped_malformed = s->dropped_malformed,
         .dropped_unexpected = s->dropped_unexpected,
         .rtt_samples = s->samples,
+        .send_errors = s->send_errors,
         .srtt_us = c->x.rtt.srtt_us,
         .rttvar_us = c->x.rtt.rttvar_us,
         .rto_us = c->x.rtt.rto_us,

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "siphash.h"
 #include "udprr.h"
 
 /* The public figure (udprr.h), used in the server's byte accounting. */
@@ -58,26 +59,18 @@ static int key_equal(const struct udprr__dedup_key *a,
            memcmp(a->addr, b->addr, a->addr_len) == 0;
 }
 
+/* SipHash of the address bytes and the ID under the server's secret key:
+ * a peer picks its IDs (and, with some effort, its port), so without a
+ * keyed hash it could aim every entry at one bucket. */
 static uint64_t key_hash(const udprr__dedup *d,
                          const struct udprr__dedup_key *key)
 {
-    /* FNV-1a over the address: cheap for at most 28 bytes, and every byte
-     * counts, so one ID from two peers lands in different buckets. */
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < key->addr_len; i++)
-        h = (h ^ key->addr[i]) * 0x100000001b3ull;
-    /* The secret seed goes in before the mixing below, so which IDs share
-     * a bucket cannot be known without it. */
-    h ^= key->id ^ d->limits.hash_seed;
-    /* Our clients draw IDs at random, but a peer written from the spec may
-     * count, or vary only the high bits; the bucket index takes the low
-     * bits, so every input bit must reach them. */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
+    uint8_t bytes[UDPRR__DEDUP_ADDR_MAX + 8];
+    memcpy(bytes, key->addr, key->addr_len);
+    for (int i = 0; i < 8; i++)
+        bytes[key->addr_len + i] = (uint8_t)(key->id >> (8 * i));
+    return udprr__siphash24(d->limits.hash_key[0], d->limits.hash_key[1],
+                            bytes, key->addr_len + 8u);
 }
 
 static struct entry **bucket_of(const udprr__dedup *d,

@@ -58,9 +58,9 @@ struct udprr__dedup_limits {
     size_t max_entries;   /* 1..UDPRR__DEDUP_MAX_ENTRIES */
     size_t max_bytes;     /* >= UDPRR__DEDUP_ENTRY_OVERHEAD */
     uint64_t lifetime_us; /* >= 1 */
-    uint64_t hash_seed;   /* secret, random: a client that picks its own IDs
-                             cannot aim them at one bucket. Any value works,
-                             0 included */
+    uint64_t hash_key[2]; /* secret, random SipHash key: a client that
+                             picks its own IDs cannot aim them at one
+                             bucket. Any value works, 0 included */
 };
 
 struct udprr__dedup_stats {

@@ -187,9 +187,10 @@ static uint64_t permute_id(const struct udprr__exchange *x, uint64_t v)
     return left << half | right;
 }
 
-/* A fresh ID not used by an outstanding request, or UDPRR_EINVAL in *rc
- * when none is found (a broken random source, or a short ID space full of
- * outstanding requests). */
+/* A fresh ID not used by an outstanding request. *rc gets UDPRR_OK, the
+ * random source's failure, or UDPRR_EINVAL when no free ID is found (a
+ * broken random source, or a short ID space full of outstanding
+ * requests). */
 static uint64_t next_id(struct udprr__exchange *x, int *rc)
 {
     uint64_t mask = udprr__framing_id_mask(&x->framing);
@@ -197,8 +198,11 @@ static uint64_t next_id(struct udprr__exchange *x, int *rc)
     int full = mask == UINT64_MAX;
     uint64_t limit = full ? 64 : mask;
     for (uint64_t tries = 0; tries <= limit; tries++) {
-        uint64_t id = full ? x->io.random64(x->io.ctx)
-                           : permute_id(x, x->id_counter++ & mask);
+        uint64_t id;
+        if (!full)
+            id = permute_id(x, x->id_counter++ & mask);
+        else if ((*rc = x->io.random64(x->io.ctx, &id)) != UDPRR_OK)
+            return 0;
         if (find(x, id) == NULL) {
             *rc = UDPRR_OK;
             return id;
@@ -274,10 +278,12 @@ static void arm(struct udprr__exchange *x, struct udprr__xreq *r,
 {
     /* Only waits after a retransmission are jittered (see rtt.h), so only
      * those cost a random number. */
-    uint32_t random = 0;
-    if (r->attempts > 1 && x->rtt.policy.jitter_pct > 0)
-        random = (uint32_t)(x->io.random64(x->io.ctx) >> 32);
-    uint64_t wait = udprr__rtt_wait_us(&x->rtt, r->attempts, random);
+    uint64_t draw = 0;
+    if (r->attempts > 1 && x->rtt.policy.jitter_pct > 0 &&
+        x->io.random64(x->io.ctx, &draw) != UDPRR_OK)
+        draw = 0; /* unjittered: still a correct wait */
+    uint64_t wait = udprr__rtt_wait_us(&x->rtt, r->attempts,
+                                       (uint32_t)(draw >> 32));
     uint64_t when = now_us + wait;
     if (when < now_us || when > r->deadline_us)
         when = r->deadline_us;
@@ -331,9 +337,18 @@ int udprr__exchange_init(struct udprr__exchange *x,
     x->limits = *limits;
     x->io = *io;
     if (udprr__framing_id_mask(framing) != UINT64_MAX) {
-        for (int i = 0; i < 4; i++)
-            x->id_key[i] = io->random64(io->ctx);
-        x->id_counter = io->random64(io->ctx);
+        int rc = UDPRR_OK;
+        for (int i = 0; i < 4 && rc == UDPRR_OK; i++)
+            rc = io->random64(io->ctx, &x->id_key[i]);
+        if (rc == UDPRR_OK)
+            rc = io->random64(io->ctx, &x->id_counter);
+        if (rc != UDPRR_OK) {
+            udprr__free(x->buckets);
+            udprr__free(x->heap);
+            x->buckets = NULL;
+            x->heap = NULL;
+            return rc;
+        }
     }
     return UDPRR_OK;
 }
@@ -342,6 +357,7 @@ void udprr__exchange_destroy(struct udprr__exchange *x)
 {
     if (x == NULL || x->heap == NULL)
         return;
+    x->destroying = 1;
     udprr__exchange_fail_all(x, UDPRR_ECANCELED);
     udprr__free(x->buckets);
     udprr__free(x->heap);
@@ -354,7 +370,7 @@ int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
                            udprr__xdone_fn done, void *user, uint64_t *id_out)
 {
     if (x == NULL || done == NULL || (body == NULL && body_len > 0) ||
-        x->closing)
+        x->closing || x->destroying)
         return UDPRR_EINVAL;
     if (body_len > udprr__framing_max_body(&x->framing))
         return UDPRR_ETOOBIG;
@@ -485,8 +501,27 @@ void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us)
 
 void udprr__exchange_fail_all(struct udprr__exchange *x, int status)
 {
-    while (x->pending > 0)
-        finish(x, x->heap[x->pending - 1], status, NULL, 0);
+    /* Detach everything first, chained through hash_next: a callback that
+     * submits adds to the now empty table, not to this list, so the loop
+     * ends whatever the callbacks do. */
+    struct udprr__xreq *list = NULL;
+    for (size_t i = 0; i < x->pending; i++) {
+        x->heap[i]->hash_next = list;
+        list = x->heap[i];
+    }
+    memset(x->buckets, 0, x->nbuckets * sizeof *x->buckets);
+    x->pending = 0;
+    while (list != NULL) {
+        struct udprr__xreq *r = list;
+        udprr__xdone_fn done = r->done;
+        void *user = r->user;
+        list = r->hash_next;
+        remember_finished(x, r->id);
+        count_end(&x->stats, status);
+        udprr__free(r);
+        if (!x->closing)
+            done(user, status, NULL, 0);
+    }
 }
 
 int udprr__exchange_cancel(struct udprr__exchange *x, uint64_t id)

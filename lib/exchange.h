@@ -49,8 +49,10 @@ struct udprr__exchange_io {
      * UDPRR_ETOOBIG when the path cannot carry it (that request ends);
      * anything else counts as a lost transmission (the timer still runs). */
     int (*send)(void *ctx, const void *buf, size_t len);
-    /* A uniform 64-bit random number: request IDs and jitter. */
-    uint64_t (*random64)(void *ctx);
+    /* A uniform 64-bit random number into *out, for request IDs and
+     * jitter: UDPRR_OK, or a failure status (then no request is started;
+     * a retransmission goes unjittered). */
+    int (*random64)(void *ctx, uint64_t *out);
     /* Optional: told of every transmission, after it was sent. */
     void (*on_attempt)(void *ctx, uint64_t id, unsigned attempt,
                        uint64_t wait_us, uint64_t rto_us, size_t len);
@@ -104,6 +106,7 @@ struct udprr__exchange {
     uint64_t id_counter;
 
     int closing; /* set by close_soon: make no more callbacks */
+    int destroying; /* in destroy: callbacks may not submit */
 };
 
 /* Prepares an engine; the policy must pass udprr__rtt_policy_check and
@@ -116,7 +119,8 @@ int udprr__exchange_init(struct udprr__exchange *x,
                          const struct udprr__exchange_io *io);
 
 /* Ends every outstanding request with UDPRR_ECANCELED (unless closing) and
- * frees the engine's memory. */
+ * frees the engine's memory. Submits from those callbacks fail with
+ * UDPRR_EINVAL. */
 void udprr__exchange_destroy(struct udprr__exchange *x);
 
 /* Starts a request: copies body, sends attempt 1, arms its timer. On
@@ -126,7 +130,7 @@ void udprr__exchange_destroy(struct udprr__exchange *x);
  * refused the size); UDPRR_EREFUSED (the first send found nothing
  * listening); UDPRR_EINVAL (also: raw framing with a request already
  * outstanding, an id-at-offset body too short to hold the ID, no free ID
- * found); UDPRR_ENOMEM. */
+ * found); UDPRR_ENOMEM; the random source's failure status. */
 int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
                            size_t body_len, uint64_t now_us,
                            udprr__xdone_fn done, void *user,
@@ -139,8 +143,9 @@ void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
 /* Fires every timer due at now_us: resends or times out. */
 void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us);
 
-/* Ends every outstanding request with status (UDPRR_EREFUSED when the
- * socket reported ECONNREFUSED). */
+/* Ends every request outstanding when it is called with status
+ * (UDPRR_EREFUSED when the socket reported ECONNREFUSED). Requests that
+ * done callbacks submit meanwhile stay outstanding. */
 void udprr__exchange_fail_all(struct udprr__exchange *x, int status);
 
 /* Ends one outstanding request with UDPRR_ECANCELED. UDPRR_OK, or

@@ -15,9 +15,10 @@
 #include "udprr.h"
 
 /* defaults (of full_size bytes) already holds the library's defaults;
- * copies over them as much of given as given->size says it has. given
- * must reach at least min_size (its first two fields), and must not be
- * larger than this library's struct (a newer header). */
+ * copies over them as much of given as given->size says it has. That size
+ * must be one a released header had: today only full_size (min_size is
+ * kept for the day a field is appended; then the old full size joins the
+ * accepted ones, and no size that ends inside a field is ever accepted). */
 static inline int udprr__take_opts(void *defaults, size_t full_size,
                                    const void *given, size_t min_size)
 {
@@ -25,7 +26,7 @@ static inline int udprr__take_opts(void *defaults, size_t full_size,
     if (given == NULL)
         return UDPRR_OK;
     memcpy(&given_size, given, sizeof given_size);
-    if (given_size < min_size || given_size > full_size)
+    if (given_size < min_size || given_size != full_size)
         return UDPRR_EINVAL;
     memcpy(defaults, given, given_size);
     memcpy(defaults, &full_size, sizeof full_size);

@@ -22,6 +22,9 @@
 /* Datagrams taken per receive step before waiting again. */
 #define RECV_BATCH 64
 
+/* stop() is async-signal-safe only if this flag needs no lock. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int must be lock-free");
+
 struct udprr_server {
     int fd;
     int wake_fd; /* eventfd: udprr_server_stop wakes run through it */
@@ -70,8 +73,8 @@ int udprr_server_open(udprr_server **out, const char *host,
         udprr__framing_has_id(&s->framing)) {
         struct udprr__dedup_limits lim = {o.cache_entries, o.cache_bytes,
                                           (uint64_t)o.cache_lifetime_ms * 1000,
-                                          0};
-        rc = udprr__random_bytes(&lim.hash_seed, sizeof lim.hash_seed);
+                                          {0, 0}};
+        rc = udprr__random_bytes(lim.hash_key, sizeof lim.hash_key);
         if (rc == UDPRR_OK)
             rc = udprr__dedup_new(&s->cache, &lim);
     }
@@ -215,9 +218,10 @@ static void handle_datagram(udprr_server *s, size_t len,
      * must find its answer even if this send is lost. A reply the cache
      * cannot take (larger than its whole budget, or no memory) is still
      * sent; only its retransmissions would run the handler again. */
-    if (s->cache != NULL && key.addr_len > 0)
+    if (s->cache != NULL && key.addr_len > 0 &&
         udprr__dedup_insert(s->cache, &key, now_us, kind, s->reply,
-                            reply_len);
+                            reply_len) != UDPRR_OK)
+        s->stats.uncached++;
     answer(s, peer, peer_len, kind, &in, s->reply, NULL, reply_len);
 }
 

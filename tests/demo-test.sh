@@ -24,7 +24,11 @@ check "client completed every request" "$(num "$client" completed)" 20
 sent=$(num "$client" 'datagrams sent')
 retrans=$(echo "$client" | sed -n 's/.*(\([0-9]*\) retransmissions).*/\1/p')
 check "client sent requests + retransmissions" "$sent" "$((20 + retrans))"
-check "the server saw every datagram" "$(num "$server" 'datagrams received')" "$sent"
+# The last request's spurious retransmission, if any, may still be in
+# flight when the server stops.
+received=$(num "$server" 'datagrams received')
+check "the server saw the datagrams sent" \
+    "$([ "$received" -le "$sent" ] && [ "$received" -ge $((sent - 1)) ] && echo yes)" yes
 drops=$(num "$server" 'pretended drops')
 hits=$(num "$server" 'from the reply')
 # Timing may add spurious retransmissions (answered from the cache), never

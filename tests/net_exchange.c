@@ -122,8 +122,14 @@ START_TEST(test_thousand_requests_byte_exact)
     ck_assert_uint_eq(st.requests, 1000);
     ck_assert_uint_eq(st.completed, 1000);
     ck_assert_uint_eq(st.attempts, st.requests + st.retransmissions);
-    /* The RTO adapted to loopback: down from 1 s to the 10 ms floor. */
-    ck_assert_uint_eq(st.rto_us, 10 * MS);
+    /* The RTO adapted to loopback: from 1 s down to near the 10 ms floor
+     * (a loaded machine or valgrind can lift the last samples a little),
+     * and it is what the estimator's own formula gives. */
+    ck_assert_uint_ge(st.rto_us, 10 * MS);
+    ck_assert_uint_lt(st.rto_us, 100 * MS);
+    uint64_t margin = 4 * st.rttvar_us > 1 * MS ? 4 * st.rttvar_us : 1 * MS;
+    uint64_t formula = st.srtt_us + margin;
+    ck_assert_uint_eq(st.rto_us, formula < 10 * MS ? 10 * MS : formula);
     ck_assert_uint_gt(st.rtt_samples, 0);
     udprr_client_close(c);
 
@@ -501,9 +507,11 @@ START_TEST(test_handler_runs_once_per_request_behind_lossy_relay)
                       st.requests);
     ck_assert_uint_eq(st.attempts, st.requests + st.retransmissions);
     ck_assert_uint_gt(rs.to_client.impair.dropped, 0);
-    /* Every retransmission the server saw was answered from its cache. */
-    ck_assert_uint_eq(ss.cache_hits + ss.handled, ss.received);
+    /* The handler ran once per request; every other datagram the server
+     * saw, each a retransmission, was answered from its cache. */
     ck_assert_uint_eq(ss.handled, N);
+    ck_assert_uint_eq(ss.cache_hits, ss.received - N);
+    ck_assert_uint_gt(ss.cache_hits, 0);
     pthread_mutex_destroy(&count.lock);
 }
 END_TEST
@@ -580,7 +588,10 @@ START_TEST(test_cache_off_runs_every_datagram)
     ck_assert_uint_eq(ss.cache_hits, 0);
     ck_assert_uint_eq(ss.handled, ss.received);
     ck_assert_uint_eq(count.total, ss.received);
-    ck_assert_uint_eq(ss.received, st.attempts); /* nothing lost to_server */
+    /* Nothing is lost on the way to the server, but the last request's
+     * late retransmission may still be in flight when the server stops. */
+    ck_assert_uint_le(ss.received, st.attempts);
+    ck_assert_uint_ge(ss.received + 1, st.attempts);
     ck_assert_uint_gt(count.total, 50);
     pthread_mutex_destroy(&count.lock);
 }
@@ -605,20 +616,22 @@ START_TEST(test_no_reply_is_retried_and_not_cached)
     test_server_start(&ts, "127.0.0.1", NULL, ignore_first_attempt, &calls);
     udprr_client_opts o;
     udprr_client_opts_init(&o);
-    o.initial_rto_ms = 20;
+    o.initial_rto_ms = 100; /* the wait after attempt 2 is >= 160 ms */
     udprr_client *c = open_client("127.0.0.1", ts.port, &o);
     char reply[8];
     size_t got;
     ck_assert_int_eq(udprr_client_request(c, "ab", 2, reply, sizeof reply,
                                           &got),
                      UDPRR_OK);
-    ck_assert_uint_eq(client_stats(c).attempts, 2);
+    ck_assert_uint_ge(client_stats(c).attempts, 2);
     udprr_client_close(c);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
-    ck_assert_uint_eq(calls, 2); /* the retransmission ran the handler */
+    /* Attempt 1 ran the handler and was not remembered, so attempt 2 ran
+     * it again; anything later (a stalled machine) came from the cache. */
+    ck_assert_uint_eq(calls, 2);
     ck_assert_uint_eq(ss.not_answered, 1);
-    ck_assert_uint_eq(ss.answered, 1);
+    ck_assert_uint_eq(ss.answered, 1 + ss.cache_hits);
     ck_assert_uint_eq(ss.cache_entries, 1);
 }
 END_TEST

@@ -40,7 +40,7 @@ static udprr__dedup *cache_new(size_t max_entries, size_t max_bytes,
                                uint64_t lifetime_us)
 {
     struct udprr__dedup_limits lim = {max_entries, max_bytes, lifetime_us,
-                                      0x5eedf00dULL};
+                                      {0x5eedf00dULL, 0x1234ULL}};
     udprr__dedup *d = NULL;
     ck_assert_int_eq(udprr__dedup_new(&d, &lim), UDPRR_OK);
     ck_assert_ptr_nonnull(d);
@@ -652,7 +652,7 @@ END_TEST
 
 START_TEST(test_invalid_limits_are_rejected)
 {
-    const struct udprr__dedup_limits good = {16, 4096, 1000, 0};
+    const struct udprr__dedup_limits good = {16, 4096, 1000, {0, 0}};
     struct udprr__dedup_limits lim;
     udprr__dedup *d = (udprr__dedup *)&d; /* must be reset to NULL */
 
@@ -677,10 +677,10 @@ START_TEST(test_invalid_limits_are_rejected)
 #undef EXPECT_INVALID
 
     /* The boundaries themselves are accepted. */
-    lim = (struct udprr__dedup_limits){UDPRR__DEDUP_MAX_ENTRIES, OVERHEAD, 1, 0};
+    lim = (struct udprr__dedup_limits){UDPRR__DEDUP_MAX_ENTRIES, OVERHEAD, 1, {0, 0}};
     ck_assert_int_eq(udprr__dedup_new(&d, &lim), UDPRR_OK);
     udprr__dedup_free(d);
-    lim = (struct udprr__dedup_limits){1, SIZE_MAX, UINT64_MAX, 0};
+    lim = (struct udprr__dedup_limits){1, SIZE_MAX, UINT64_MAX, {0, 0}};
     ck_assert_int_eq(udprr__dedup_new(&d, &lim), UDPRR_OK);
     udprr__dedup_free(d);
 }
@@ -804,7 +804,7 @@ static void fail_allocation(unsigned n)
 
 START_TEST(test_new_survives_every_allocation_failure)
 {
-    const struct udprr__dedup_limits lim = {1000, 1 << 20, 1000, 7};
+    const struct udprr__dedup_limits lim = {1000, 1 << 20, 1000, {7, 8}};
     unsigned n;
     for (n = 1;; n++) {
         udprr__dedup *d = (udprr__dedup *)&d;

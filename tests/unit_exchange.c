@@ -30,6 +30,7 @@ struct world {
     int send_status; /* what the next send returns */
     uint64_t seed;
     uint64_t constant_id; /* nonzero: random64 always returns it */
+    int random_fails;     /* nonzero: random64 fails */
     unsigned attempts_seen;
     uint64_t last_wait_us;
 };
@@ -58,12 +59,17 @@ static int fake_send(void *ctx, const void *buf, size_t len)
     return w->send_status;
 }
 
-static uint64_t fake_random64(void *ctx)
+static int fake_random64(void *ctx, uint64_t *out)
 {
     struct world *w = ctx;
+    if (w->random_fails)
+        return UDPRR_ESYS;
     if (w->constant_id)
-        return w->constant_id;
-    return (uint64_t)udprr_test_rand(&w->seed) << 32 | udprr_test_rand(&w->seed);
+        *out = w->constant_id;
+    else
+        *out = (uint64_t)udprr_test_rand(&w->seed) << 32 |
+               udprr_test_rand(&w->seed);
+    return UDPRR_OK;
 }
 
 static void fake_on_attempt(void *ctx, uint64_t id, unsigned attempt,
@@ -451,6 +457,7 @@ START_TEST(test_many_outstanding_fire_in_order)
      * request ends exactly once. */
     enum { N = 1000 };
     static struct outcome o[N];
+    static uint64_t ids[N];
     struct world w;
     uint64_t seed = 5, now = 0;
     memset(o, 0, sizeof o);
@@ -458,10 +465,13 @@ START_TEST(test_many_outstanding_fire_in_order)
     for (int i = 0; i < N; i++) {
         now += udprr_test_rand(&seed) % 5000;
         ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, now, record,
-                                                &o[i], NULL),
+                                                &o[i], &ids[i]),
                          UDPRR_OK);
         w.nsent = 0;
     }
+    /* Take every seventh out of the middle of the heap first. */
+    for (int i = 0; i < N; i += 7)
+        ck_assert_int_eq(udprr__exchange_cancel(&w.x, ids[i]), UDPRR_OK);
     uint64_t last = 0, t;
     int fired = 0;
     while (udprr__exchange_next_timer(&w.x, &t)) {
@@ -471,12 +481,15 @@ START_TEST(test_many_outstanding_fire_in_order)
         w.nsent = 0;
         fired++;
     }
+    int canceled = 0;
     for (int i = 0; i < N; i++) {
         ck_assert_int_eq(o[i].calls, 1);
-        ck_assert_int_eq(o[i].status, UDPRR_ETIMEDOUT);
+        ck_assert_int_eq(o[i].status,
+                         i % 7 == 0 ? UDPRR_ECANCELED : UDPRR_ETIMEDOUT);
+        canceled += i % 7 == 0;
     }
-    ck_assert_uint_eq(w.x.stats.attempts, 2 * N);
-    ck_assert_uint_eq(w.x.stats.timeouts, N);
+    ck_assert_uint_eq(w.x.stats.attempts, 2 * (N - canceled) + canceled);
+    ck_assert_uint_eq(w.x.stats.timeouts, N - canceled);
     ck_assert_int_le(fired, 2 * N);
     udprr__exchange_destroy(&w.x);
 }
@@ -690,6 +703,64 @@ START_TEST(test_short_ids_do_not_repeat_within_their_space)
 }
 END_TEST
 
+START_TEST(test_random_failure_starts_nothing)
+{
+    struct world w;
+    struct outcome o = {0};
+    world_init(&w, 0, 10 * SEC);
+    w.random_fails = 1;
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "q", 1, 0, record, &o,
+                                            NULL),
+                     UDPRR_ESYS);
+    ck_assert_uint_eq(w.nsent, 0);
+    ck_assert_uint_eq(w.x.pending, 0);
+    /* an outstanding request's retransmission goes out unjittered */
+    w.random_fails = 0;
+    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    w.x.rtt.policy.jitter_pct = 50;
+    w.random_fails = 1;
+    udprr__exchange_timers(&w.x, 1 * SEC);
+    ck_assert_uint_eq(w.nsent, 2);
+    ck_assert_uint_eq(next_timer(&w), 3 * SEC);
+    udprr__exchange_destroy(&w.x);
+    ck_assert_int_eq(o.calls, 1);
+}
+END_TEST
+
+/* A callback that submits again whenever it is called. */
+struct resubmitter {
+    struct udprr__exchange *x;
+    int calls;
+    int submitted;
+};
+
+static void resubmit(void *user, int status, const uint8_t *r, size_t n)
+{
+    struct resubmitter *rs = user;
+    (void)status, (void)r, (void)n;
+    rs->calls++;
+    if (udprr__exchange_submit(rs->x, "again", 5, 0, resubmit, rs, NULL) ==
+        UDPRR_OK)
+        rs->submitted++;
+}
+
+START_TEST(test_fail_all_ends_even_when_callbacks_resubmit)
+{
+    struct world w;
+    struct resubmitter rs = {&w.x, 0, 0};
+    world_init(&w, 0, 10 * SEC);
+    for (int i = 0; i < 3; i++)
+        udprr__exchange_submit(&w.x, "q", 1, 0, resubmit, &rs, NULL);
+    udprr__exchange_fail_all(&w.x, UDPRR_EREFUSED);
+    ck_assert_int_eq(rs.calls, 3);          /* the three outstanding */
+    ck_assert_int_eq(rs.submitted, 3);      /* their resubmissions */
+    ck_assert_uint_eq(w.x.pending, 3);      /* still outstanding */
+    udprr__exchange_destroy(&w.x);          /* ends: no resubmit in destroy */
+    ck_assert_int_eq(rs.calls, 6);
+    ck_assert_int_eq(rs.submitted, 3);
+}
+END_TEST
+
 /* --- allocation failure -------------------------------------------------- */
 
 static int allocs_left;
@@ -715,24 +786,26 @@ START_TEST(test_allocation_failures_leave_state_intact)
     memset(o, 0, sizeof o);
     world_init(&w, 0, 10 * SEC);
     udprr__set_allocator(&failing);
-    int ok = 0;
-    /* Budgets 0..39 allocations: the heap and hash grow past 16 entries
-     * on the way, so every allocation site fails at least once. */
+    int ok = 0, accepted[40];
+    /* Each submit gets a budget of 0, 1 or 2 allocations in turn (a submit
+     * makes one, plus one when the heap or the hash grows), and the table
+     * grows past 16 entries on the way, so every allocation site fails at
+     * least once. */
     for (int i = 0; i < 40; i++) {
         allocs_left = i % 3;
         int rc = udprr__exchange_submit(&w.x, "x", 1, 0, record, &o[i], NULL);
         ck_assert(rc == UDPRR_OK || rc == UDPRR_ENOMEM);
-        ok += rc == UDPRR_OK;
-        if (rc == UDPRR_ENOMEM)
-            ck_assert_int_eq(o[i].calls, 0);
+        accepted[i] = rc == UDPRR_OK;
+        ok += accepted[i];
     }
     udprr__set_allocator(NULL);
     ck_assert_uint_eq(w.x.pending, (size_t)ok);
     ck_assert_uint_eq(w.x.stats.requests, (uint64_t)ok);
     ck_assert_int_gt(ok, 16);
     udprr__exchange_fail_all(&w.x, UDPRR_ECANCELED);
+    /* Accepted requests end exactly once; refused ones never call back. */
     for (int i = 0; i < 40; i++)
-        ck_assert_int_le(o[i].calls, 1);
+        ck_assert_int_eq(o[i].calls, accepted[i]);
     udprr__exchange_destroy(&w.x);
 
     struct udprr__exchange x;
@@ -778,6 +851,8 @@ int main(void)
     tcase_add_test(tc, test_id_at_offset_matches_on_the_id);
     tcase_add_test(tc, test_one_byte_ids_stay_distinct);
     tcase_add_test(tc, test_short_ids_do_not_repeat_within_their_space);
+    tcase_add_test(tc, test_random_failure_starts_nothing);
+    tcase_add_test(tc, test_fail_all_ends_even_when_callbacks_resubmit);
     suite_add_tcase(s, tc);
     return udprr_test_run(s);
 }

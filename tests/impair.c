@@ -14,6 +14,16 @@ const char *udprr_test_impair_config_problem(
         return "drop_permille is above 1000";
     if (config->dup_permille > UDPRR_TEST_PERMILLE_MAX)
         return "dup_permille is above 1000";
+    if (config->reorder_permille > UDPRR_TEST_PERMILLE_MAX)
+        return "reorder_permille is above 1000";
+    if (config->corrupt_permille > UDPRR_TEST_PERMILLE_MAX)
+        return "corrupt_permille is above 1000";
+    if (config->corrupt_max_bytes > UDPRR_TEST_IMPAIR_CORRUPT_BYTES_MAX)
+        return "corrupt_max_bytes is above 16";
+    if (config->truncate_permille > UDPRR_TEST_PERMILLE_MAX)
+        return "truncate_permille is above 1000";
+    if (config->blackhole_len_us > UINT64_MAX - config->blackhole_start_us)
+        return "the blackhole window ends past the end of time";
     return NULL;
 }
 
@@ -38,32 +48,130 @@ void udprr_test_impair_init(struct udprr_test_impair *imp,
     imp->counters = (struct udprr_test_impair_counters){0};
 }
 
+static uint32_t draw(struct udprr_test_impair *imp,
+                     enum udprr_test_impair_stream stream)
+{
+    return udprr_test_rand(&imp->rand_state[stream]);
+}
+
+/* Uniform in 0..n-1 from one draw; n is at most 2^32. */
+static uint64_t below(uint32_t r, uint64_t n)
+{
+    return ((uint64_t)r * n) >> 32;
+}
+
 /* One draw from a stream, taken whatever the setting (see impair.h). */
 static int happens(struct udprr_test_impair *imp,
                    enum udprr_test_impair_stream stream, unsigned permille)
 {
-    uint32_t r = udprr_test_rand(&imp->rand_state[stream]);
-    return (((uint64_t)r * UDPRR_TEST_PERMILLE_MAX) >> 32) < permille;
+    return below(draw(imp, stream), UDPRR_TEST_PERMILLE_MAX) < permille;
+}
+
+/* Picks `count` distinct offsets below len_bytes (count <= len_bytes) and
+ * a nonzero mask for each, from a generator of their own seeded by
+ * `choice`, so the number of draws here never shifts the stream. */
+static void choose_corruption(struct udprr_test_impair_decision *d,
+                              uint64_t choice, unsigned count,
+                              size_t len_bytes)
+{
+    uint64_t state = udprr_test_impair_stream_seed(choice, 0);
+    for (unsigned k = 0; k < count; k++) {
+        size_t offset = (size_t)below(udprr_test_rand(&state), len_bytes);
+        /* Taken already: the next free byte after it, wrapping around.
+         * One exists, since fewer than len_bytes are taken. */
+        for (unsigned j = 0; j < k;) {
+            if (d->corrupt_offset[j] == offset) {
+                offset = (offset + 1) % len_bytes;
+                j = 0;
+            } else {
+                j++;
+            }
+        }
+        d->corrupt_offset[k] = offset;
+        d->corrupt_xor[k] =
+            (unsigned char)(1 + below(udprr_test_rand(&state), 255));
+    }
+    d->corrupt_count = count;
 }
 
 struct udprr_test_impair_decision
-udprr_test_impair_decide(struct udprr_test_impair *imp, size_t len_bytes)
+udprr_test_impair_decide_at(struct udprr_test_impair *imp, size_t len_bytes,
+                            uint64_t now_us)
 {
-    (void)len_bytes; /* truncation and corruption will need it */
+    const struct udprr_test_impair_config *cf = &imp->config;
     struct udprr_test_impair_decision d = {.copies = 1};
+    /* UDP lengths are far below this; it keeps below()'s product exact. */
+    uint64_t len = len_bytes > UINT32_MAX ? UINT32_MAX : len_bytes;
 
-    int lost = happens(imp, UDPRR_TEST_IMPAIR_STREAM_DROP,
-                       imp->config.drop_permille);
-    int doubled = happens(imp, UDPRR_TEST_IMPAIR_STREAM_DUP,
-                          imp->config.dup_permille);
-    if (lost)
-        d.copies = 0;
-    else if (doubled)
+    /* Every draw first, whatever the settings and the outcome. */
+    int lost = happens(imp, UDPRR_TEST_IMPAIR_STREAM_DROP, cf->drop_permille);
+    int doubled =
+        happens(imp, UDPRR_TEST_IMPAIR_STREAM_DUP, cf->dup_permille);
+    int held = happens(imp, UDPRR_TEST_IMPAIR_STREAM_REORDER,
+                       cf->reorder_permille);
+    uint32_t jitter_draw[UDPRR_TEST_IMPAIR_COPIES_MAX];
+    for (unsigned c = 0; c < UDPRR_TEST_IMPAIR_COPIES_MAX; c++)
+        jitter_draw[c] = draw(imp, UDPRR_TEST_IMPAIR_STREAM_JITTER);
+    int damaged = happens(imp, UDPRR_TEST_IMPAIR_STREAM_CORRUPT,
+                          cf->corrupt_permille);
+    uint64_t corrupt_choice =
+        (uint64_t)draw(imp, UDPRR_TEST_IMPAIR_STREAM_CORRUPT) << 32;
+    corrupt_choice |= draw(imp, UDPRR_TEST_IMPAIR_STREAM_CORRUPT);
+    int cut = happens(imp, UDPRR_TEST_IMPAIR_STREAM_TRUNCATE,
+                      cf->truncate_permille);
+    uint32_t cut_draw = draw(imp, UDPRR_TEST_IMPAIR_STREAM_TRUNCATE);
+
+    if (doubled)
         d.copies = 2;
+    uint64_t hold_us = 0;
+    if (held)
+        hold_us = cf->reorder_delay_us ? cf->reorder_delay_us
+                                       : UDPRR_TEST_IMPAIR_REORDER_DELAY_US;
+    uint64_t last_leaves_us = now_us;
+    for (unsigned c = 0; c < d.copies; c++) {
+        d.send_at_us[c] = now_us + cf->delay_us +
+                          below(jitter_draw[c], (uint64_t)cf->jitter_us + 1) +
+                          hold_us;
+        if (d.send_at_us[c] > last_leaves_us)
+            last_leaves_us = d.send_at_us[c];
+    }
+    /* Lost if its stay [now_us, last_leaves_us] meets the window. */
+    int blackholed = cf->blackhole_len_us > 0 &&
+                     now_us < cf->blackhole_start_us + cf->blackhole_len_us &&
+                     last_leaves_us >= cf->blackhole_start_us;
+
+    if (lost || blackholed) {
+        d = (struct udprr_test_impair_decision){.blackholed = blackholed};
+    } else {
+        d.reordered = held;
+        d.send_len_bytes = len_bytes;
+        if (cut && len > 0) {
+            d.send_len_bytes = (size_t)below(cut_draw, len);
+            d.truncated = 1;
+        }
+        if (damaged && len > 0) {
+            unsigned most = cf->corrupt_max_bytes ? cf->corrupt_max_bytes : 1;
+            unsigned count = 1 + (unsigned)below((uint32_t)corrupt_choice,
+                                                 most);
+            if (count > len)
+                count = (unsigned)len;
+            choose_corruption(&d, corrupt_choice, count, (size_t)len);
+        }
+    }
 
     imp->counters.seen++;
     imp->counters.dropped += d.copies == 0;
     imp->counters.duplicated += d.copies == 2;
     imp->counters.forwarded += d.copies;
+    imp->counters.blackholed += d.blackholed != 0;
+    imp->counters.reordered += d.reordered != 0;
+    imp->counters.corrupted += d.corrupt_count > 0;
+    imp->counters.truncated += d.truncated != 0;
     return d;
+}
+
+struct udprr_test_impair_decision
+udprr_test_impair_decide(struct udprr_test_impair *imp, size_t len_bytes)
+{
+    return udprr_test_impair_decide_at(imp, len_bytes, 0);
 }

@@ -1,29 +1,42 @@
 /*
  * relay.h - a UDP relay on loopback that impairs the traffic it forwards,
- * for tests: clients send to the relay instead of the server, and each
- * datagram in each direction goes through that direction's impairment
- * decision (impair.h) before it is passed on.
+ * for tests and for users of the library (build/udprr-relay, docs/relay.md):
+ * clients send to the relay instead of the server, and each datagram in
+ * each direction goes through that direction's impairment decision
+ * (impair.h) before it is passed on, at once or when its send time comes.
  *
  *     client <-> [relay: client socket | thread | server socket] <-> server
  *
  * The client socket is bound to the loopback address of the server's
- * family, port 0; the server socket is bound there too and connect()ed to
- * the server, so the kernel drops datagrams from anyone else and reports a
- * closed server port as ECONNREFUSED. Replies go to the client that sent
- * most recently. Only loopback servers are accepted, so a test can never
- * send traffic off the machine.
+ * family (the port of the caller's choice, or any free one); the server
+ * socket is bound there too and connect()ed to the server, so the kernel
+ * drops datagrams from anyone else and reports a closed server port as
+ * ECONNREFUSED. Replies go to the client that had sent most recently when
+ * the reply reached the relay. Only loopback servers are accepted, so
+ * nothing here can send traffic off the machine.
  *
  * One thread per relay does all the forwarding and owns both sockets; the
- * functions below may be called from any other thread.
+ * functions below may be called from any other thread. It never sleeps to
+ * delay a datagram: copies with a send time wait in a bounded queue ordered
+ * by send time (copies due at the same microsecond leave in the order they
+ * were decided), and the thread's poll wakes for the first one due.
+ *
+ * Time: the relay's timeline starts (0 us) when udprr_test_relay_start*
+ * reads CLOCK_MONOTONIC, before it returns; blackhole windows are on it.
+ * Arrival times are rounded up to the microsecond and a copy leaves only
+ * once the clock has reached its send time, so no copy ever leaves sooner
+ * than its delay after the relay received it.
  *
  * Seeds: to_server decisions are udprr_test_impair_init(.., seed), to_client
  * ones udprr_test_impair_init(.., ~seed), so a test can replay a relay's
- * decisions through impair.h and know in advance which datagrams it drops.
+ * decisions through impair.h and know in advance which datagrams it drops,
+ * damages or holds back (time-based ones need the arrival times too).
  */
 #ifndef UDPRR_TEST_RELAY_H
 #define UDPRR_TEST_RELAY_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "impair.h"
@@ -31,6 +44,12 @@
 /* Longest a wait inside the relay lasts when nothing happens. Stop does not
  * wait for it (it wakes the thread); it bounds every wait regardless. */
 #define UDPRR_TEST_RELAY_IDLE_MS 2000
+
+/* The queue of copies waiting for their send time holds at most this many
+ * (unless the options say otherwise) and this many bytes; a copy beyond
+ * either is dropped and counted as overflowed. */
+#define UDPRR_TEST_RELAY_QUEUE_DATAGRAMS 4096u
+#define UDPRR_TEST_RELAY_QUEUE_BYTES (32u << 20)
 
 typedef struct udprr_test_relay udprr_test_relay;
 
@@ -44,6 +63,10 @@ struct udprr_test_relay_direction_stats {
     uint64_t recv_failed; /* receive errors other than refusals */
     uint64_t unroutable;  /* to_client only: replies before any client had
                              sent, so nowhere to go; never decided */
+    uint64_t overflowed;  /* copies dropped: the queue was full */
+    uint64_t pending;     /* copies in the queue now; after stop, the ones
+                             discarded. Always: impair.forwarded == sent +
+                             send_failed + overflowed + pending */
 };
 
 struct udprr_test_relay_stats {
@@ -51,10 +74,30 @@ struct udprr_test_relay_stats {
     struct udprr_test_relay_direction_stats to_client;
 };
 
-/* Starts a relay in front of the server at `server` (127.0.0.0/8 or ::1).
- * A NULL config means no impairment in that direction; both are copied.
- * Returns NULL, after printing the reason to stderr, when the address is
- * not loopback, a config is out of range, or a system call fails. */
+/* How to start a relay. Zero is the default for every field but server,
+ * so designated initializers name only what differs. Fields are appended. */
+struct udprr_test_relay_options {
+    const struct sockaddr *server; /* 127.0.0.0/8 or ::1, port not 0 */
+    socklen_t server_len;
+    struct udprr_test_impair_config to_server; /* zero: perfect */
+    struct udprr_test_impair_config to_client;
+    uint64_t seed;
+    uint16_t listen_port; /* the client socket's port (host order); 0: any */
+    unsigned queue_max;   /* queued copies at most; 0: the default */
+    /* One line per datagram decided, and one per copy that could not be
+     * queued or sent (format in docs/relay.md), flushed as written. NULL:
+     * none. The caller keeps it open until udprr_test_relay_stop returns. */
+    FILE *log;
+};
+
+/* Starts a relay as `opts` say; it is copied. Returns NULL, after printing
+ * the reason to stderr, when the address is not loopback, a config is out
+ * of range, or a system call fails (a listen port in use, say). */
+udprr_test_relay *
+udprr_test_relay_start_with(const struct udprr_test_relay_options *opts);
+
+/* udprr_test_relay_start_with with these fields and every other zero. A
+ * NULL config means no impairment in that direction. */
 udprr_test_relay *udprr_test_relay_start(
     const struct sockaddr *server, socklen_t server_len,
     const struct udprr_test_impair_config *to_server,
@@ -80,8 +123,9 @@ int udprr_test_relay_wait(udprr_test_relay *r, udprr_test_relay_until until,
                           void *arg, int timeout_ms);
 
 /* Stops the thread promptly, waits for it, fills *out (when not NULL) with
- * the final counters and frees everything. A NULL relay is a no-op (and
- * fills *out with zeros). */
+ * the final counters and frees everything. Copies still queued are not
+ * sent; they stay counted as pending. A NULL relay is a no-op (and fills
+ * *out with zeros). */
 void udprr_test_relay_stop(udprr_test_relay *r,
                            struct udprr_test_relay_stats *out);
 

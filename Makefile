@@ -52,7 +52,7 @@ SAN_BINS  = $(patsubst tests/%.c,build/asan/%,$(UNIT_SRCS))
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
-.PHONY: all check check-unit check-asan check-valgrind check-install demo \
+.PHONY: all check check-unit demo \
         examples bench install uninstall clean deps FORCE
 
 all: $(SHARED_LIB) lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so \
@@ -108,16 +108,25 @@ build/asan/%: tests/%.c $(TEST_HDRS) $(TEST_SUPPORT) $(LIB_SRCS) $(LIB_HDRS) bui
 	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< \
 	    $(TEST_SUPPORT) $(LIB_SRCS) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
 
+# The impairment relay as a program of its own (docs/relay.md): the relay
+# sources alone, without Check or libudprr.
+build/udprr-relay: tests/udprr-relay.c $(TEST_HDRS) $(TEST_SUPPORT) build/flags
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -pthread $< $(TEST_SUPPORT) $(LDFLAGS) -o $@
+
 # Every stage runs even when an earlier one failed, so one run shows all that
 # is wrong; the closing "N passed, N failed" line counts every suite run.
 check: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(SAN_BINS) examples
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(SAN_BINS) examples \
+	    build/udprr-relay
 	@rm -f build/tally; st=0; \
 	sh tests/run-suites.sh $(UNIT_BINS) || st=1; \
 	sh tests/run-suites.sh $(SAN_BINS) || st=1; \
 	sh tests/run-suites.sh --valgrind $(UNIT_BINS) || st=1; \
 	sh tests/install-test.sh || st=1; \
 	sh tests/demo-test.sh || st=1; \
+	sh tests/interop-test.sh || st=1; \
+	sh tests/peers-test.sh || st=1; \
 	sh tests/run-suites.sh --summary || st=1; \
 	exit $$st
 
@@ -139,7 +148,7 @@ build/stage/.stamp: $(SHARED_LIB) $(STATIC_LIB) include/udprr.h udprr.pc.in
 	@$(MAKE) --no-print-directory -s udprr.pc
 	@touch $@
 
-build/examples/%: examples/%.c build/stage/.stamp
+build/examples/%: examples/%.c $(wildcard examples/*.h) build/stage/.stamp
 	@mkdir -p $(@D)
 	$(CC) -std=c11 $(WARNINGS) $(CFLAGS) $< \
 	    $$($(STAGE_PC) pkg-config --cflags --libs udprr) \

@@ -25,6 +25,8 @@
 
 #include <udprr.h>
 
+#include "example_util.h"
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -47,14 +49,6 @@ static void usage(FILE *out)
 
 /* --- server -------------------------------------------------------------- */
 
-static udprr_server *the_server;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    udprr_server_stop(the_server); /* async-signal-safe */
-}
-
 struct server_state {
     uint64_t rng;
     double drop;
@@ -71,28 +65,12 @@ static double next_uniform(uint64_t *state)
     return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
 }
 
-static void format_peer(const struct sockaddr *sa, char *out, size_t cap)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        port = ntohs(in6->sin6_port);
-    }
-    snprintf(out, cap, "%s:%u", host, port);
-}
-
 static int serve(void *user, const udprr_request *req, void *reply,
                  size_t reply_cap, size_t *reply_len)
 {
     struct server_state *st = user;
-    char peer[INET6_ADDRSTRLEN + 8];
-    format_peer(req->peer, peer, sizeof peer);
+    char peer[EXAMPLE_ADDR_MAX];
+    example_format_addr(req->peer, peer, sizeof peer);
     if (next_uniform(&st->rng) < st->drop) {
         printf("Pretending to drop request %016llx attempt %u from %s\n",
                (unsigned long long)req->id, req->attempt, peer);
@@ -112,38 +90,27 @@ static int serve(void *user, const udprr_request *req, void *reply,
 static int run_server(const char *interface, const char *port, double drop,
                       uint64_t seed, unsigned seconds)
 {
-    int rc = udprr_server_open(&the_server, interface, port, NULL);
+    udprr_server *server;
+    int rc = udprr_server_open(&server, interface, port, NULL);
     if (rc != UDPRR_OK) {
         fprintf(stderr, "udp_remote: cannot serve on port %s: %s\n", port,
                 udprr_strerror(rc));
         return 1;
     }
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char where[INET6_ADDRSTRLEN + 8];
-    udprr_server_sockname(the_server, (struct sockaddr *)&ss, &len);
-    format_peer((struct sockaddr *)&ss, where, sizeof where);
-    printf("Listening at %s", where);
+    example_print_listening_no_newline(server);
     if (drop > 0)
         printf(", pretending to drop %.0f%% of requests (seed %llu)",
                drop * 100, (unsigned long long)seed);
     printf("\n");
     fflush(stdout);
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGALRM, &sa, NULL);
-    if (seconds > 0)
-        alarm(seconds);
+    example_stop_on_signals(server, seconds);
 
     struct server_state st = {seed, drop};
-    rc = udprr_server_run(the_server, serve, &st);
+    rc = udprr_server_run(server, serve, &st);
+    example_forget_signals();
 
     struct udprr_server_stats s = {.size = sizeof s};
-    udprr_server_stats(the_server, &s);
+    udprr_server_stats(server, &s);
     printf("Server stats: %llu datagrams received, %llu handler calls, "
            "%llu pretended drops, %llu answers sent, %llu from the reply "
            "cache, %llu malformed; cache holds %llu answers in %llu bytes\n",
@@ -153,7 +120,7 @@ static int run_server(const char *interface, const char *port, double drop,
            (unsigned long long)s.dropped_malformed,
            (unsigned long long)s.cache_entries,
            (unsigned long long)s.cache_bytes);
-    udprr_server_close(the_server);
+    udprr_server_close(server);
     return rc == UDPRR_OK ? 0 : 1;
 }
 

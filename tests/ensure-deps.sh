@@ -1,17 +1,30 @@
 #!/bin/sh
-# Makes sure what the tests need is installed: pkg-config, Check, valgrind
+# Makes sure what the tests need is installed: pkg-config, Check, valgrind,
+# python3 (for ../shared/peers/plain_peer.py), netbase (/etc/services, for
+# service names such as "domain"), and the real peers of the interop test,
+# dnsmasq and libcoap's coap-server
 # (or only those named as arguments: `ensure-deps.sh pkg-config` for the
 # examples). On Debian/Ubuntu it installs what is missing with apt-get
 # (through sudo when not root); elsewhere it names what is missing and fails.
-wanted=${*:-pkg-config check valgrind}
+wanted=${*:-pkg-config check valgrind python3 netbase dnsmasq-base libcoap3-bin}
 missing=""
 for dep in $wanted; do
     case $dep in
-    pkg-config | valgrind)
+    pkg-config | valgrind | python3)
         command -v "$dep" >/dev/null 2>&1 || missing="$missing $dep" ;;
+    netbase)
+        [ -f /etc/services ] || missing="$missing netbase" ;;
     check)
         # Debian's package "check" ships the library and its check.pc.
         pkg-config --exists check 2>/dev/null || missing="$missing check" ;;
+    dnsmasq-base)
+        # The bare binary; the package "dnsmasq" would add a system service.
+        [ -x /usr/sbin/dnsmasq ] || command -v dnsmasq >/dev/null 2>&1 ||
+            missing="$missing dnsmasq-base" ;;
+    libcoap3-bin)
+        # libcoap's example server, without (D)TLS.
+        command -v coap-server-notls >/dev/null 2>&1 ||
+            missing="$missing libcoap3-bin" ;;
     esac
 done
 [ -z "$missing" ] && exit 0

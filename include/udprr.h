@@ -349,6 +349,11 @@ struct udprr_client_stats {
     uint64_t send_errors;       /* transmissions the socket refused for a
                                    passing reason (ENOBUFS, ...), counted
                                    as lost and retried */
+    uint64_t spurious_retransmissions; /* sent after the transmission that
+                                   was answered, so not needed: its reply
+                                   was on the way (native framing only; a
+                                   high share means the RTO is too short
+                                   for the path) */
     uint64_t srtt_us;           /* smoothed RTT; 0 before the first sample */
     uint64_t rttvar_us;         /* RTT variation; 0 before the first sample */
     uint64_t rto_us;            /* the current RTO */

@@ -292,6 +292,7 @@ int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
         .dropped_unexpected = s->dropped_unexpected,
         .rtt_samples = s->samples,
         .send_errors = s->send_errors,
+        .spurious_retransmissions = s->spurious,
         .srtt_us = c->x.rtt.srtt_us,
         .rttvar_us = c->x.rtt.rttvar_us,
         .rto_us = c->x.rtt.rto_us,

@@ -467,6 +467,10 @@ void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
         udprr__rtt_sample(&x->rtt, now_us >= sent ? now_us - sent : 0);
         x->stats.samples++;
     }
+    /* Transmissions made after the one that was answered were not needed:
+     * its reply was on its way (only native replies say which it was). */
+    if (in.attempt > 0)
+        x->stats.spurious += r->attempts - in.attempt;
     if (in.kind == UDPRR__KIND_REPLY)
         finish(x, r, UDPRR_OK, in.body, in.body_len);
     else

@@ -79,6 +79,7 @@ struct udprr__exchange_stats {
     uint64_t dropped_malformed; /* failed to decode */
     uint64_t dropped_unexpected; /* well formed, but not a reply we sent for */
     uint64_t samples;           /* RTT samples taken */
+    uint64_t spurious;          /* retransmissions after the one answered */
 };
 
 struct udprr__xreq;

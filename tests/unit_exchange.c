@@ -267,6 +267,7 @@ START_TEST(test_reply_to_earlier_attempt_completes_with_its_sample)
     udprr__exchange_timers(&w.x, 1 * SEC); /* attempt 2 at 1 s */
     deliver(&w, 0, "late", 1200 * MS);     /* answers attempt 1 */
     ck_assert_int_eq(o.status, UDPRR_OK);
+    ck_assert_uint_eq(w.x.stats.spurious, 1); /* attempt 2 was not needed */
     ck_assert_uint_eq(w.x.rtt.srtt_us, 1200 * MS); /* not 200 ms */
     udprr__exchange_destroy(&w.x);
 
@@ -276,6 +277,7 @@ START_TEST(test_reply_to_earlier_attempt_completes_with_its_sample)
     udprr__exchange_timers(&w.x, 1 * SEC);
     deliver(&w, 1, "fresh", 1030 * MS); /* answers attempt 2 */
     ck_assert_uint_eq(w.x.rtt.srtt_us, 30 * MS);
+    ck_assert_uint_eq(w.x.stats.spurious, 0); /* attempt 1 was lost */
     udprr__exchange_destroy(&w.x);
 }
 END_TEST

@@ -109,12 +109,12 @@ UDPRR_API const char *udprr_version(void);
  *
  * UDPRR_MAX_PAYLOAD is the largest request or reply, in bytes, that native
  * framing carries in one datagram: the largest UDP payload over IPv4
- * (65507 bytes) less libudprr's 16-byte header. A larger request fails with
+ * (65507 bytes) less libudprr's 20-byte header. A larger request fails with
  * UDPRR_ETOOBIG before anything is sent. Paths with a smaller MTU fragment
  * large datagrams at the IP layer; a lost fragment loses the datagram and
  * the retry covers it.
  */
-#define UDPRR_MAX_PAYLOAD 65491
+#define UDPRR_MAX_PAYLOAD 65487
 
 /* The largest datagram libudprr sends or accepts as a request: also the
  * largest request or reply in the raw and id-at-offset framings, which add
@@ -125,9 +125,12 @@ UDPRR_API const char *udprr_version(void);
  * Framings: how requests and replies sit in datagrams. Clients and servers
  * pick one in their options; both sides of an exchange must agree.
  *
- *   UDPRR_FRAMING_NATIVE        libudprr's 16-byte header in front of the
+ *   UDPRR_FRAMING_NATIVE        libudprr's 20-byte header in front of the
  *                               application's bytes (docs/protocol.md): a
- *                               64-bit ID, attempt numbers echoed, declines.
+ *                               64-bit ID, attempt numbers echoed, declines,
+ *                               and a CRC-32C over header and bytes, so a
+ *                               damaged or truncated datagram is dropped,
+ *                               never taken for a reply or a request.
  *   UDPRR_FRAMING_RAW           the application's bytes alone, to talk to
  *                               plain UDP services. No identity: a client
  *                               keeps one request in flight and takes the

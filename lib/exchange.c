@@ -298,7 +298,8 @@ static void arm(struct udprr__exchange *x, struct udprr__xreq *r,
 static int transmit(struct udprr__exchange *x, struct udprr__xreq *r,
                     uint64_t now_us)
 {
-    udprr__framing_set_attempt(&x->framing, r->id, r->attempts, r->datagram);
+    udprr__framing_set_attempt(&x->framing, r->id, r->attempts, r->datagram,
+                               r->len);
     r->sent_us[(r->attempts - 1) % UDPRR__XCHG_SENT_HISTORY] = now_us;
     x->stats.attempts++;
     if (r->attempts > 1)

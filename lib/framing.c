@@ -78,17 +78,19 @@ int udprr__framing_request(const struct udprr__framing *f, uint64_t id,
     if (f->kind == UDPRR_FRAMING_ID_AT_OFFSET)
         put_id(f, id, out);
     *out_len = overhead + len;
-    udprr__framing_set_attempt(f, id, attempt, out);
+    udprr__framing_set_attempt(f, id, attempt, out, *out_len);
     return UDPRR_OK;
 }
 
 void udprr__framing_set_attempt(const struct udprr__framing *f, uint64_t id,
-                                unsigned attempt, uint8_t *datagram)
+                                unsigned attempt, uint8_t *datagram,
+                                size_t len)
 {
     if (f->kind != UDPRR_FRAMING_NATIVE)
         return;
     struct udprr__wire_header h = {UDPRR__KIND_REQUEST, (uint16_t)attempt, id};
-    udprr__wire_encode(&h, datagram);
+    udprr__wire_encode(&h, datagram + UDPRR__WIRE_HEADER_BYTES,
+                       len - UDPRR__WIRE_HEADER_BYTES, datagram);
 }
 
 enum udprr__wire_result udprr__framing_parse(const struct udprr__framing *f,
@@ -117,23 +119,26 @@ enum udprr__wire_result udprr__framing_parse(const struct udprr__framing *f,
     return UDPRR__WIRE_VALID;
 }
 
+void udprr__framing_reply_id(const struct udprr__framing *f, uint64_t id,
+                             uint8_t *body, size_t body_len)
+{
+    if (f->kind == UDPRR_FRAMING_ID_AT_OFFSET && holds_id(f, body_len))
+        put_id(f, id, body);
+}
+
 int udprr__framing_reply(const struct udprr__framing *f,
                          enum udprr__wire_kind kind, uint64_t id,
-                         unsigned attempt, uint8_t *body, size_t body_len,
+                         unsigned attempt, const uint8_t *body,
+                         size_t body_len,
                          uint8_t header[UDPRR__WIRE_HEADER_BYTES],
                          size_t *header_len)
 {
     if (f->kind == UDPRR_FRAMING_NATIVE) {
         struct udprr__wire_header h = {kind, (uint16_t)attempt, id};
-        udprr__wire_encode(&h, header);
+        udprr__wire_encode(&h, body, body_len, header);
         *header_len = UDPRR__WIRE_HEADER_BYTES;
         return 1;
     }
     *header_len = 0;
-    if (kind == UDPRR__KIND_DECLINE)
-        return 0;
-    if (f->kind == UDPRR_FRAMING_ID_AT_OFFSET && body != NULL &&
-        holds_id(f, body_len))
-        put_id(f, id, body);
-    return 1;
+    return kind != UDPRR__KIND_DECLINE;
 }

@@ -6,7 +6,7 @@
  * out; no I/O, no allocation. The exchange (client) and the server both go
  * through it, so one engine serves every framing.
  *
- *   native        16-byte header (wire.h) + body; the reply echoes the ID
+ *   native        20-byte header (wire.h) + body; the reply echoes the ID
  *                 and the attempt number, so every reply is an unambiguous
  *                 RTT sample.
  *   raw           the body alone. A datagram carries no identity: the
@@ -69,10 +69,12 @@ int udprr__framing_request(const struct udprr__framing *f, uint64_t id,
                            unsigned attempt, const void *body, size_t len,
                            uint8_t *out, size_t *out_len);
 
-/* Rewrites the attempt number of a datagram made by udprr__framing_request
- * (a no-op where the framing carries none). */
+/* Rewrites the attempt number (and so the checksum) of a datagram of len
+ * bytes made by udprr__framing_request (a no-op where the framing carries
+ * no attempt number). */
 void udprr__framing_set_attempt(const struct udprr__framing *f, uint64_t id,
-                                unsigned attempt, uint8_t *datagram);
+                                unsigned attempt, uint8_t *datagram,
+                                size_t len);
 
 /* Parses a datagram received by a client (expecting a reply) or by a
  * server (expecting a request). UDPRR__WIRE_VALID and *out filled, or the
@@ -85,15 +87,19 @@ enum udprr__wire_result udprr__framing_parse(const struct udprr__framing *f,
                                              int from_server,
                                              struct udprr__framed *out);
 
-/* The bytes a server sends in front of a reply body: the native header
- * (written into header, *header_len 16) or nothing. For id-at-offset it
- * also writes the request's ID into the reply body when the body is long
- * enough to hold it (body may be NULL to skip that, for a cached reply
- * that already carries it). Declines exist only in native framing; in the others
- * a decline is not sent (returns 0), otherwise returns 1. */
+/* Writes the request's ID into a reply body (id-at-offset framing, when
+ * the body is long enough to hold it; a no-op in the others). */
+void udprr__framing_reply_id(const struct udprr__framing *f, uint64_t id,
+                             uint8_t *body, size_t body_len);
+
+/* The bytes a server sends in front of the reply body[0..body_len): the
+ * native header with its checksum (written into header, *header_len 20),
+ * or nothing. Declines exist only in native framing; in the others a
+ * decline is not sent (returns 0); otherwise returns 1. */
 int udprr__framing_reply(const struct udprr__framing *f,
                          enum udprr__wire_kind kind, uint64_t id,
-                         unsigned attempt, uint8_t *body, size_t body_len,
+                         unsigned attempt, const uint8_t *body,
+                         size_t body_len,
                          uint8_t header[UDPRR__WIRE_HEADER_BYTES],
                          size_t *header_len);
 

@@ -130,17 +130,16 @@ void udprr_server_stop(udprr_server *s)
 }
 
 /* Sends the framing's header (if any) and body to peer in one datagram.
- * body_writable is the handler's buffer (id-at-offset writes the ID into
- * it) or NULL for a cached reply, which already carries it. */
+ * An id-at-offset body already carries the request's ID. */
 static void answer(udprr_server *s, const struct sockaddr *peer,
                    socklen_t peer_len, enum udprr__wire_kind kind,
                    const struct udprr__framed *req, const uint8_t *body,
-                   uint8_t *body_writable, size_t body_len)
+                   size_t body_len)
 {
     uint8_t header[UDPRR__WIRE_HEADER_BYTES];
     size_t header_len;
-    if (!udprr__framing_reply(&s->framing, kind, req->id, req->attempt,
-                              body_writable, body_len, header, &header_len))
+    if (!udprr__framing_reply(&s->framing, kind, req->id, req->attempt, body,
+                              body_len, header, &header_len))
         return; /* a decline this framing cannot express */
     struct iovec iov[2] = {{header, header_len}, {(void *)body, body_len}};
     struct msghdr msg;
@@ -187,7 +186,7 @@ static void handle_datagram(udprr_server *s, size_t len,
                                 &cached_len)) {
             s->stats.cache_hits++;
             answer(s, peer, peer_len, (enum udprr__wire_kind)kind, &in,
-                   cached, NULL, cached_len);
+                   cached, cached_len);
             return;
         }
     }
@@ -210,10 +209,7 @@ static void handle_datagram(udprr_server *s, size_t len,
     }
     /* The ID goes into the reply before it is cached, so a cached reply is
      * sent again exactly as it was. */
-    uint8_t header[UDPRR__WIRE_HEADER_BYTES];
-    size_t header_len;
-    udprr__framing_reply(&s->framing, kind, in.id, in.attempt, s->reply,
-                         reply_len, header, &header_len);
+    udprr__framing_reply_id(&s->framing, in.id, s->reply, reply_len);
     /* Cache first, then send: once the handler has run, a retransmission
      * must find its answer even if this send is lost. A reply the cache
      * cannot take (larger than its whole budget, or no memory) is still
@@ -222,7 +218,7 @@ static void handle_datagram(udprr_server *s, size_t len,
         udprr__dedup_insert(s->cache, &key, now_us, kind, s->reply,
                             reply_len) != UDPRR_OK)
         s->stats.uncached++;
-    answer(s, peer, peer_len, kind, &in, s->reply, NULL, reply_len);
+    answer(s, peer, peer_len, kind, &in, s->reply, reply_len);
 }
 
 /* Takes up to a batch of datagrams from the socket; never blocks. */

@@ -4,6 +4,7 @@
  */
 #include "wire.h"
 
+#include "crc32c.h"
 #include "udprr.h"
 
 static void put_be16(uint8_t *p, uint16_t v)
@@ -15,6 +16,28 @@ static void put_be16(uint8_t *p, uint16_t v)
 static uint16_t get_be16(const uint8_t *p)
 {
     return (uint16_t)((unsigned)p[0] << 8 | p[1]);
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
+}
+
+/* The checksum covers the 16 bytes before it and the body after it. */
+static uint32_t checksum(const uint8_t *head16, const void *body,
+                         size_t body_len)
+{
+    uint32_t crc = udprr__crc32c_update(0, head16, 16);
+    return body_len > 0 ? udprr__crc32c_update(crc, body, body_len) : crc;
 }
 
 static void put_be64(uint8_t *p, uint64_t v)
@@ -39,11 +62,11 @@ static int kind_known(unsigned kind)
            kind == UDPRR__KIND_DECLINE;
 }
 
-int udprr__wire_encode(const struct udprr__wire_header *hdr,
-                       uint8_t out[UDPRR__WIRE_HEADER_BYTES])
+int udprr__wire_encode(const struct udprr__wire_header *hdr, const void *body,
+                       size_t body_len, uint8_t out[UDPRR__WIRE_HEADER_BYTES])
 {
     if (hdr == NULL || out == NULL || !kind_known((unsigned)hdr->kind) ||
-        hdr->attempt == 0)
+        hdr->attempt == 0 || (body == NULL && body_len > 0))
         return UDPRR_EINVAL;
     out[0] = UDPRR__WIRE_MAGIC0;
     out[1] = UDPRR__WIRE_MAGIC1;
@@ -52,6 +75,7 @@ int udprr__wire_encode(const struct udprr__wire_header *hdr,
     put_be16(out + 4, hdr->attempt);
     put_be16(out + 6, 0);
     put_be64(out + 8, hdr->id);
+    put_be32(out + 16, checksum(out, body, body_len));
     return UDPRR_OK;
 }
 
@@ -78,6 +102,9 @@ enum udprr__wire_result udprr__wire_decode(const void *buf, size_t len,
         return UDPRR__WIRE_FLAGS;
     if (p[3] == UDPRR__KIND_DECLINE && len != UDPRR__WIRE_HEADER_BYTES)
         return UDPRR__WIRE_DECLINE_BODY;
+    if (get_be32(p + 16) != checksum(p, p + UDPRR__WIRE_HEADER_BYTES,
+                                     len - UDPRR__WIRE_HEADER_BYTES))
+        return UDPRR__WIRE_CHECKSUM;
 
     if (hdr != NULL) {
         hdr->kind = (enum udprr__wire_kind)p[3];

@@ -11,7 +11,9 @@
  *        4     2  attempt, big-endian, 1..65535
  *        6     2  flags, big-endian, zero in version 1
  *        8     8  request ID, big-endian
- *       16     -  application bytes (none in a decline)
+ *       16     4  CRC-32C of bytes 0..15 followed by the application
+ *                 bytes, big-endian
+ *       20     -  application bytes (none in a decline)
  */
 #ifndef UDPRR_WIRE_H
 #define UDPRR_WIRE_H
@@ -19,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define UDPRR__WIRE_HEADER_BYTES 16
+#define UDPRR__WIRE_HEADER_BYTES 20
 #define UDPRR__WIRE_MAGIC0 0x55 /* 'U' */
 #define UDPRR__WIRE_MAGIC1 0x52 /* 'R' */
 #define UDPRR__WIRE_PROTOCOL_VERSION 1
@@ -46,13 +48,14 @@ struct udprr__wire_header {
 /* Why a datagram was rejected; UDPRR__WIRE_VALID means it was not. */
 #define UDPRR__WIRE_RESULT_MAP(XX)                                             \
     XX(VALID, "valid")                                                         \
-    XX(SHORT, "shorter than the 16-byte header")                               \
+    XX(SHORT, "shorter than the 20-byte header")                               \
     XX(MAGIC, "magic is not \"UR\"")                                           \
     XX(VERSION, "unsupported version")                                         \
     XX(KIND, "unknown kind")                                                   \
     XX(ATTEMPT, "attempt number 0")                                            \
     XX(FLAGS, "reserved flags not zero")                                       \
-    XX(DECLINE_BODY, "a decline carries bytes after the header")
+    XX(DECLINE_BODY, "a decline carries bytes after the header")               \
+    XX(CHECKSUM, "CRC-32C does not match: damaged or truncated")
 
 enum udprr__wire_result {
 #define UDPRR__WIRE_RESULT_ENUM(name, text) UDPRR__WIRE_##name,
@@ -61,12 +64,13 @@ enum udprr__wire_result {
         UDPRR__WIRE_RESULT_COUNT
 };
 
-/* Writes the 16-byte header into out (which must have room for
- * UDPRR__WIRE_HEADER_BYTES). Returns UDPRR_OK, or UDPRR_EINVAL for an
- * unknown kind or attempt 0: the encoder never writes what the decoder
- * would reject. */
-int udprr__wire_encode(const struct udprr__wire_header *hdr,
-                       uint8_t out[UDPRR__WIRE_HEADER_BYTES]);
+/* Writes the 20-byte header for a datagram carrying body[0..body_len)
+ * into out (which must have room for UDPRR__WIRE_HEADER_BYTES; the body
+ * may follow it in the same buffer or live elsewhere). Returns UDPRR_OK, or
+ * UDPRR_EINVAL for an unknown kind, attempt 0, or a NULL body with a
+ * length: the encoder never writes what the decoder would reject. */
+int udprr__wire_encode(const struct udprr__wire_header *hdr, const void *body,
+                       size_t body_len, uint8_t out[UDPRR__WIRE_HEADER_BYTES]);
 
 /* Decodes the datagram buf[0..len). On UDPRR__WIRE_VALID fills *hdr and
  * points *payload into buf at the application bytes (*payload_len of them);

@@ -368,27 +368,27 @@ static void *forger_main(void *arg)
     uint8_t out[64];
     struct udprr__wire_header reply = {UDPRR__KIND_REPLY, h.attempt, h.id + 1};
     /* 1: right port, wrong ID */
-    udprr__wire_encode(&reply, out);
-    memcpy(out + 16, "FORGED1", 7);
-    sendto(f->fd, out, 23, 0, (struct sockaddr *)&from, from_len);
+    memcpy(out + UDPRR__WIRE_HEADER_BYTES, "FORGED1", 7);
+    udprr__wire_encode(&reply, out + UDPRR__WIRE_HEADER_BYTES, 7, out);
+    sendto(f->fd, out, UDPRR__WIRE_HEADER_BYTES + 7, 0, (struct sockaddr *)&from, from_len);
     /* 2: right ID, from another port (the connected client never sees it) */
     char other_port[16];
     int other = test_plain_socket("127.0.0.1", other_port);
     reply.id = h.id;
-    udprr__wire_encode(&reply, out);
-    memcpy(out + 16, "FORGED2", 7);
-    sendto(other, out, 23, 0, (struct sockaddr *)&from, from_len);
+    memcpy(out + UDPRR__WIRE_HEADER_BYTES, "FORGED2", 7);
+    udprr__wire_encode(&reply, out + UDPRR__WIRE_HEADER_BYTES, 7, out);
+    sendto(other, out, UDPRR__WIRE_HEADER_BYTES + 7, 0, (struct sockaddr *)&from, from_len);
     close(other);
     /* 3: right ID, right port, an attempt never sent */
     reply.attempt = (uint16_t)(h.attempt + 5);
-    udprr__wire_encode(&reply, out);
-    memcpy(out + 16, "FORGED3", 7);
-    sendto(f->fd, out, 23, 0, (struct sockaddr *)&from, from_len);
+    memcpy(out + UDPRR__WIRE_HEADER_BYTES, "FORGED3", 7);
+    udprr__wire_encode(&reply, out + UDPRR__WIRE_HEADER_BYTES, 7, out);
+    sendto(f->fd, out, UDPRR__WIRE_HEADER_BYTES + 7, 0, (struct sockaddr *)&from, from_len);
     if (f->send_genuine) {
         reply.attempt = h.attempt;
-        udprr__wire_encode(&reply, out);
-        memcpy(out + 16, "GENUINE", 7);
-        sendto(f->fd, out, 23, 0, (struct sockaddr *)&from, from_len);
+        memcpy(out + UDPRR__WIRE_HEADER_BYTES, "GENUINE", 7);
+        udprr__wire_encode(&reply, out + UDPRR__WIRE_HEADER_BYTES, 7, out);
+        sendto(f->fd, out, UDPRR__WIRE_HEADER_BYTES + 7, 0, (struct sockaddr *)&from, from_len);
     }
     return NULL;
 }
@@ -736,10 +736,10 @@ START_TEST(test_malformed_datagrams_are_counted_and_dropped)
     to.sin_port = htons((uint16_t)atoi(ts.port));
     sendto(fd, "garbage", 7, 0, (struct sockaddr *)&to, sizeof to);
     sendto(fd, "", 0, 0, (struct sockaddr *)&to, sizeof to);
-    uint8_t reply_kind[16];
+    uint8_t reply_kind[UDPRR__WIRE_HEADER_BYTES];
     struct udprr__wire_header h = {UDPRR__KIND_REPLY, 1, 99};
-    udprr__wire_encode(&h, reply_kind);
-    sendto(fd, reply_kind, 16, 0, (struct sockaddr *)&to, sizeof to);
+    udprr__wire_encode(&h, NULL, 0, reply_kind);
+    sendto(fd, reply_kind, sizeof reply_kind, 0, (struct sockaddr *)&to, sizeof to);
     /* A real client after the junk: the server is still serving. */
     udprr_client *c = open_client("127.0.0.1", ts.port, NULL);
     char reply[8];

@@ -127,8 +127,8 @@ static void answer_then_vanish(void *user, const udprr_attempt_info *info)
                      UDPRR__WIRE_VALID);
     h.kind = UDPRR__KIND_REPLY;
     uint8_t reply[UDPRR__WIRE_HEADER_BYTES + 2];
-    udprr__wire_encode(&h, reply);
     memcpy(reply + UDPRR__WIRE_HEADER_BYTES, "ok", 2);
+    udprr__wire_encode(&h, reply + UDPRR__WIRE_HEADER_BYTES, 2, reply);
     ck_assert_int_eq(sendto(q->peer_fd, reply, sizeof reply, 0,
                             (struct sockaddr *)&from, from_len),
                      (ssize_t)sizeof reply);

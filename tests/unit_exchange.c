@@ -126,10 +126,12 @@ static size_t make_reply(const struct world *w, size_t i,
 {
     struct udprr__wire_header h = {kind, w->sent[i].hdr.attempt,
                                    w->sent[i].hdr.id};
-    ck_assert_int_eq(udprr__wire_encode(&h, out), UDPRR_OK);
     size_t n = body ? strlen(body) : 0;
     if (n > 0)
         memcpy(out + UDPRR__WIRE_HEADER_BYTES, body, n);
+    ck_assert_int_eq(udprr__wire_encode(&h, out + UDPRR__WIRE_HEADER_BYTES, n,
+                                        out),
+                     UDPRR_OK);
     return UDPRR__WIRE_HEADER_BYTES + n;
 }
 
@@ -290,16 +292,25 @@ START_TEST(test_forged_and_stray_datagrams_never_complete)
     world_init(&w, 0, 10 * SEC);
     udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
 
-    /* wrong ID */
+    /* wrong ID (a well-formed datagram, checksum right) */
+    w.sent[0].hdr.id ^= 1;
     size_t n = make_reply(&w, 0, UDPRR__KIND_REPLY, "forged", buf);
-    buf[15] ^= 1;
+    w.sent[0].hdr.id ^= 1;
     udprr__exchange_datagram(&w.x, buf, n, 1);
     ck_assert_uint_eq(w.x.stats.dropped_stale, 1);
     /* right ID, an attempt never sent */
+    w.sent[0].hdr.attempt = 2;
     n = make_reply(&w, 0, UDPRR__KIND_REPLY, "forged", buf);
-    buf[5] = 2;
+    w.sent[0].hdr.attempt = 1;
     udprr__exchange_datagram(&w.x, buf, n, 1);
     ck_assert_uint_eq(w.x.stats.dropped_unexpected, 1);
+    /* the right reply, damaged: one flipped byte, or one byte cut off */
+    n = make_reply(&w, 0, UDPRR__KIND_REPLY, "damaged", buf);
+    buf[n - 1] ^= 0x20;
+    udprr__exchange_datagram(&w.x, buf, n, 1);
+    buf[n - 1] ^= 0x20;
+    udprr__exchange_datagram(&w.x, buf, n - 1, 1);
+    ck_assert_uint_eq(w.x.stats.dropped_malformed, 2);
     /* a request, not a reply */
     n = make_reply(&w, 0, UDPRR__KIND_REQUEST, "x", buf);
     udprr__exchange_datagram(&w.x, buf, n, 1);
@@ -309,7 +320,7 @@ START_TEST(test_forged_and_stray_datagrams_never_complete)
     n = make_reply(&w, 0, UDPRR__KIND_REPLY, "x", buf);
     buf[0] = 'X';
     udprr__exchange_datagram(&w.x, buf, n, 1);
-    ck_assert_uint_eq(w.x.stats.dropped_malformed, 2);
+    ck_assert_uint_eq(w.x.stats.dropped_malformed, 4);
 
     ck_assert_int_eq(o.calls, 0);
     ck_assert_uint_eq(w.x.stats.samples, 0);

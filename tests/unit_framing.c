@@ -58,8 +58,8 @@ START_TEST(test_native_request_round_trip)
     ck_assert_int_eq(udprr__framing_request(&native, 0xabcdef, 1, "hi", 2,
                                             out, &n),
                      UDPRR_OK);
-    ck_assert_uint_eq(n, 18);
-    udprr__framing_set_attempt(&native, 0xabcdef, 7, out);
+    ck_assert_uint_eq(n, UDPRR__WIRE_HEADER_BYTES + 2);
+    udprr__framing_set_attempt(&native, 0xabcdef, 7, out, n);
     ck_assert_int_eq(udprr__framing_parse(&native, out, n, 0, &in),
                      UDPRR__WIRE_VALID);
     ck_assert_int_eq(in.kind, UDPRR__KIND_REQUEST);
@@ -79,7 +79,7 @@ START_TEST(test_raw_is_the_body_alone)
                      UDPRR_OK);
     ck_assert_uint_eq(n, 5);
     ck_assert_mem_eq(out, "hello", 5);
-    udprr__framing_set_attempt(&raw, 99, 3, out); /* nothing to rewrite */
+    udprr__framing_set_attempt(&raw, 99, 3, out, n); /* nothing to rewrite */
     ck_assert_mem_eq(out, "hello", 5);
     /* Anything at all is a reply (from the server) or a request (to it). */
     ck_assert_int_eq(udprr__framing_parse(&raw, "", 0, 1, &in),
@@ -146,12 +146,19 @@ START_TEST(test_reply_headers)
     ck_assert_int_eq(udprr__framing_reply(&native, UDPRR__KIND_REPLY, 5, 3,
                                           body, 4, header, &hl),
                      1);
-    ck_assert_uint_eq(hl, 16);
+    ck_assert_uint_eq(hl, UDPRR__WIRE_HEADER_BYTES);
+    /* header and body together form a valid datagram */
+    uint8_t whole[UDPRR__WIRE_HEADER_BYTES + 4];
+    memcpy(whole, header, hl);
+    memcpy(whole + hl, body, 4);
     struct udprr__wire_header h;
-    ck_assert_int_eq(udprr__wire_decode(header, 16, &h, NULL, NULL),
+    ck_assert_int_eq(udprr__wire_decode(whole, sizeof whole, &h, NULL, NULL),
                      UDPRR__WIRE_VALID);
     ck_assert(h.id == 5 && h.attempt == 3 && h.kind == UDPRR__KIND_REPLY);
 
+    udprr__framing_reply_id(&native, 0x0a0b, body, 4); /* no ID to write */
+    ck_assert_uint_eq(body[0], 0);
+    udprr__framing_reply_id(&dns, 0x0a0b, body, 4);
     ck_assert_int_eq(udprr__framing_reply(&dns, UDPRR__KIND_REPLY, 0x0a0b, 0,
                                           body, 4, header, &hl),
                      1);
@@ -160,9 +167,7 @@ START_TEST(test_reply_headers)
     ck_assert_uint_eq(body[1], 0x0b);
     /* a reply too short for the ID is sent as it is */
     uint8_t tiny[1] = {7};
-    ck_assert_int_eq(udprr__framing_reply(&dns, UDPRR__KIND_REPLY, 0xffff, 0,
-                                          tiny, 1, header, &hl),
-                     1);
+    udprr__framing_reply_id(&dns, 0xffff, tiny, 1);
     ck_assert_uint_eq(tiny[0], 7);
     /* declines exist only natively */
     ck_assert_int_eq(udprr__framing_reply(&raw, UDPRR__KIND_DECLINE, 0, 0,

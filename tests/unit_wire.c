@@ -18,6 +18,7 @@ static const uint8_t golden[] = {
     0x01, 0x02,                                    /* attempt 258 */
     0x00, 0x00,                                    /* flags */
     0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, /* ID */
+    0xd6, 0x8b, 0xf4, 0xf8,                         /* CRC-32C */
     'a', 'b', 'c',
 };
 
@@ -57,7 +58,7 @@ START_TEST(test_encodes_the_spec_example)
     struct udprr__wire_header h = {UDPRR__KIND_REPLY, 258,
                                    0x0123456789abcdefull};
     uint8_t out[UDPRR__WIRE_HEADER_BYTES];
-    ck_assert_int_eq(udprr__wire_encode(&h, out), UDPRR_OK);
+    ck_assert_int_eq(udprr__wire_encode(&h, "abc", 3, out), UDPRR_OK);
     ck_assert_mem_eq(out, golden, sizeof out);
 }
 END_TEST
@@ -77,7 +78,8 @@ START_TEST(test_round_trips_kinds_attempts_ids)
                 struct udprr__wire_header out;
                 uint8_t buf[UDPRR__WIRE_HEADER_BYTES];
                 size_t n = 99;
-                ck_assert_int_eq(udprr__wire_encode(&in, buf), UDPRR_OK);
+                ck_assert_int_eq(udprr__wire_encode(&in, NULL, 0, buf),
+                                 UDPRR_OK);
                 ck_assert_int_eq(decode_exact(buf, sizeof buf, &out, &n),
                                  UDPRR__WIRE_VALID);
                 ck_assert_int_eq(out.kind, in.kind);
@@ -96,9 +98,11 @@ START_TEST(test_payload_boundaries)
         uint8_t *buf = malloc(len);
         ck_assert_ptr_nonnull(buf);
         struct udprr__wire_header in = {UDPRR__KIND_REQUEST, 1, 42};
-        ck_assert_int_eq(udprr__wire_encode(&in, buf), UDPRR_OK);
         for (size_t j = 0; j < sizes[i]; j++)
             buf[UDPRR__WIRE_HEADER_BYTES + j] = (uint8_t)(j * 7);
+        ck_assert_int_eq(udprr__wire_encode(&in, buf + UDPRR__WIRE_HEADER_BYTES,
+                                            sizes[i], buf),
+                         UDPRR_OK);
         struct udprr__wire_header out;
         const uint8_t *payload;
         size_t n;
@@ -109,13 +113,14 @@ START_TEST(test_payload_boundaries)
             ck_assert_uint_eq(payload[j], (uint8_t)(j * 7));
         free(buf);
     }
-    ck_assert_uint_eq(UDPRR__MAX_PAYLOAD_BYTES, 65491);
+    ck_assert_uint_eq(UDPRR__MAX_PAYLOAD_BYTES, 65487);
+    ck_assert_uint_eq(UDPRR__MAX_PAYLOAD_BYTES, UDPRR_MAX_PAYLOAD);
 }
 END_TEST
 
 START_TEST(test_every_short_length_is_rejected)
 {
-    /* 0..15 bytes: even a valid-looking prefix is too short. */
+    /* 0..19 bytes: even a valid-looking prefix is too short. */
     for (size_t len = 0; len < UDPRR__WIRE_HEADER_BYTES; len++)
         ck_assert_int_eq(decode_exact(golden, len, NULL, NULL),
                          UDPRR__WIRE_SHORT);
@@ -169,6 +174,8 @@ START_TEST(test_decline_carries_no_body)
     buf[3] = UDPRR__KIND_DECLINE;
     ck_assert_int_eq(decode_exact(buf, sizeof buf, NULL, NULL),
                      UDPRR__WIRE_DECLINE_BODY);
+    struct udprr__wire_header decline = {UDPRR__KIND_DECLINE, 3, 9};
+    ck_assert_int_eq(udprr__wire_encode(&decline, NULL, 0, buf), UDPRR_OK);
     ck_assert_int_eq(decode_exact(buf, UDPRR__WIRE_HEADER_BYTES, NULL, NULL),
                      UDPRR__WIRE_VALID);
 }
@@ -180,9 +187,13 @@ START_TEST(test_encoder_refuses_what_decoder_rejects)
     memset(out, 0xAA, sizeof out);
     struct udprr__wire_header zero_attempt = {UDPRR__KIND_REQUEST, 0, 1};
     struct udprr__wire_header bad_kind = {(enum udprr__wire_kind)9, 1, 1};
-    ck_assert_int_eq(udprr__wire_encode(&zero_attempt, out), UDPRR_EINVAL);
-    ck_assert_int_eq(udprr__wire_encode(&bad_kind, out), UDPRR_EINVAL);
-    ck_assert_int_eq(udprr__wire_encode(NULL, out), UDPRR_EINVAL);
+    struct udprr__wire_header good = {UDPRR__KIND_REQUEST, 1, 1};
+    ck_assert_int_eq(udprr__wire_encode(&zero_attempt, NULL, 0, out),
+                     UDPRR_EINVAL);
+    ck_assert_int_eq(udprr__wire_encode(&bad_kind, NULL, 0, out),
+                     UDPRR_EINVAL);
+    ck_assert_int_eq(udprr__wire_encode(NULL, NULL, 0, out), UDPRR_EINVAL);
+    ck_assert_int_eq(udprr__wire_encode(&good, NULL, 5, out), UDPRR_EINVAL);
     for (size_t i = 0; i < sizeof out; i++)
         ck_assert_uint_eq(out[i], 0xAA);
 }
@@ -210,9 +221,77 @@ START_TEST(test_random_bytes_never_misdecode)
         size_t n;
         if (decode_exact(buf, len, &h, &n) == UDPRR__WIRE_VALID) {
             uint8_t again[UDPRR__WIRE_HEADER_BYTES];
-            ck_assert_int_eq(udprr__wire_encode(&h, again), UDPRR_OK);
+            ck_assert_int_eq(udprr__wire_encode(&h,
+                                                buf + UDPRR__WIRE_HEADER_BYTES,
+                                                n, again),
+                             UDPRR_OK);
             ck_assert_mem_eq(again, buf, sizeof again);
             ck_assert_uint_eq(n, len - UDPRR__WIRE_HEADER_BYTES);
+        }
+    }
+}
+END_TEST
+
+
+/* A valid request with a 100-byte seeded body. */
+static size_t make_valid(uint8_t *buf, uint64_t seed)
+{
+    struct udprr__wire_header h = {UDPRR__KIND_REQUEST, 3, seed * 7919};
+    for (size_t j = 0; j < 100; j++)
+        buf[UDPRR__WIRE_HEADER_BYTES + j] = (uint8_t)udprr_test_rand(&seed);
+    ck_assert_int_eq(udprr__wire_encode(&h, buf + UDPRR__WIRE_HEADER_BYTES,
+                                        100, buf),
+                     UDPRR_OK);
+    return UDPRR__WIRE_HEADER_BYTES + 100;
+}
+
+START_TEST(test_checksum_catches_every_bit_flip)
+{
+    uint8_t buf[UDPRR__WIRE_HEADER_BYTES + 100];
+    size_t len = make_valid(buf, 1);
+    ck_assert_int_eq(decode_exact(buf, len, NULL, NULL), UDPRR__WIRE_VALID);
+    for (size_t i = 0; i < len; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            buf[i] ^= (uint8_t)(1u << bit);
+            if (decode_exact(buf, len, NULL, NULL) == UDPRR__WIRE_VALID)
+                ck_abort_msg("flip of byte %zu bit %d accepted", i, bit);
+            buf[i] ^= (uint8_t)(1u << bit);
+        }
+    /* and a damaged body is rejected for its checksum in particular */
+    buf[len - 1] ^= 0xff;
+    ck_assert_int_eq(decode_exact(buf, len, NULL, NULL), UDPRR__WIRE_CHECKSUM);
+}
+END_TEST
+
+START_TEST(test_checksum_catches_every_truncation)
+{
+    uint8_t buf[UDPRR__WIRE_HEADER_BYTES + 100];
+    size_t len = make_valid(buf, 2);
+    for (size_t cut = UDPRR__WIRE_HEADER_BYTES; cut < len; cut++)
+        ck_assert_int_eq(decode_exact(buf, cut, NULL, NULL),
+                         UDPRR__WIRE_CHECKSUM);
+}
+END_TEST
+
+START_TEST(test_checksum_catches_seeded_multi_byte_damage)
+{
+    /* What the impairment relay does: 1..16 random bytes XORed with random
+     * nonzero values. */
+    uint8_t buf[UDPRR__WIRE_HEADER_BYTES + 100];
+    uint64_t seed = 77;
+    for (int round = 0; round < 20000; round++) {
+        size_t len = make_valid(buf, (uint64_t)round + 10);
+        unsigned flips = 1 + udprr_test_rand(&seed) % 16;
+        for (unsigned f = 0; f < flips; f++) {
+            uint8_t x = (uint8_t)(1 + udprr_test_rand(&seed) % 255);
+            buf[udprr_test_rand(&seed) % len] ^= x;
+        }
+        struct udprr__wire_header h;
+        if (decode_exact(buf, len, &h, NULL) == UDPRR__WIRE_VALID) {
+            /* only if the flips cancelled out exactly */
+            uint8_t fresh[UDPRR__WIRE_HEADER_BYTES + 100];
+            make_valid(fresh, (uint64_t)round + 10);
+            ck_assert_mem_eq(buf, fresh, len);
         }
     }
 }
@@ -238,6 +317,9 @@ int main(void)
     tcase_add_test(tc, test_round_trips_kinds_attempts_ids);
     tcase_add_test(tc, test_payload_boundaries);
     tcase_add_test(tc, test_every_short_length_is_rejected);
+    tcase_add_test(tc, test_checksum_catches_every_bit_flip);
+    tcase_add_test(tc, test_checksum_catches_every_truncation);
+    tcase_add_test(tc, test_checksum_catches_seeded_multi_byte_damage);
     tcase_add_test(tc, test_each_malformed_field_has_its_reason);
     tcase_add_test(tc, test_decline_carries_no_body);
     tcase_add_test(tc, test_encoder_refuses_what_decoder_rejects);

@@ -181,9 +181,10 @@ UDPRR_API const char *udprr_version(void);
  * A client handle owns one UDP socket connect()ed to one server address, so
  * the kernel drops datagrams from anyone else and reports "nothing listens
  * there" (ICMP port unreachable) as UDPRR_EREFUSED at once. It sends each
- * request with a fresh random 64-bit ID and resends it on a capped, jittered
- * exponential backoff until the matching reply comes, the deadline passes,
- * or the last attempt has been waited out. The round-trip estimate (SRTT,
+ * request with a fresh ID (random 64 bits in native framing; see Framings)
+ * and resends it on a capped, jittered exponential backoff until the
+ * matching reply comes, the deadline passes, or the last attempt has been
+ * waited out. The round-trip estimate (SRTT,
  * RTTVAR, RTO) lives in the handle and carries over from one request to the
  * next. docs/retry.md gives the formulas.
  *
@@ -198,7 +199,8 @@ typedef struct udprr_client udprr_client;
 
 /* Information passed to the per-attempt hook; valid only during the call. */
 typedef struct udprr_attempt_info {
-    uint64_t id;       /* the request ID */
+    uint64_t id;       /* the request ID (in raw framing, which sends none,
+                          a random number that names the request) */
     unsigned attempt;  /* 1 for the first transmission */
     uint64_t wait_us;  /* how long the client now waits for a reply: the
                           schedule's wait, clipped to the deadline */
@@ -220,7 +222,7 @@ typedef void (*udprr_attempt_fn)(void *user, const udprr_attempt_info *info);
  * deadline, or max_attempts transmissions each waited out. With both 0 a
  * request is retried at intervals that settle at max_rto_ms until it is
  * answered or has been sent 65535 times (the wire format's attempt limit;
- * over a week at the default cap). Such a client outlives a server's reply
+ * more than six days at the default cap and jitter). Such a client outlives a server's reply
  * cache: a request retried for longer than the server's cache_lifetime_ms
  * may run its handler again (see "At most once" below).
  *
@@ -343,8 +345,7 @@ struct udprr_client_stats {
                                    on a retransmission) */
     uint64_t dropped_stale;     /* replies whose ID is not outstanding */
     uint64_t dropped_duplicate; /* replies to one of the last 64 requests
-                                   that already ended (answered, timed out
-                                   or canceled) */
+                                   that already ended, however it ended */
     uint64_t dropped_malformed; /* datagrams that failed to decode */
     uint64_t dropped_unexpected; /* well formed, but no reply to anything
                                     sent (a request, an attempt never made) */
@@ -377,7 +378,7 @@ UDPRR_API void udprr_client_close(udprr_client *c);
  * A server handle owns one bound UDP socket. udprr_server_run() hands each
  * valid request to the application's handler and sends the handler's reply
  * back to the address the request came from, echoing the request's ID and
- * attempt number.
+ * attempt number (in native framing; see Framings for the others).
  *
  * At most once: the server remembers each answer in a reply cache keyed by
  * (client address, request ID). A retransmitted request whose answer is
@@ -469,11 +470,13 @@ UDPRR_API void udprr_server_opts_init(udprr_server_opts *opts);
  * where the system allows dual-stack sockets, else an IPv4 one. service
  * "0" picks a free port; read it back with udprr_server_sockname().
  *
- * The cache options are checked only when reply_cache is on.
+ * The cache options are checked only when a cache is made: reply_cache on,
+ * in a framing that has IDs (not raw).
  *
  * Returns UDPRR_OK; UDPRR_EINVAL (out or service NULL, an option out of
- * range); UDPRR_ERESOLVE; UDPRR_ESYS (socket, bind or eventfd failed, errno
- * says why, e.g. EADDRINUSE); UDPRR_ENOMEM. On failure *out is unchanged.
+ * range); UDPRR_ERESOLVE; UDPRR_ESYS (socket, bind or eventfd failed, or
+ * the kernel's random source that keys the cache; errno says why, e.g.
+ * EADDRINUSE); UDPRR_ENOMEM. On failure *out is unchanged.
  * Like the client's open, it blocks while getaddrinfo resolves a name.
  */
 UDPRR_API int udprr_server_open(udprr_server **out, const char *host,

@@ -33,7 +33,8 @@ for bin in "$@"; do
     log="$bin.$mode.log"
     if [ "$mode" = valgrind ]; then
         echo "== valgrind $bin"
-        CK_FORK=no valgrind -q --error-exitcode=99 --leak-check=full \
+        CK_FORK=no UDPRR_TEST_VALGRIND=1 \
+            valgrind -q --error-exitcode=99 --leak-check=full \
             --show-leak-kinds=all --errors-for-leak-kinds=all \
             "$bin" >"$log" 2>&1
     else

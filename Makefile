@@ -3,6 +3,7 @@
 #   make                 the shared and static library and udprr.pc
 #   make check           every test suite (installs Check/pkg-config if missing)
 #   make demo            builds everything and shows the library at work
+#   make bench           the resilience benchmark: table, docs/resilience.svg
 #   make install         PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, MANDIR
 #   make uninstall       removes exactly what install put there
 #   make CC=clang ...    any compiler; objects are rebuilt when CC or flags change
@@ -40,7 +41,7 @@ LIB_HDRS = include/udprr.h $(wildcard lib/*.h)
 # unit_*: pure cores; net_*: real sockets on loopback.
 UNIT_SRCS = $(sort $(wildcard tests/unit_*.c tests/net_*.c))
 UNIT_BINS = $(patsubst tests/%.c,build/tests/%,$(UNIT_SRCS))
-TEST_HDRS = $(wildcard tests/*.h)
+TEST_HDRS = $(wildcard tests/*.h) $(wildcard fuzz/*.c)
 # The impairment relay: linked into every test binary, for unit_relay and
 # the integration suites that put it between a client and a server.
 TEST_SUPPORT = tests/impair.c tests/relay.c
@@ -53,7 +54,7 @@ CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
 .PHONY: all check check-unit demo \
-        examples bench install uninstall clean deps FORCE
+        examples bench fuzz install uninstall clean deps FORCE
 
 all: $(SHARED_LIB) lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so \
      $(STATIC_LIB) udprr.pc
@@ -159,8 +160,42 @@ examples: all $(EXAMPLES)
 demo: examples
 	@sh examples/demo.sh build/examples
 
-bench: all
-	@echo "bench: no benchmarks yet (they arrive with the exchange)"
+# The resilience benchmark (docs/resilience.md): the adaptive and the fixed
+# retry policy through the impairment relay on loopback. A measurement, not
+# a test: it prints its table and target checks and exits 0 whatever they
+# say. Linked like the unit tests, against the static library, without Check.
+BENCH_DATA = build/bench/resilience.dat
+
+build/bench/resilience: bench/resilience.c $(TEST_HDRS) $(TEST_SUPPORT) $(STATIC_LIB) build/flags
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -pthread -Itests $< $(TEST_SUPPORT) $(STATIC_LIB) \
+	    $(LIBS_PRIVATE) $(LDFLAGS) -o $@
+
+bench: all build/bench/resilience
+	@sh tests/ensure-deps.sh gnuplot-nox || \
+	    echo "bench: no gnuplot: the table is printed, docs/resilience.svg is not redrawn"
+	build/bench/resilience $(BENCH_DATA)
+	@if command -v gnuplot >/dev/null 2>&1; then \
+	    gnuplot -e "datafile='$(BENCH_DATA)'; outfile='docs/resilience.svg'" \
+	        bench/resilience.gp && echo "plot: docs/resilience.svg"; fi
+
+# --- fuzzing -----------------------------------------------------------------
+# `make fuzz` runs the decoder target under libFuzzer (clang) for
+# FUZZ_SECONDS, starting from the saved corpus (copied, so the tree is not
+# written). The corpus is replayed in `make check` by unit_fuzz_replay.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+
+build/fuzz_decode: fuzz/fuzz_decode.c $(LIB_SRCS) $(LIB_HDRS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
+	    -Iinclude -Ilib $< $(filter-out lib/client.c lib/server.c lib/sock.c,$(LIB_SRCS)) -o $@
+
+fuzz: build/fuzz_decode
+	@rm -rf build/fuzz-corpus && mkdir -p build/fuzz-corpus && \
+	    cp fuzz/corpus/decode/* build/fuzz-corpus/
+	./build/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    build/fuzz-corpus
 
 # --- install -----------------------------------------------------------------
 

@@ -238,7 +238,7 @@ typedef struct udprr_client_opts {
                                  0: until the deadline. Default 0 */
     unsigned initial_rto_ms;  /* RTO before the first sample. Default 1000 */
     unsigned min_rto_ms;      /* floor of the adaptive RTO, >= 1.
-                                 Default 10 */
+                                 Default 1 (docs/retry.md says why) */
     unsigned max_rto_ms;      /* cap of the RTO and every backed-off wait.
                                  Default 10000; at most 3600000 */
     unsigned backoff_pct;     /* each wait grows by this: 200 doubles,

@@ -39,7 +39,7 @@ void udprr_client_opts_init(udprr_client_opts *opts)
     opts->deadline_ms = 10000;
     opts->max_attempts = 0;
     opts->initial_rto_ms = 1000;
-    opts->min_rto_ms = 10;
+    opts->min_rto_ms = 1;
     opts->max_rto_ms = 10000;
     opts->backoff_pct = 200;
     opts->jitter_pct = 20;

@@ -4,8 +4,10 @@
 # service names such as "domain"), and the real peers of the interop test,
 # dnsmasq and libcoap's coap-server
 # (or only those named as arguments: `ensure-deps.sh pkg-config` for the
-# examples). On Debian/Ubuntu it installs what is missing with apt-get
-# (through sudo when not root); elsewhere it names what is missing and fails.
+# examples, `ensure-deps.sh gnuplot-nox` for `make bench`'s plot, which is
+# never in the default list). On Debian/Ubuntu it installs what is missing
+# with apt-get (through sudo when not root); elsewhere it names what is
+# missing and fails.
 wanted=${*:-pkg-config check valgrind python3 netbase dnsmasq-base libcoap3-bin}
 missing=""
 for dep in $wanted; do
@@ -25,6 +27,9 @@ for dep in $wanted; do
         # libcoap's example server, without (D)TLS.
         command -v coap-server-notls >/dev/null 2>&1 ||
             missing="$missing libcoap3-bin" ;;
+    gnuplot-nox)
+        # gnuplot without X11: all `make bench` needs to write an SVG.
+        command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox" ;;
     esac
 done
 [ -z "$missing" ] && exit 0

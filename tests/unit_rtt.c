@@ -35,7 +35,7 @@ START_TEST(test_defaults)
 {
     struct udprr__rtt rtt = fresh();
     ck_assert_uint_eq(rtt.rto_us, 1 * SEC);
-    ck_assert_uint_eq(rtt.policy.min_rto_us, 10 * MS);
+    ck_assert_uint_eq(rtt.policy.min_rto_us, 1 * MS);
     ck_assert_uint_eq(rtt.policy.max_rto_us, 10 * SEC);
     ck_assert_uint_eq(rtt.policy.granularity_us, 1 * MS);
     ck_assert_uint_eq(rtt.policy.backoff_pct, 200);
@@ -89,9 +89,13 @@ END_TEST
 
 START_TEST(test_loopback_clamps_to_min)
 {
+    /* With the default 1 ms floor, G decides on loopback... */
     struct udprr__rtt rtt = fresh();
     udprr__rtt_sample(&rtt, 50);
-    /* 50 + max(1000, 100) = 1050 < min 10 ms */
+    ck_assert_uint_eq(rtt.rto_us, 1050); /* 50 + max(1000, 100) */
+    /* ...and a higher floor, when set, wins over both. */
+    rtt.policy.min_rto_us = 10 * MS;
+    udprr__rtt_sample(&rtt, 50);
     ck_assert_uint_eq(rtt.rto_us, 10 * MS);
     for (int i = 0; i < 50; i++)
         udprr__rtt_sample(&rtt, 50);

@@ -103,11 +103,23 @@ build/tests/%: tests/%.c $(TEST_HDRS) $(TEST_SUPPORT) $(STATIC_LIB) | deps
 	$(CC) $(REAL_CFLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< $(TEST_SUPPORT) \
 	    $(STATIC_LIB) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
 
-# The same suites built with ASan and UBSan, library sources included.
-build/asan/%: tests/%.c $(TEST_HDRS) $(TEST_SUPPORT) $(LIB_SRCS) $(LIB_HDRS) build/flags | deps
+# The same suites built with ASan and UBSan. The library and the test
+# support are compiled once with the sanitizers, then linked into each.
+SAN_LIB_OBJS = $(patsubst lib/%.c,build/asan/obj/%.o,$(LIB_SRCS))
+SAN_SUPPORT_OBJS = $(patsubst tests/%.c,build/asan/obj/test_%.o,$(TEST_SUPPORT))
+
+build/asan/obj/%.o: lib/%.c $(LIB_HDRS) build/flags
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -Ilib -c $< -o $@
+
+build/asan/obj/test_%.o: tests/%.c $(TEST_HDRS) $(LIB_HDRS) build/flags
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Ilib -c $< -o $@
+
+build/asan/%: tests/%.c $(TEST_HDRS) $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) | deps
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< \
-	    $(TEST_SUPPORT) $(LIB_SRCS) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	    $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
 
 # The impairment relay as a program of its own (docs/relay.md): the relay
 # sources alone, without Check or libudprr.
@@ -118,7 +130,7 @@ build/udprr-relay: tests/udprr-relay.c $(TEST_HDRS) $(TEST_SUPPORT) build/flags
 # Every stage runs even when an earlier one failed, so one run shows all that
 # is wrong; the closing "N passed, N failed" line counts every suite run.
 check: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(SAN_BINS) examples \
+	@$(MAKE) --no-print-directory -j2 all $(UNIT_BINS) $(SAN_BINS) examples \
 	    build/udprr-relay
 	@rm -f build/tally; st=0; \
 	sh tests/run-suites.sh $(UNIT_BINS) || st=1; \
@@ -143,7 +155,7 @@ STAGE_PC   = PKG_CONFIG_SYSROOT_DIR=$(STAGE) PKG_CONFIG_PATH=$(STAGE)/usr/lib/pk
 EXAMPLE_SRCS = $(sort $(wildcard examples/*.c))
 EXAMPLES     = $(patsubst examples/%.c,build/examples/%,$(EXAMPLE_SRCS))
 
-build/stage/.stamp: $(SHARED_LIB) $(STATIC_LIB) include/udprr.h udprr.pc.in
+build/stage/.stamp: $(SHARED_LIB) $(STATIC_LIB) udprr.pc include/udprr.h udprr.pc.in
 	@sh tests/ensure-deps.sh pkg-config
 	@$(MAKE) --no-print-directory -s install DESTDIR=$(STAGE) PREFIX=/usr
 	@$(MAKE) --no-print-directory -s udprr.pc

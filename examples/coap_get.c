@@ -29,6 +29,8 @@
 
 #include <udprr.h>
 
+#include "example_util.h"
+
 #define COAP_VERSION 1
 #define COAP_TYPE_CON 0
 #define COAP_TYPE_NON 1
@@ -312,16 +314,6 @@ static int print_response(const uint8_t *msg, size_t len, uint64_t sent_id,
     return 0;
 }
 
-static int parse_ms(const char *s, unsigned *out)
-{
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*s < '0' || *s > '9' || *end != '\0' || v > 3600000)
-        return -1;
-    *out = (unsigned)v;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -342,7 +334,7 @@ int main(int argc, char **argv)
         case 's': server = optarg; break;
         case 'p': port = optarg; break;
         case 'D':
-            if (parse_ms(optarg, &deadline_ms) != 0 || deadline_ms == 0) {
+            if (example_parse_ms(optarg, &deadline_ms) != 0 || deadline_ms == 0) {
                 fprintf(stderr, "coap_get: --deadline takes 1..3600000 "
                                 "milliseconds\n");
                 return 2;

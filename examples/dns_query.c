@@ -28,6 +28,8 @@
 
 #include <udprr.h>
 
+#include "example_util.h"
+
 #define DNS_HEADER_BYTES 12
 #define DNS_MAX_NAME_BYTES 255 /* a name on the wire, length bytes included */
 #define DNS_MAX_LABEL_BYTES 63
@@ -313,16 +315,6 @@ static int print_reply(const uint8_t *msg, size_t len, const uint8_t *query,
     return 0;
 }
 
-static int parse_ms(const char *s, unsigned *out)
-{
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*s < '0' || *s > '9' || *end != '\0' || v > 3600000)
-        return -1;
-    *out = (unsigned)v;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -356,7 +348,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'D':
-            if (parse_ms(optarg, &deadline_ms) != 0 || deadline_ms == 0) {
+            if (example_parse_ms(optarg, &deadline_ms) != 0 || deadline_ms == 0) {
                 fprintf(stderr, "dns_query: --deadline takes 1..3600000 "
                                 "milliseconds\n");
                 return 2;

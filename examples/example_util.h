@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -83,6 +84,18 @@ static inline void example_forget_signals(void)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGALRM, SIG_DFL);
+}
+
+/* A duration in milliseconds from the command line: digits only, at most
+ * an hour. 0 on success, -1 otherwise. */
+static inline int example_parse_ms(const char *s, unsigned *out)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*s < '0' || *s > '9' || *end != '\0' || v > 3600000)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
 }
 
 #endif /* EXAMPLE_UTIL_H */

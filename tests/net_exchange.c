@@ -437,24 +437,13 @@ END_TEST
 
 /* --- at most once, behind a lossy relay ---------------------------------- */
 
-/* Starts a relay in front of the test server on 127.0.0.1 that drops the
- * given share of replies (seeded), and writes the port clients use. */
+/* A relay that drops the given share of replies (seeded). */
 static udprr_test_relay *lossy_reply_relay(const struct test_server *ts,
                                            unsigned drop_permille,
                                            uint64_t seed, char port[16])
 {
-    struct sockaddr_in server = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &server.sin_addr);
-    server.sin_port = htons((uint16_t)atoi(ts->port));
     struct udprr_test_impair_config lossy = {.drop_permille = drop_permille};
-    udprr_test_relay *relay = udprr_test_relay_start(
-        (struct sockaddr *)&server, sizeof server, NULL, &lossy, seed);
-    ck_assert_ptr_nonnull(relay);
-    struct sockaddr_storage ra;
-    socklen_t ra_len = sizeof ra;
-    udprr_test_relay_addr(relay, &ra, &ra_len);
-    snprintf(port, 16, "%u", ntohs(((struct sockaddr_in *)&ra)->sin_port));
-    return relay;
+    return test_relay_in_front(ts, NULL, &lossy, seed, port);
 }
 
 

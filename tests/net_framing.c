@@ -219,19 +219,9 @@ START_TEST(test_id_at_offset_runs_once_per_request_behind_lossy_relay)
     struct test_server ts;
     framed_server(&ts, UDPRR_FRAMING_ID_AT_OFFSET, 2, 2, upper_case, &count);
 
-    struct sockaddr_in server = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &server.sin_addr);
-    server.sin_port = htons((uint16_t)atoi(ts.port));
     struct udprr_test_impair_config lossy = {.drop_permille = 500};
-    udprr_test_relay *relay = udprr_test_relay_start(
-        (struct sockaddr *)&server, sizeof server, NULL, &lossy, 4242);
-    ck_assert_ptr_nonnull(relay);
-    struct sockaddr_storage ra;
-    socklen_t ra_len = sizeof ra;
-    udprr_test_relay_addr(relay, &ra, &ra_len);
     char port[16];
-    snprintf(port, sizeof port, "%u",
-             ntohs(((struct sockaddr_in *)&ra)->sin_port));
+    udprr_test_relay *relay = test_relay_in_front(&ts, NULL, &lossy, 4242, port);
 
     udprr_client *c = open_framed(port, UDPRR_FRAMING_ID_AT_OFFSET, 2, 2);
     for (unsigned i = 0; i < 200; i++) {

@@ -52,20 +52,10 @@ static void wait_for_error(int fd)
     ck_assert(p.revents & POLLERR);
 }
 
-static int echo(void *user, const udprr_request *req, void *reply,
-                size_t cap, size_t *reply_len)
-{
-    (void)user;
-    ck_assert_uint_le(req->len, cap);
-    memcpy(reply, req->data, req->len);
-    *reply_len = req->len;
-    return 0;
-}
-
 START_TEST(test_stale_icmp_error_does_not_fail_the_next_request)
 {
     struct test_server ts;
-    test_server_start(&ts, "127.0.0.1", NULL, echo, NULL);
+    test_server_start(&ts, "127.0.0.1", NULL, test_echo_handler, NULL);
     udprr_client *c = NULL;
     ck_assert_int_eq(udprr_client_open(&c, "127.0.0.1", ts.port, NULL),
                      UDPRR_OK);
@@ -87,7 +77,7 @@ START_TEST(test_stale_icmp_error_does_not_fail_the_next_request)
     ck_assert_int_eq(udprr_server_open(&again, "127.0.0.1", ts.port, NULL),
                      UDPRR_OK);
     ts.server = again;
-    ts.handler = echo;
+    ts.handler = test_echo_handler;
     ck_assert_int_eq(pthread_create(&ts.thread, NULL, test_server_main, &ts),
                      0);
     ck_assert_int_eq(udprr_client_request(c, "B", 1, reply, sizeof reply,

@@ -59,23 +59,7 @@ static udprr_test_relay *relay_for(const struct test_server *ts,
                                    const struct udprr_test_impair_config *both,
                                    uint64_t seed, char port[16])
 {
-    struct sockaddr_in server = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &server.sin_addr);
-    server.sin_port = htons((uint16_t)atoi(ts->port));
-    struct udprr_test_relay_options opts = {
-        .server = (struct sockaddr *)&server,
-        .server_len = sizeof server,
-        .to_server = *both,
-        .to_client = *both,
-        .seed = seed,
-    };
-    udprr_test_relay *relay = udprr_test_relay_start_with(&opts);
-    ck_assert_ptr_nonnull(relay);
-    struct sockaddr_storage ra;
-    socklen_t ra_len = sizeof ra;
-    udprr_test_relay_addr(relay, &ra, &ra_len);
-    snprintf(port, 16, "%u", ntohs(((struct sockaddr_in *)&ra)->sin_port));
-    return relay;
+    return test_relay_in_front(ts, both, both, seed, port);
 }
 
 /* One client thread: its own relay (a relay sends replies to the client
@@ -270,16 +254,6 @@ START_TEST(test_corruption_and_truncation_never_accepted)
 }
 END_TEST
 
-static int echo(void *user, const udprr_request *req, void *reply, size_t cap,
-                size_t *reply_len)
-{
-    (void)user;
-    ck_assert_uint_le(req->len, cap);
-    memcpy(reply, req->data, req->len);
-    *reply_len = req->len;
-    return 0;
-}
-
 START_TEST(test_blackhole_then_recovery)
 {
     /* Everything is lost from 1 s to 3 s after the relay starts. Requests
@@ -289,7 +263,7 @@ START_TEST(test_blackhole_then_recovery)
     const uint64_t hole_start = 1000 * MS, hole_len = 2000 * MS;
     const uint64_t deadline = 1500 * MS;
     struct test_server ts;
-    test_server_start(&ts, "127.0.0.1", NULL, echo, NULL);
+    test_server_start(&ts, "127.0.0.1", NULL, test_echo_handler, NULL);
     struct udprr_test_impair_config impair = {
         .blackhole_start_us = hole_start, .blackhole_len_us = hole_len};
     char port[16];

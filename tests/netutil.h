@@ -11,10 +11,12 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "relay.h"
 #include "udprr.h"
 
 struct test_server {
@@ -120,6 +122,39 @@ static inline ssize_t test_recv_within(int fd, void *buf, size_t cap,
         return -1;
     return recvfrom(fd, buf, cap, MSG_DONTWAIT, (struct sockaddr *)from,
                     from_len);
+}
+
+/* Starts an impairment relay in front of a test server on 127.0.0.1
+ * (NULL config: that direction unimpaired) and writes the port clients
+ * send to. A relay answers the client that spoke last: one per client. */
+static inline udprr_test_relay *
+test_relay_in_front(const struct test_server *ts,
+                    const struct udprr_test_impair_config *to_server,
+                    const struct udprr_test_impair_config *to_client,
+                    uint64_t seed, char port[16])
+{
+    struct sockaddr_in server = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &server.sin_addr);
+    server.sin_port = htons((uint16_t)atoi(ts->port));
+    udprr_test_relay *relay = udprr_test_relay_start(
+        (struct sockaddr *)&server, sizeof server, to_server, to_client, seed);
+    ck_assert_ptr_nonnull(relay);
+    struct sockaddr_storage ra;
+    socklen_t ra_len = sizeof ra;
+    udprr_test_relay_addr(relay, &ra, &ra_len);
+    snprintf(port, 16, "%u", ntohs(((struct sockaddr_in *)&ra)->sin_port));
+    return relay;
+}
+
+/* A handler that answers each request with its own bytes. */
+static inline int test_echo_handler(void *user, const udprr_request *req,
+                                    void *reply, size_t cap, size_t *reply_len)
+{
+    (void)user;
+    ck_assert_uint_le(req->len, cap);
+    memcpy(reply, req->data, req->len);
+    *reply_len = req->len;
+    return 0;
 }
 
 #endif /* UDPRR_NETUTIL_H */

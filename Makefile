@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # libudprr - plain GNU make; no autotools, no cmake.
 #
 #   make                 the shared and static library and udprr.pc

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * resilience.c - the resilience benchmark of `make bench` (docs/resilience.md).
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # resilience.gp - draws the resilience benchmark's latency percentiles
 # (build/bench/resilience.dat, written by bench/resilience.c) as an SVG.
 #

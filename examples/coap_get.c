@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * coap_get.c - a confirmable CoAP GET (RFC 7252) over libudprr.
  *

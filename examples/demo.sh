@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # make demo: a libudprr server that pretends to drop a seeded 30% of the
 # requests it gets, and a client that makes 20 requests to it over
 # loopback, printing every attempt, every wait and the RTO as it adapts.

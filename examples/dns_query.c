@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dns_query.c - one DNS question (RFC 1035) over libudprr, the way a stub
  * resolver asks a recursive server.

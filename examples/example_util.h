@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * example_util.h - the few lines every example server needs: printing an
  * address, saying where it listens, and stopping on a signal. Plain

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * udp_local.c - the textbook's first UDP pair, a client and a server on
  * loopback, redone on libudprr in raw framing: no libudprr header on the

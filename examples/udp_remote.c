@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * udp_remote.c - the textbook's "UDP server and client on different
  * machines" pair, redone on libudprr.

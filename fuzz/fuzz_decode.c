@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_decode.c - a libFuzzer target for every decoder of untrusted bytes:
  * the native header (wire.c) and the three framings (framing.c), as client

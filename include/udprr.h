@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * udprr.h - libudprr: reliable request/reply over UDP.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * alloc.h - every allocation in the library goes through these, so tests
  * can inject failures (the allocator hook of hiredis's test suite).

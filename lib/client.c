@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * client.c - the public client handle: a connected socket around the
  * exchange engine. The blocking request is a loop over the engine's steps

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * client_internal.h - what tests may see of a client handle beyond the
  * public API.

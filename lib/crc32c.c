@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * crc32c.c - CRC-32C (Castagnoli, polynomial 0x1EDC6F41, reflected), the
  * checksum of iSCSI and SCTP: it detects every error burst up to 32 bits

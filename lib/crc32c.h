@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * crc32c.h - CRC-32C of the native header and body (docs/protocol.md).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dedup.c - the server's reply cache. See dedup.h for the contract and the
  * memory accounting.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dedup.h - the server's reply cache: at-most-once execution with bounded
  * memory.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * exchange.c - outstanding requests, their timers, and how datagrams and
  * time move them along. See exchange.h.

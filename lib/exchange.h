@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * exchange.h - the client's engine: the table of outstanding requests and
  * their timers. One engine serves the blocking and the asynchronous client.

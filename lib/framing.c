@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * framing.c - native, raw and id-at-offset framing. See framing.h.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * framing.h - how requests and replies sit in datagrams: libudprr's native
  * header, or a foreign protocol's own bytes.

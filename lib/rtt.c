@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rtt.c - RFC 6298 estimator and the capped, jittered backoff schedule.
  * The formulas are in rtt.h; the reasons for the defaults in docs/retry.md.

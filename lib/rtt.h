@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rtt.h - the RTT estimator and the retry schedule.
  *

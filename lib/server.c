@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * server.c - the public server loop: a bound socket, the application's
  * handler, and the reply cache (dedup) that makes execution at-most-once.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * siphash.h - SipHash-2-4 (Aumasson and Bernstein, 2012): a keyed hash for
  * hash tables whose keys an outsider chooses, so that without the key no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sock.c - system calls for sockets, time and randomness. See sock.h.
  */

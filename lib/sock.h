@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sock.h - the thin shell around the system: sockets, the clock, and the
  * kernel's random source. Everything that decides anything lives in the

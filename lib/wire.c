@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wire.c - encode and decode the native header. See wire.h and
  * docs/protocol.md.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wire.h - the native datagram header (docs/protocol.md is the spec).
  *

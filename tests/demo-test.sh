@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The demo as a test: the examples build from a staged install with
 # pkg-config alone, and the lossy exchange of `make demo` completes every
 # request, with the server's and the client's counters agreeing.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Makes sure what the tests need is installed: pkg-config, Check, valgrind,
 # python3 (for ../shared/peers/plain_peer.py), netbase (/etc/services, for
 # service names such as "domain"), and the real peers of the interop test,

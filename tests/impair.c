@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * impair.c - the impairment decisions; the rules are in impair.h.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * impair.h - what an impaired network does to each datagram, decided
  * without a network.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Packaging test: install into temporary trees, build a program from the
 # installed files with nothing but pkg-config's flags, run it, and check that
 # uninstall leaves nothing behind. Records its result in build/tally.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Interop: the examples dns_query and coap_get, which use libudprr's
 # id-at-offset framing through the public API only, against real peers
 # started here on 127.0.0.1: dnsmasq (Debian dnsmasq-base) and libcoap's

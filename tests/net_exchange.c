@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * net_exchange.c - the blocking client and the server loop over real
  * sockets on loopback: byte-exact replies, fast failure when nothing

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * net_framing.c - raw and id-at-offset framing over real loopback sockets:
  * libudprr on both sides, libudprr against hand-written plain peers, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * net_refused.c - what an ICMP port unreachable means to a client, when it
  * comes at an awkward moment:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * net_resilience.c - "reliable", measured: the client and server through
  * the seeded impairment relay on loopback.

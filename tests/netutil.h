@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * netutil.h - fixtures for the socket suites: a libudprr server running on
  * its own thread, bounded waits, and a monotonic stopwatch.

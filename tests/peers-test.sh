@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Interoperability with ../shared/peers/plain_peer.py, the textbook's plain
 # UDP client and server, which know nothing of libudprr:
 #   - the raw udp_local client against the plain server dropping a seeded

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * relay.c - the socket shell around impair.c: two sockets, one thread,
  * poll, and a queue of copies waiting for their send time. What it does and

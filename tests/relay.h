@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * relay.h - a UDP relay on loopback that impairs the traffic it forwards,
  * for tests and for users of the library (build/udprr-relay, docs/relay.md):

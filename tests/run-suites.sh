@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Runs Check suite binaries and keeps a tally across calls in build/tally.
 #
 #   run-suites.sh BIN...             run each; a failing suite fails the call

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * seeded_rand.h - a small seeded generator (xorshift64*) for tests, the
  * demo and the relay: the same seed gives the same sequence on every

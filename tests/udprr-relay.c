@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * udprr-relay.c - the impairment relay (relay.h) as a program of its own:
  * put it between any UDP client and a server on this machine, and it drops,

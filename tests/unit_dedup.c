@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * unit_dedup.c - the server's reply cache: keys, lifetimes to the
  * microsecond, both memory bounds, first-in-first-out eviction, exact

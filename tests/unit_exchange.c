@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * unit_exchange.c - the client engine driven by a scripted clock, a fake
  * send step and a seeded random source: exact retransmission times, reply

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * unit_framing.c - native, raw and id-at-offset framing: what goes on the
  * wire for a request, how replies and requests parse, where IDs go.

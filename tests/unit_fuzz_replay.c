@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * unit_fuzz_replay.c - replays every saved input of the decoder fuzz target
  * (fuzz/corpus/decode) through it, without a fuzzing engine, as a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * unit_relay.c - the impairment relay used by the integration tests and by
  * build/udprr-relay: its pure decision core, then the relay itself between

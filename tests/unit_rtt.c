@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * unit_rtt.c - the RFC 6298 estimator and the retry schedule, to the
  * microsecond: every expected value below is worked out by hand from the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * unit_siphash.c - SipHash-2-4 against the test vector of its paper, and
  * the properties the reply cache relies on.

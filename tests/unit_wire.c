@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * unit_wire.c - the native header: round trips, every malformed case, and
  * boundary lengths. Malformed inputs are also checked for reads past the

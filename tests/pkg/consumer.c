@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A program that uses libudprr the way a user would: the installed header,
  * flags from pkg-config, the shared library at run time. */
 #include <stdio.h>

@@ -42,10 +42,13 @@ LIB_HDRS = include/udprr.h $(wildcard lib/*.h)
 # unit_*: pure cores; net_*: real sockets on loopback.
 UNIT_SRCS = $(sort $(wildcard tests/unit_*.c tests/net_*.c))
 UNIT_BINS = $(patsubst tests/%.c,build/tests/%,$(UNIT_SRCS))
-TEST_HDRS = $(wildcard tests/*.h) $(wildcard fuzz/*.c)
-# The impairment relay: linked into every test binary, for unit_relay and
+TEST_HDRS = $(wildcard tests/*.h) $(wildcard fuzz/*.c) $(RELAY_HDRS)
+# The impairment relay (tools/relay/, docs/relay.md): a tool of its own,
+# not part of libudprr. Linked into every test binary, for unit_relay and
 # the integration suites that put it between a client and a server.
-TEST_SUPPORT = tests/impair.c tests/relay.c
+RELAY_SRCS = tools/relay/impair.c tools/relay/relay.c
+RELAY_HDRS = $(wildcard tools/relay/*.h)
+TEST_SUPPORT = $(RELAY_SRCS)
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
@@ -54,7 +57,7 @@ SAN_BINS  = $(patsubst tests/%.c,build/asan/%,$(UNIT_SRCS))
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
-.PHONY: all check check-unit demo \
+.PHONY: all check check-unit demo tools \
         examples bench fuzz install uninstall clean deps FORCE
 
 all: $(SHARED_LIB) lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so \
@@ -101,32 +104,35 @@ deps:
 # Unit tests reach the internals (udprr__*) through the static library.
 build/tests/%: tests/%.c $(TEST_HDRS) $(TEST_SUPPORT) $(STATIC_LIB) | deps
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< $(TEST_SUPPORT) \
-	    $(STATIC_LIB) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	$(CC) $(REAL_CFLAGS) -pthread -Ilib -Itools/relay $(CHECK_CFLAGS) $< \
+	    $(TEST_SUPPORT) $(STATIC_LIB) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
 
 # The same suites built with ASan and UBSan. The library and the test
 # support are compiled once with the sanitizers, then linked into each.
 SAN_LIB_OBJS = $(patsubst lib/%.c,build/asan/obj/%.o,$(LIB_SRCS))
-SAN_SUPPORT_OBJS = $(patsubst tests/%.c,build/asan/obj/test_%.o,$(TEST_SUPPORT))
+SAN_SUPPORT_OBJS = $(patsubst tools/relay/%.c,build/asan/obj/relay/%.o,$(TEST_SUPPORT))
 
 build/asan/obj/%.o: lib/%.c $(LIB_HDRS) build/flags
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -Ilib -c $< -o $@
 
-build/asan/obj/test_%.o: tests/%.c $(TEST_HDRS) $(LIB_HDRS) build/flags
+build/asan/obj/relay/%.o: tools/relay/%.c $(RELAY_HDRS) build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Ilib -c $< -o $@
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -c $< -o $@
 
 build/asan/%: tests/%.c $(TEST_HDRS) $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) | deps
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< \
-	    $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Ilib -Itools/relay \
+	    $(CHECK_CFLAGS) $< $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
 
 # The impairment relay as a program of its own (docs/relay.md): the relay
-# sources alone, without Check or libudprr.
-build/udprr-relay: tests/udprr-relay.c $(TEST_HDRS) $(TEST_SUPPORT) build/flags
+# sources alone, without Check or libudprr. A tool: `make tools`, `make
+# demo` and `make check` build it; `make all` (the library) does not.
+build/udprr-relay: tools/relay/udprr-relay.c $(RELAY_SRCS) $(RELAY_HDRS) build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -pthread $< $(TEST_SUPPORT) $(LDFLAGS) -o $@
+	$(CC) $(REAL_CFLAGS) -pthread $< $(RELAY_SRCS) $(LDFLAGS) -o $@
+
+tools: build/udprr-relay
 
 # Every stage runs even when an earlier one failed, so one run shows all that
 # is wrong; the closing "N passed, N failed" line counts every suite run.
@@ -181,7 +187,7 @@ BENCH_DATA = build/bench/resilience.dat
 
 build/bench/resilience: bench/resilience.c $(TEST_HDRS) $(TEST_SUPPORT) $(STATIC_LIB) build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -pthread -Itests $< $(TEST_SUPPORT) $(STATIC_LIB) \
+	$(CC) $(REAL_CFLAGS) -pthread -Itests -Itools/relay $< $(TEST_SUPPORT) $(STATIC_LIB) \
 	    $(LIBS_PRIVATE) $(LDFLAGS) -o $@
 
 bench: all build/bench/resilience

@@ -3,9 +3,9 @@
  * resilience.c - the resilience benchmark of `make bench` (docs/resilience.md).
  *
  * For each network path, imitated on loopback by the impairment relay
- * (tests/relay.h), it runs the same load twice: once with libudprr's adaptive
- * policy (the defaults of udprr_client_opts_init) and once with the
- * textbook's fixed policy expressed as options of the same engine (first
+ * (tools/relay/relay.h), it runs the same load twice: once with libudprr's
+ * adaptive policy (the defaults of udprr_client_opts_init) and once with
+ * the textbook's fixed policy expressed as options of the same engine (first
  * wait 100 ms, doubling, 5 transmissions: gives up 3.1 s after the first).
  * Both policies meet the same seeded impairments: the n-th datagram in each
  * direction of client k's relay meets the same fate under either policy.
@@ -57,7 +57,7 @@
 struct path {
     const char *name;  /* for the table */
     const char *label; /* for the plot's axis; "|" breaks the line */
-    struct udprr_test_impair_config each_way;
+    struct impair_config each_way;
     unsigned clients;
     unsigned requests_per_client;
     uint64_t seed; /* client k's relay is seeded seed + k */
@@ -251,7 +251,7 @@ static void run(const struct path *p, int policy, struct result *res)
 {
     struct server_thread server;
     struct client_run cr[MAX_CLIENTS];
-    udprr_test_relay *relay[MAX_CLIENTS];
+    struct relay *relay[MAX_CLIENTS];
     pthread_t thread[MAX_CLIENTS];
     size_t total = (size_t)p->clients * p->requests_per_client;
     uint64_t *all = calloc(total, sizeof *all);
@@ -266,7 +266,7 @@ static void run(const struct path *p, int policy, struct result *res)
 
     uint64_t start = now_us();
     for (unsigned k = 0; k < p->clients; k++) {
-        struct udprr_test_relay_options ro = {
+        struct relay_options ro = {
             .server = (const struct sockaddr *)&server.addr,
             .server_len = server.addr_len,
             .to_server = p->each_way,
@@ -275,12 +275,12 @@ static void run(const struct path *p, int policy, struct result *res)
         };
         /* One relay per client: a relay sends replies to the client that
          * sent last, so clients sharing one would receive each other's. */
-        relay[k] = udprr_test_relay_start_with(&ro);
+        relay[k] = relay_start_with(&ro);
         if (relay[k] == NULL)
             die("cannot start a relay");
         struct sockaddr_storage ra;
         socklen_t ra_len;
-        udprr_test_relay_addr(relay[k], &ra, &ra_len);
+        relay_addr(relay[k], &ra, &ra_len);
         memset(&cr[k], 0, sizeof cr[k]);
         cr[k].index = k;
         snprintf(cr[k].port, sizeof cr[k].port, "%u",
@@ -314,8 +314,8 @@ static void run(const struct path *p, int policy, struct result *res)
     res->elapsed_s = (double)(now_us() - start) / 1e6;
 
     for (unsigned k = 0; k < p->clients; k++) {
-        struct udprr_test_relay_stats rs;
-        udprr_test_relay_stop(relay[k], &rs);
+        struct relay_stats rs;
+        relay_stop(relay[k], &rs);
         res->relay_seen[0] += rs.to_server.impair.seen;
         res->relay_dropped[0] += rs.to_server.impair.dropped;
         res->relay_seen[1] += rs.to_client.impair.seen;
@@ -492,7 +492,7 @@ int main(int argc, char **argv)
            "first send)\n");
     printf("paths (impairments apply to each direction on its own):\n");
     for (unsigned i = 0; i < PATHS; i++) {
-        const struct udprr_test_impair_config *c = &paths[i].each_way;
+        const struct impair_config *c = &paths[i].each_way;
         printf("  %-24s drop %u/1000, delay %u ms + 0..%u ms jitter, each "
                "way; %u clients x %u sequential requests; seeds %" PRIu64
                "..%" PRIu64 "\n",

@@ -439,11 +439,11 @@ END_TEST
 /* --- at most once, behind a lossy relay ---------------------------------- */
 
 /* A relay that drops the given share of replies (seeded). */
-static udprr_test_relay *lossy_reply_relay(const struct test_server *ts,
-                                           unsigned drop_permille,
-                                           uint64_t seed, char port[16])
+static struct relay *lossy_reply_relay(const struct test_server *ts,
+                                       unsigned drop_permille,
+                                       uint64_t seed, char port[16])
 {
-    struct udprr_test_impair_config lossy = {.drop_permille = drop_permille};
+    struct impair_config lossy = {.drop_permille = drop_permille};
     return test_relay_in_front(ts, NULL, &lossy, seed, port);
 }
 
@@ -458,7 +458,7 @@ START_TEST(test_handler_runs_once_per_request_behind_lossy_relay)
     test_server_start(&ts, "127.0.0.1", NULL, counting_handler, &count);
 
     char relay_port[16];
-    udprr_test_relay *relay = lossy_reply_relay(&ts, 500, 20261122, relay_port);
+    struct relay *relay = lossy_reply_relay(&ts, 500, 20261122, relay_port);
 
     udprr_client_opts o;
     udprr_client_opts_init(&o);
@@ -481,8 +481,8 @@ START_TEST(test_handler_runs_once_per_request_behind_lossy_relay)
     }
     struct udprr_client_stats st = client_stats(c);
     udprr_client_close(c);
-    struct udprr_test_relay_stats rs;
-    udprr_test_relay_stop(relay, &rs);
+    struct relay_stats rs;
+    relay_stop(relay, &rs);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
 
@@ -553,7 +553,7 @@ START_TEST(test_cache_off_runs_every_datagram)
     test_server_start(&ts, "127.0.0.1", &so, counting_handler, &count);
 
     char relay_port[16];
-    udprr_test_relay *relay = lossy_reply_relay(&ts, 500, 7, relay_port);
+    struct relay *relay = lossy_reply_relay(&ts, 500, 7, relay_port);
     udprr_client_opts o;
     udprr_client_opts_init(&o);
     o.initial_rto_ms = 20;
@@ -571,7 +571,7 @@ START_TEST(test_cache_off_runs_every_datagram)
     }
     struct udprr_client_stats st = client_stats(c);
     udprr_client_close(c);
-    udprr_test_relay_stop(relay, NULL);
+    relay_stop(relay, NULL);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
     ck_assert_uint_eq(ss.cache_hits, 0);

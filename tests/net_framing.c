@@ -220,9 +220,9 @@ START_TEST(test_id_at_offset_runs_once_per_request_behind_lossy_relay)
     struct test_server ts;
     framed_server(&ts, UDPRR_FRAMING_ID_AT_OFFSET, 2, 2, upper_case, &count);
 
-    struct udprr_test_impair_config lossy = {.drop_permille = 500};
+    struct impair_config lossy = {.drop_permille = 500};
     char port[16];
-    udprr_test_relay *relay = test_relay_in_front(&ts, NULL, &lossy, 4242, port);
+    struct relay *relay = test_relay_in_front(&ts, NULL, &lossy, 4242, port);
 
     udprr_client *c = open_framed(port, UDPRR_FRAMING_ID_AT_OFFSET, 2, 2);
     for (unsigned i = 0; i < 200; i++) {
@@ -240,7 +240,7 @@ START_TEST(test_id_at_offset_runs_once_per_request_behind_lossy_relay)
     struct udprr_client_stats st = {.size = sizeof st};
     udprr_client_stats(c, &st);
     udprr_client_close(c);
-    udprr_test_relay_stop(relay, NULL);
+    relay_stop(relay, NULL);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
     for (unsigned i = 0; i < 200; i++)

@@ -128,21 +128,21 @@ static inline ssize_t test_recv_within(int fd, void *buf, size_t cap,
 /* Starts an impairment relay in front of a test server on 127.0.0.1
  * (NULL config: that direction unimpaired) and writes the port clients
  * send to. A relay answers the client that spoke last: one per client. */
-static inline udprr_test_relay *
+static inline struct relay *
 test_relay_in_front(const struct test_server *ts,
-                    const struct udprr_test_impair_config *to_server,
-                    const struct udprr_test_impair_config *to_client,
+                    const struct impair_config *to_server,
+                    const struct impair_config *to_client,
                     uint64_t seed, char port[16])
 {
     struct sockaddr_in server = {.sin_family = AF_INET};
     inet_pton(AF_INET, "127.0.0.1", &server.sin_addr);
     server.sin_port = htons((uint16_t)atoi(ts->port));
-    udprr_test_relay *relay = udprr_test_relay_start(
+    struct relay *relay = relay_start(
         (struct sockaddr *)&server, sizeof server, to_server, to_client, seed);
     ck_assert_ptr_nonnull(relay);
     struct sockaddr_storage ra;
     socklen_t ra_len = sizeof ra;
-    udprr_test_relay_addr(relay, &ra, &ra_len);
+    relay_addr(relay, &ra, &ra_len);
     snprintf(port, 16, "%u", ntohs(((struct sockaddr_in *)&ra)->sin_port));
     return relay;
 }

@@ -44,10 +44,14 @@ UNIT_SRCS = $(sort $(wildcard tests/unit_*.c tests/net_*.c))
 UNIT_BINS = $(patsubst tests/%.c,build/tests/%,$(UNIT_SRCS))
 TEST_HDRS = $(wildcard tests/*.h) $(wildcard fuzz/*.c) $(RELAY_HDRS)
 # The impairment relay (tools/relay/, docs/relay.md): a tool of its own,
-# not part of libudprr. Linked into every test binary, for unit_relay and
-# the integration suites that put it between a client and a server.
+# not part of libudprr, linked only into what uses it: its own suite, the
+# suites that put it between a client and a server, the benchmark and
+# build/udprr-relay. Every other suite links nothing of it.
 RELAY_SRCS = tools/relay/impair.c tools/relay/relay.c
 RELAY_HDRS = $(wildcard tools/relay/*.h)
+RELAY_SUITES = unit_relay net_exchange net_framing net_resilience
+# What a suite may link beyond itself, the library and Check: each suite
+# links the part of it that its own prerequisites (below) name.
 TEST_SUPPORT = $(RELAY_SRCS)
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
@@ -102,15 +106,19 @@ deps:
 	@sh tests/ensure-deps.sh
 
 # Unit tests reach the internals (udprr__*) through the static library.
-build/tests/%: tests/%.c $(TEST_HDRS) $(TEST_SUPPORT) $(STATIC_LIB) | deps
+build/tests/%: tests/%.c $(TEST_HDRS) $(STATIC_LIB) | deps
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -pthread -Ilib -Itools/relay $(CHECK_CFLAGS) $< \
-	    $(TEST_SUPPORT) $(STATIC_LIB) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	    $(filter $(TEST_SUPPORT),$^) $(STATIC_LIB) $(CHECK_LIBS) \
+	    $(LIBS_PRIVATE) -o $@
+$(RELAY_SUITES:%=build/tests/%): $(RELAY_SRCS)
 
 # The same suites built with ASan and UBSan. The library and the test
-# support are compiled once with the sanitizers, then linked into each.
+# support are compiled once with the sanitizers, then linked into each
+# suite that needs them, as above.
 SAN_LIB_OBJS = $(patsubst lib/%.c,build/asan/obj/%.o,$(LIB_SRCS))
-SAN_SUPPORT_OBJS = $(patsubst tools/relay/%.c,build/asan/obj/relay/%.o,$(TEST_SUPPORT))
+SAN_RELAY_OBJS = $(patsubst tools/relay/%.c,build/asan/obj/relay/%.o,$(RELAY_SRCS))
+SAN_SUPPORT_OBJS = $(SAN_RELAY_OBJS)
 
 build/asan/obj/%.o: lib/%.c $(LIB_HDRS) build/flags
 	@mkdir -p $(@D)
@@ -120,10 +128,12 @@ build/asan/obj/relay/%.o: tools/relay/%.c $(RELAY_HDRS) build/flags
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -c $< -o $@
 
-build/asan/%: tests/%.c $(TEST_HDRS) $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) | deps
+build/asan/%: tests/%.c $(TEST_HDRS) $(SAN_LIB_OBJS) | deps
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Ilib -Itools/relay \
-	    $(CHECK_CFLAGS) $< $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	    $(CHECK_CFLAGS) $< $(filter $(SAN_SUPPORT_OBJS),$^) $(SAN_LIB_OBJS) \
+	    $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+$(RELAY_SUITES:%=build/asan/%): $(SAN_RELAY_OBJS)
 
 # The impairment relay as a program of its own (docs/relay.md): the relay
 # sources alone, without Check or libudprr. A tool: `make tools`, `make
@@ -185,10 +195,10 @@ demo: examples
 # say. Linked like the unit tests, against the static library, without Check.
 BENCH_DATA = build/bench/resilience.dat
 
-build/bench/resilience: bench/resilience.c $(TEST_HDRS) $(TEST_SUPPORT) $(STATIC_LIB) build/flags
+build/bench/resilience: bench/resilience.c $(TEST_HDRS) $(RELAY_SRCS) $(STATIC_LIB) build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -pthread -Itests -Itools/relay $< $(TEST_SUPPORT) $(STATIC_LIB) \
-	    $(LIBS_PRIVATE) $(LDFLAGS) -o $@
+	$(CC) $(REAL_CFLAGS) -pthread -Itests -Itools/relay $< $(RELAY_SRCS) \
+	    $(STATIC_LIB) $(LIBS_PRIVATE) $(LDFLAGS) -o $@
 
 bench: all build/bench/resilience
 	@sh tests/ensure-deps.sh gnuplot-nox || \

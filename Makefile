@@ -50,9 +50,15 @@ TEST_HDRS = $(wildcard tests/*.h) $(wildcard fuzz/*.c) $(RELAY_HDRS)
 RELAY_SRCS = tools/relay/impair.c tools/relay/relay.c
 RELAY_HDRS = $(wildcard tools/relay/*.h)
 RELAY_SUITES = unit_relay net_exchange net_framing net_resilience
+# The fixture the net_* suites and the benchmark share, without Check
+# (tests/fixture.h): a server on a thread, and (fixture_relay.c, only with
+# the relay) the relay in front of it.
+NET_SUITES = $(patsubst tests/%.c,%,$(wildcard tests/net_*.c))
+FIXTURE_SRCS = tests/fixture.c
+FIXTURE_RELAY_SRCS = tests/fixture_relay.c
 # What a suite may link beyond itself, the library and Check: each suite
 # links the part of it that its own prerequisites (below) name.
-TEST_SUPPORT = $(RELAY_SRCS)
+TEST_SUPPORT = $(FIXTURE_SRCS) $(FIXTURE_RELAY_SRCS) $(RELAY_SRCS)
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
@@ -111,14 +117,20 @@ build/tests/%: tests/%.c $(TEST_HDRS) $(STATIC_LIB) | deps
 	$(CC) $(REAL_CFLAGS) -pthread -Ilib -Itools/relay $(CHECK_CFLAGS) $< \
 	    $(filter $(TEST_SUPPORT),$^) $(STATIC_LIB) $(CHECK_LIBS) \
 	    $(LIBS_PRIVATE) -o $@
+$(NET_SUITES:%=build/tests/%): $(FIXTURE_SRCS)
 $(RELAY_SUITES:%=build/tests/%): $(RELAY_SRCS)
+$(patsubst %,build/tests/%,$(filter $(RELAY_SUITES),$(NET_SUITES))): \
+    $(FIXTURE_RELAY_SRCS)
 
 # The same suites built with ASan and UBSan. The library and the test
 # support are compiled once with the sanitizers, then linked into each
 # suite that needs them, as above.
 SAN_LIB_OBJS = $(patsubst lib/%.c,build/asan/obj/%.o,$(LIB_SRCS))
 SAN_RELAY_OBJS = $(patsubst tools/relay/%.c,build/asan/obj/relay/%.o,$(RELAY_SRCS))
-SAN_SUPPORT_OBJS = $(SAN_RELAY_OBJS)
+SAN_FIXTURE_OBJS = $(patsubst tests/%.c,build/asan/obj/tests/%.o,$(FIXTURE_SRCS))
+SAN_FIXTURE_RELAY_OBJS = \
+    $(patsubst tests/%.c,build/asan/obj/tests/%.o,$(FIXTURE_RELAY_SRCS))
+SAN_SUPPORT_OBJS = $(SAN_FIXTURE_OBJS) $(SAN_FIXTURE_RELAY_OBJS) $(SAN_RELAY_OBJS)
 
 build/asan/obj/%.o: lib/%.c $(LIB_HDRS) build/flags
 	@mkdir -p $(@D)
@@ -128,12 +140,19 @@ build/asan/obj/relay/%.o: tools/relay/%.c $(RELAY_HDRS) build/flags
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -c $< -o $@
 
+build/asan/obj/tests/%.o: tests/%.c $(TEST_HDRS) $(LIB_HDRS) build/flags
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Itools/relay -c $< -o $@
+
 build/asan/%: tests/%.c $(TEST_HDRS) $(SAN_LIB_OBJS) | deps
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Ilib -Itools/relay \
 	    $(CHECK_CFLAGS) $< $(filter $(SAN_SUPPORT_OBJS),$^) $(SAN_LIB_OBJS) \
 	    $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+$(NET_SUITES:%=build/asan/%): $(SAN_FIXTURE_OBJS)
 $(RELAY_SUITES:%=build/asan/%): $(SAN_RELAY_OBJS)
+$(patsubst %,build/asan/%,$(filter $(RELAY_SUITES),$(NET_SUITES))): \
+    $(SAN_FIXTURE_RELAY_OBJS)
 
 # The impairment relay as a program of its own (docs/relay.md): the relay
 # sources alone, without Check or libudprr. A tool: `make tools`, `make
@@ -192,12 +211,14 @@ demo: examples
 # The resilience benchmark (docs/resilience.md): the adaptive and the fixed
 # retry policy through the impairment relay on loopback. A measurement, not
 # a test: it prints its table and target checks and exits 0 whatever they
-# say. Linked like the unit tests, against the static library, without Check.
+# say. Linked like the socket suites, against the static library, with the
+# Check-free fixture (tests/fixture.h) and the relay, without Check.
 BENCH_DATA = build/bench/resilience.dat
 
-build/bench/resilience: bench/resilience.c $(TEST_HDRS) $(RELAY_SRCS) $(STATIC_LIB) build/flags
+BENCH_SUPPORT = $(FIXTURE_SRCS) $(FIXTURE_RELAY_SRCS) $(RELAY_SRCS)
+build/bench/resilience: bench/resilience.c $(TEST_HDRS) $(BENCH_SUPPORT) $(STATIC_LIB) build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -pthread -Itests -Itools/relay $< $(RELAY_SRCS) \
+	$(CC) $(REAL_CFLAGS) -pthread -Itests -Itools/relay $< $(BENCH_SUPPORT) \
 	    $(STATIC_LIB) $(LIBS_PRIVATE) $(LDFLAGS) -o $@
 
 bench: all build/bench/resilience

@@ -56,7 +56,7 @@ static int ledger_handler(void *user, const udprr_request *req, void *reply,
     return 0;
 }
 
-static struct relay *relay_for(const struct test_server *ts,
+static struct relay *relay_for(const struct fixture_server *ts,
                                const struct impair_config *both,
                                uint64_t seed, char port[16])
 {
@@ -68,7 +68,7 @@ static struct relay *relay_for(const struct test_server *ts,
 struct worker {
     unsigned id;
     unsigned requests;
-    const struct test_server *ts;
+    const struct fixture_server *ts;
     struct impair_config impair;
     udprr_client_opts opts;
     /* results */
@@ -120,7 +120,7 @@ static void run_workers(struct worker *w, unsigned total,
                         const struct impair_config *impair,
                         struct ledger *l, struct udprr_server_stats *ss)
 {
-    struct test_server ts;
+    struct fixture_server ts;
     pthread_t threads[CLIENTS];
     memset(l, 0, sizeof *l);
     pthread_mutex_init(&l->lock, NULL);
@@ -263,7 +263,7 @@ START_TEST(test_blackhole_then_recovery)
      * deadline, and requests after it are answered again. */
     const uint64_t hole_start = 1000 * MS, hole_len = 2000 * MS;
     const uint64_t deadline = 1500 * MS;
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, test_echo_handler, NULL);
     struct impair_config impair = {
         .blackhole_start_us = hole_start, .blackhole_len_us = hole_len};

@@ -6,9 +6,9 @@
  * The pure core of the impairment relay (relay.h): it is given one
  * datagram's length and the time it arrived, and returns what to do with
  * it: how many copies to send, when each leaves, which bytes to damage and
- * how many bytes to keep. It never touches a socket or a clock (time comes in as a value),
- * so every decision for a seed can be replayed and asserted exactly. One
- * struct impair serves one direction of traffic.
+ * how many bytes to keep. It never touches a socket or a clock (time comes
+ * in as a value), so every decision for a seed can be replayed and asserted
+ * exactly. One struct impair serves one direction of traffic.
  *
  * Time: microseconds on the caller's timeline; the relay passes the time
  * since it started, so blackhole windows are relative to its start. Send

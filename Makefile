@@ -205,8 +205,10 @@ build/examples/%: examples/%.c $(wildcard examples/*.h) build/stage/.stamp
 
 examples: all $(EXAMPLES)
 
-demo: examples
-	@sh examples/demo.sh build/examples
+# The examples' client and server through the impairment relay: seeded
+# loss of requests and replies, the reply cache at work (examples/demo.sh).
+demo: examples build/udprr-relay
+	@sh examples/demo.sh build/examples build/udprr-relay
 
 # The resilience benchmark (docs/resilience.md): the adaptive and the fixed
 # retry policy through the impairment relay on loopback. A measurement, not

@@ -215,9 +215,8 @@ typedef void (*udprr_attempt_fn)(void *user, const udprr_attempt_info *info);
 
 /*
  * Client options. Always start from udprr_client_opts_init(), then change
- * fields: the first field, size, tells the library which version of this
- * struct the program was built with, so fields can be appended in later
- * versions without breaking programs built against this one.
+ * fields. See "Options and ABI" below for how the struct's size keeps
+ * programs and libraries of different versions working together.
  *
  * Durations are in milliseconds. A request ends at the first of: its
  * deadline, or max_attempts transmissions each waited out. With both 0 a
@@ -232,7 +231,8 @@ typedef void (*udprr_attempt_fn)(void *user, const udprr_attempt_info *info);
  * UDPRR_EINVAL.
  */
 typedef struct udprr_client_opts {
-    size_t size;              /* sizeof(udprr_client_opts); set by _init */
+    size_t size;              /* the program's sizeof(udprr_client_opts);
+                                 set by udprr_client_opts_init() */
     unsigned deadline_ms;     /* whole request, retries included; 0: none.
                                  Default 10000 */
     unsigned max_attempts;    /* transmissions per request, 1..65535;
@@ -257,8 +257,43 @@ typedef struct udprr_client_opts {
     unsigned id_len;             /* id-at-offset: its bytes, 1..8 */
 } udprr_client_opts;
 
-/* Fills *opts with the defaults above. opts must not be NULL. */
-UDPRR_API void udprr_client_opts_init(udprr_client_opts *opts);
+/*
+ * Options and ABI (the same rules for udprr_server_opts).
+ *
+ * The size the program was built with travels with the struct from init
+ * onwards, and the library never reads or writes past it:
+ *
+ *   - udprr_client_opts_init(opts) is a macro that passes sizeof *opts, as
+ *     this header declares the struct, to udprr_client_opts_init_sized(),
+ *     which writes the library's defaults into exactly that many bytes and
+ *     stores the size in opts->size.
+ *   - udprr_client_open() reads exactly opts->size bytes. A size that a
+ *     released header had (a program built against an older header) is
+ *     taken field by field, and the fields its version lacks keep their
+ *     defaults. A larger size (a program built against a newer header than
+ *     the library it runs with) is accepted when every byte the library
+ *     does not know is zero, i.e. the program left the newer fields at the
+ *     value init gave them; otherwise, and for any other size (0 from a
+ *     struct that was never initialized, a size that ends inside a field,
+ *     more than 4096), open fails with UDPRR_EINVAL.
+ *   - Fields are only ever appended, never removed or reordered, within a
+ *     soname (NEWS.md states the policy).
+ *
+ * Programs built against 0.1.x called a function named
+ * udprr_client_opts_init; the library still exports it, and it writes
+ * exactly 0.1's struct. Calling it directly, as (udprr_client_opts_init)(o),
+ * is for that purpose only.
+ *
+ * udprr_client_opts_init_sized: fills opts[0..size) with the defaults
+ * above (bytes past the fields this library knows are zeroed) and sets
+ * opts->size = size. A NULL opts, or a size too small to hold the size
+ * field, is a no-op. Call it through the macro.
+ */
+UDPRR_API void udprr_client_opts_init_sized(udprr_client_opts *opts,
+                                            size_t size);
+UDPRR_API void(udprr_client_opts_init)(udprr_client_opts *opts);
+#define udprr_client_opts_init(opts)                                           \
+    udprr_client_opts_init_sized((opts), sizeof *(opts))
 
 /*
  * udprr_client_open - resolves host and service with getaddrinfo (names or
@@ -461,8 +496,13 @@ typedef struct udprr_server_opts {
     unsigned id_len;             /* id-at-offset: its bytes, 1..8 */
 } udprr_server_opts;
 
-/* Fills *opts with the defaults above. opts must not be NULL. */
-UDPRR_API void udprr_server_opts_init(udprr_server_opts *opts);
+/* As for clients (see "Options and ABI" above): the macro passes the
+ * program's sizeof; the plain symbol serves programs built against 0.1. */
+UDPRR_API void udprr_server_opts_init_sized(udprr_server_opts *opts,
+                                            size_t size);
+UDPRR_API void(udprr_server_opts_init)(udprr_server_opts *opts);
+#define udprr_server_opts_init(opts)                                           \
+    udprr_server_opts_init_sized((opts), sizeof *(opts))
 
 /*
  * udprr_server_open - binds a UDP socket to host and service.

@@ -212,7 +212,7 @@ START_TEST(test_bad_arguments_are_einval)
     ck_assert_int_eq(udprr_client_open(&c, "127.0.0.1", "9", &o),
                      UDPRR_EINVAL);
     udprr_client_opts_init(&o);
-    o.size = sizeof o + 8; /* a newer header than this library */
+    o.size = 0; /* never initialized */
     ck_assert_int_eq(udprr_client_open(&c, "127.0.0.1", "9", &o),
                      UDPRR_EINVAL);
     ck_assert_ptr_null(c);

@@ -26,7 +26,7 @@ extern "C" {
  * linked, which can differ from these macros when a program was built against
  * an older header. */
 #define UDPRR_VERSION_MAJOR 0
-#define UDPRR_VERSION_MINOR 1
+#define UDPRR_VERSION_MINOR 2
 #define UDPRR_VERSION_PATCH 0
 
 #define UDPRR__STR2(x) #x
@@ -455,31 +455,47 @@ typedef struct udprr_request {
 /*
  * The application's handler. Write at most reply_cap bytes (reply_cap is
  * UDPRR_MAX_PAYLOAD native, UDPRR_MAX_DATAGRAM in the other framings) to
- * reply, set *reply_len, and return 0 to send them. In id-at-offset framing
- * the library then writes the request's ID into the reply at the same
- * offset (when the reply is long enough), so a retransmission answered
- * from the cache carries the ID too.
- * Or return:
- *   UDPRR_NO_REPLY    to send nothing and remember nothing, as if the
- *                     request had been lost (overload shedding, or a test
- *                     server imitating loss): the client retries, and its
- *                     retransmission runs the handler again;
- *   a negative value  (or any other nonzero value) to decline: the
- *                     client's request ends with UDPRR_EREMOTE; the decline
- *                     is cached like a reply. Raw and id-at-offset framing
- *                     cannot carry a decline: nothing is sent (it is still
- *                     cached in id-at-offset framing, so retransmissions get
- *                     nothing either).
- * A *reply_len above reply_cap is treated as a decline.
+ * reply, set *reply_len (0 on entry), and return one of:
+ *
+ *   UDPRR_REPLY (0)   send the *reply_len bytes. In id-at-offset framing
+ *                     the library then writes the request's ID into the
+ *                     reply at the same offset (when the reply is long
+ *                     enough), so a retransmission answered from the cache
+ *                     carries the ID too.
+ *   UDPRR_DECLINE     refuse the request: the client's request ends at
+ *                     once with UDPRR_EREMOTE, and the decline is cached
+ *                     like a reply (a retransmission gets the decline
+ *                     again, without the handler running).
+ *   UDPRR_NO_REPLY    send nothing and remember nothing, as if the request
+ *                     had been lost (overload shedding, a test server
+ *                     imitating loss): the client retries, and its
+ *                     retransmission runs the handler again. Its value is
+ *                     one that no error path returns by habit, so that it
+ *                     is only ever chosen on purpose.
+ *
+ * Every other value declines too, exactly like UDPRR_DECLINE: a handler
+ * that fails with `return 1;`, `return -1;` or `return -EIO;` is told to
+ * the client within its first round trip, never silently retried until the
+ * deadline. A *reply_len above reply_cap declines as well. Raw and
+ * id-at-offset framing cannot carry a decline: nothing is sent (it is
+ * still cached in id-at-offset framing, so retransmissions get nothing
+ * either).
+ *
+ * (In 0.1, UDPRR_NO_REPLY was 1 and so `return 1;` dropped the request;
+ * programs that use the names need only be recompiled.)
  */
-#define UDPRR_NO_REPLY 1
+#define UDPRR_REPLY 0
+#define UDPRR_DECLINE UDPRR_EREMOTE
+#define UDPRR_NO_REPLY 0x4e6f5270 /* "NoRp" */
 
 typedef int (*udprr_handler)(void *user, const udprr_request *req,
                              void *reply, size_t reply_cap, size_t *reply_len);
 
-/* Server options; start from udprr_server_opts_init(), as for clients. */
+/* Server options; start from udprr_server_opts_init(), as for clients
+ * (the size rules are in "Options and ABI" above). */
 typedef struct udprr_server_opts {
-    size_t size;                 /* sizeof(udprr_server_opts); set by _init */
+    size_t size;                 /* the program's sizeof(udprr_server_opts);
+                                    set by udprr_server_opts_init() */
     int reply_cache;             /* nonzero: at-most-once. Default 1 */
     size_t cache_entries;        /* most answers remembered, 1..2^24.
                                     Default 65536 */

@@ -223,7 +223,9 @@ static void handle_datagram(udprr_server *s, size_t len,
         return;
     }
     enum udprr__wire_kind kind = UDPRR__KIND_REPLY;
-    if (rc != 0 || reply_len > cap) {
+    /* Anything but UDPRR_REPLY and UDPRR_NO_REPLY declines, so that a
+     * handler's error path (return 1, -1, -EIO) tells the client at once. */
+    if (rc != UDPRR_REPLY || reply_len > cap) {
         kind = UDPRR__KIND_DECLINE;
         reply_len = 0;
         s->stats.declined++;

@@ -33,45 +33,6 @@ struct udprr_client {
     uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
 };
 
-/* The client's option defaults. The retry policy's are the rtt core's, which
- * owns them (docs/retry.md gives the reasons); the rest are the handle's. */
-static void client_defaults(udprr_client_opts *o)
-{
-    struct udprr__rtt_policy p;
-    udprr__rtt_policy_default(&p);
-    memset(o, 0, sizeof *o);
-    o->size = sizeof *o;
-    o->deadline_ms = 10000;
-    o->max_attempts = 0;
-    o->initial_rto_ms = (unsigned)(p.initial_rto_us / 1000);
-    o->min_rto_ms = (unsigned)(p.min_rto_us / 1000);
-    o->max_rto_ms = (unsigned)(p.max_rto_us / 1000);
-    o->backoff_pct = p.backoff_pct;
-    o->jitter_pct = p.jitter_pct;
-    o->fixed_rto = !p.adaptive;
-    o->framing = UDPRR_FRAMING_NATIVE;
-}
-
-/* Sizes of udprr_client_opts in released headers: 0.1 ended at id_len. */
-static const size_t client_opts_sizes[] = {
-    UDPRR__SIZE_THROUGH(udprr_client_opts, id_len),
-    sizeof(udprr_client_opts),
-};
-
-void udprr_client_opts_init_sized(udprr_client_opts *opts, size_t size)
-{
-    udprr_client_opts d;
-    client_defaults(&d);
-    udprr__opts_init(opts, size, &d, sizeof d);
-}
-
-/* The symbol programs built against 0.1's header call: they have 0.1's
- * struct, so exactly 0.1's size is written. */
-void(udprr_client_opts_init)(udprr_client_opts *opts)
-{
-    udprr_client_opts_init_sized(opts, client_opts_sizes[0]);
-}
-
 static int make_policy(const udprr_client_opts *o,
                        struct udprr__rtt_policy *p,
                        struct udprr__exchange_limits *lim)
@@ -147,11 +108,8 @@ int udprr_client_open(udprr_client **out, const char *host,
     struct udprr__rtt_policy policy;
     struct udprr__exchange_limits limits;
 
-    client_defaults(&o);
     if (out == NULL || host == NULL || service == NULL ||
-        udprr__opts_take(&o, sizeof o, opts, client_opts_sizes,
-                         sizeof client_opts_sizes /
-                             sizeof client_opts_sizes[0]) != UDPRR_OK ||
+        udprr__client_opts_take(&o, opts) != UDPRR_OK ||
         make_policy(&o, &policy, &limits) != UDPRR_OK)
         return UDPRR_EINVAL;
 

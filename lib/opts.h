@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * opts.h - options structs of any version: the size travels with the struct.
+ * opts.h - the options structs: their defaults, and reading a program's
+ * struct of any version. The size travels with the struct.
  *
  * Every public options struct starts with `size_t size`. The program's
  * udprr_*_opts_init macro passes sizeof the struct as the program's header
@@ -19,11 +20,16 @@
  *       UDPRR__OPTS_MAX_BYTES, which no options struct will ever reach and
  *       which an uninitialized struct would otherwise make the library
  *       read): UDPRR_EINVAL.
+ *
+ * The public udprr_*_opts_init_sized functions and the 0.1 symbols live in
+ * opts.c, beside the one table of defaults.
  */
 #ifndef UDPRR_OPTS_H
 #define UDPRR_OPTS_H
 
 #include <stddef.h>
+
+#include "udprr.h"
 
 #define UDPRR__OPTS_MAX_BYTES 4096
 
@@ -35,18 +41,12 @@
     ((offsetof(type, last) + sizeof(((type *)0)->last) + _Alignof(type) - 1) / \
      _Alignof(type) * _Alignof(type))
 
-/* Writes the defaults (lib_size bytes) into the program's struct of size
- * bytes: as much of them as fits, zeros past lib_size, then size into the
- * size field. Does nothing when opts is NULL or size cannot hold the size
- * field. */
-void udprr__opts_init(void *opts, size_t size, const void *defaults,
-                      size_t lib_size);
-
-/* Copies the program's options over out (lib_size bytes, holding the
- * defaults) by the rules above; released[0..n_released) are the sizes
- * released headers had, this library's among them. given NULL leaves the
- * defaults. UDPRR_OK or UDPRR_EINVAL; out's size field is lib_size after. */
-int udprr__opts_take(void *out, size_t lib_size, const void *given,
-                     const size_t *released, size_t n_released);
+/* Fills *out with the defaults, then copies the program's options (given,
+ * NULL for none) over them by the rules above. UDPRR_OK or UDPRR_EINVAL;
+ * out->size is this library's sizeof after. */
+int udprr__client_opts_take(udprr_client_opts *out,
+                            const udprr_client_opts *given);
+int udprr__server_opts_take(udprr_server_opts *out,
+                            const udprr_server_opts *given);
 
 #endif /* UDPRR_OPTS_H */

@@ -37,45 +37,12 @@ struct udprr_server {
     uint8_t reply[UDPRR_MAX_DATAGRAM];
 };
 
-static void server_defaults(udprr_server_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->size = sizeof *o;
-    o->reply_cache = 1;
-    o->cache_entries = 65536;
-    o->cache_bytes = 64u << 20;
-    o->cache_lifetime_ms = 30000;
-    o->framing = UDPRR_FRAMING_NATIVE;
-}
-
-/* Sizes of udprr_server_opts in released headers: 0.1 ended at id_len. */
-static const size_t server_opts_sizes[] = {
-    UDPRR__SIZE_THROUGH(udprr_server_opts, id_len),
-    sizeof(udprr_server_opts),
-};
-
-void udprr_server_opts_init_sized(udprr_server_opts *opts, size_t size)
-{
-    udprr_server_opts d;
-    server_defaults(&d);
-    udprr__opts_init(opts, size, &d, sizeof d);
-}
-
-/* The symbol programs built against 0.1's header call (see the client's). */
-void(udprr_server_opts_init)(udprr_server_opts *opts)
-{
-    udprr_server_opts_init_sized(opts, server_opts_sizes[0]);
-}
-
 int udprr_server_open(udprr_server **out, const char *host,
                       const char *service, const udprr_server_opts *opts)
 {
     udprr_server_opts o;
-    server_defaults(&o);
     if (out == NULL || service == NULL ||
-        udprr__opts_take(&o, sizeof o, opts, server_opts_sizes,
-                         sizeof server_opts_sizes /
-                             sizeof server_opts_sizes[0]) != UDPRR_OK)
+        udprr__server_opts_take(&o, opts) != UDPRR_OK)
         return UDPRR_EINVAL;
 
     udprr_server *s = udprr__malloc(sizeof *s);

@@ -8,6 +8,10 @@
 #   make install         PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, MANDIR
 #   make uninstall       removes exactly what install put there
 #   make CC=clang ...    any compiler; objects are rebuilt when CC or flags change
+#
+# CPPFLAGS, CFLAGS and LDFLAGS are the user's (a distribution's -D_FORTIFY_SOURCE,
+# -fstack-protector, -Wl,-z,relro ...): CPPFLAGS and CFLAGS reach every
+# compilation, LDFLAGS every link; our own flags are added around them.
 
 PREFIX       ?= /usr/local
 LIBDIR       ?= $(PREFIX)/lib
@@ -30,8 +34,8 @@ STATIC_LIB = lib/libudprr.a
 CFLAGS ?= -O2 -g -gdwarf-4
 WARNINGS = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wvla
-# Our flags around the user's CFLAGS, never instead of them.
-REAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude $(CFLAGS)
+# Our flags around the user's CPPFLAGS and CFLAGS, never instead of them.
+REAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude $(CPPFLAGS) $(CFLAGS)
 LIB_CFLAGS  = $(REAL_CFLAGS) -fPIC -fvisibility=hidden
 LIBS_PRIVATE =
 
@@ -61,18 +65,21 @@ all: $(SHARED_LIB) lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so \
      $(STATIC_LIB) udprr.pc
 
 # Objects depend on the exact compiler and flags, so `make CC=clang` after a
-# gcc build rebuilds instead of linking stale objects.
+# gcc build rebuilds instead of linking stale objects. The flags reach the
+# shell through the environment, so `make -n` does not print them here.
+build/flags: export UDPRR_BUILD_FLAGS = $(CC) $(LIB_CFLAGS) $(SAN_FLAGS) $(LDFLAGS)
 build/flags: FORCE
 	@mkdir -p build
-	@echo '$(CC) $(LIB_CFLAGS) $(SAN_FLAGS)' | cmp -s - $@ || \
-	    echo '$(CC) $(LIB_CFLAGS) $(SAN_FLAGS)' > $@
+	@printf '%s\n' "$$UDPRR_BUILD_FLAGS" | cmp -s - $@ || \
+	    printf '%s\n' "$$UDPRR_BUILD_FLAGS" > $@
 
 build/obj/%.o: lib/%.c $(LIB_HDRS) build/flags
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) -Ilib -c $< -o $@
 
 $(SHARED_LIB): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $(LIB_OBJS) $(LIBS_PRIVATE)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(CFLAGS) $(LDFLAGS) -o $@ $(LIB_OBJS) \
+	    $(LIBS_PRIVATE)
 
 lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so: $(SHARED_LIB)
 	ln -sf $(notdir $(SHARED_LIB)) $@
@@ -102,7 +109,7 @@ deps:
 build/tests/%: tests/%.c $(TEST_HDRS) $(TEST_SUPPORT) $(STATIC_LIB) | deps
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< $(TEST_SUPPORT) \
-	    $(STATIC_LIB) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	    $(LDFLAGS) $(STATIC_LIB) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
 
 # The same suites built with ASan and UBSan. The library and the test
 # support are compiled once with the sanitizers, then linked into each.
@@ -120,7 +127,8 @@ build/asan/obj/test_%.o: tests/%.c $(TEST_HDRS) $(LIB_HDRS) build/flags
 build/asan/%: tests/%.c $(TEST_HDRS) $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) | deps
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< \
-	    $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	    $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) $(LDFLAGS) $(CHECK_LIBS) $(LIBS_PRIVATE) \
+	    -o $@
 
 # The impairment relay as a program of its own (docs/relay.md): the relay
 # sources alone, without Check or libudprr.
@@ -164,7 +172,7 @@ build/stage/.stamp: $(SHARED_LIB) $(STATIC_LIB) udprr.pc include/udprr.h udprr.p
 
 build/examples/%: examples/%.c $(wildcard examples/*.h) build/stage/.stamp
 	@mkdir -p $(@D)
-	$(CC) -std=c11 $(WARNINGS) $(CFLAGS) $< \
+	$(CC) -std=c11 $(WARNINGS) $(CPPFLAGS) $(CFLAGS) $< $(LDFLAGS) \
 	    $$($(STAGE_PC) pkg-config --cflags --libs udprr) \
 	    -Wl,-rpath,$(STAGE)/usr/lib -o $@
 
@@ -202,7 +210,8 @@ FUZZ_CC      ?= clang
 build/fuzz_decode: fuzz/fuzz_decode.c $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
-	    -Iinclude -Ilib $< $(filter-out lib/client.c lib/server.c lib/sock.c,$(LIB_SRCS)) -o $@
+	    -Iinclude -Ilib $(CPPFLAGS) $< \
+	    $(filter-out lib/client.c lib/server.c lib/sock.c,$(LIB_SRCS)) $(LDFLAGS) -o $@
 
 fuzz: build/fuzz_decode
 	@rm -rf build/fuzz-corpus && mkdir -p build/fuzz-corpus && \

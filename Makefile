@@ -12,6 +12,11 @@
 # CPPFLAGS, CFLAGS and LDFLAGS are the user's (a distribution's -D_FORTIFY_SOURCE,
 # -fstack-protector, -Wl,-z,relro ...): CPPFLAGS and CFLAGS reach every
 # compilation, LDFLAGS every link; our own flags are added around them.
+#
+# Warnings are errors (WERROR=1, the default). WERROR=0 builds without
+# -Werror, for a distribution whose newer compiler warns where ours did not:
+# `make WERROR=0 all install`. make check (and CI) always builds with -Werror:
+# it overrides WERROR=0, for itself and every make it starts, and says so.
 
 PREFIX       ?= /usr/local
 LIBDIR       ?= $(PREFIX)/lib
@@ -32,8 +37,21 @@ STATIC_LIB = lib/libudprr.a
 
 # DWARF 4: the valgrind on Debian 12 cannot read the DWARF 5 that clang 14 emits.
 CFLAGS ?= -O2 -g -gdwarf-4
-WARNINGS = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-           -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wvla
+WERROR ?= 1
+ifeq ($(filter 0 1,$(WERROR)),)
+$(error WERROR is 0 or 1, not '$(WERROR)')
+endif
+ifneq ($(filter check check-unit,$(MAKECMDGOALS)),)
+ifeq ($(WERROR),0)
+$(info make check builds with -Werror: WERROR=0 is ignored)
+endif
+override WERROR := 1
+# What sub-makes (and the test scripts' makes) inherit through MAKEFLAGS.
+MAKEOVERRIDES := $(filter-out WERROR=%,$(MAKEOVERRIDES)) WERROR=1
+endif
+WARNINGS = -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Wshadow \
+           -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
+           -Wformat=2 -Wvla
 # Our flags around the user's CPPFLAGS and CFLAGS, never instead of them.
 REAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude $(CPPFLAGS) $(CFLAGS)
 LIB_CFLAGS  = $(REAL_CFLAGS) -fPIC -fvisibility=hidden

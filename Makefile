@@ -107,15 +107,20 @@ $(STATIC_LIB): $(LIB_OBJS)
 	$(AR) rcs $@ $(LIB_OBJS)
 
 # Regenerated whenever the install paths change, so `make install PREFIX=...`
-# installs a udprr.pc that names the prefix it was installed under.
+# installs a udprr.pc that names the prefix it was installed under. libdir
+# and includedir are written relative to ${prefix} when they lie under
+# PREFIX (the default), in full only when LIBDIR or INCLUDEDIR is elsewhere.
+pc_prefix = $(patsubst %/,%,$(PREFIX))
+pc_dir    = $(if $(filter $(pc_prefix)/%,$(1)),$${prefix}/$(patsubst /%,%,$(patsubst \
+                $(pc_prefix)/%,%,$(1))),$(1))
+PC_VARS   = $(PREFIX) $(call pc_dir,$(LIBDIR)) $(call pc_dir,$(INCLUDEDIR)) $(VERSION)
 build/pcvars: FORCE
 	@mkdir -p build
-	@echo '$(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(VERSION)' | cmp -s - $@ || \
-	    echo '$(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(VERSION)' > $@
+	@echo '$(PC_VARS)' | cmp -s - $@ || echo '$(PC_VARS)' > $@
 
 udprr.pc: udprr.pc.in build/pcvars
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|g' \
+	    -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|g' $< > $@
 
 # --- tests -------------------------------------------------------------------

@@ -8,6 +8,15 @@
 #   make install         PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, MANDIR
 #   make uninstall       removes exactly what install put there
 #   make CC=clang ...    any compiler; objects are rebuilt when CC or flags change
+#
+# CPPFLAGS, CFLAGS and LDFLAGS are the user's (a distribution's -D_FORTIFY_SOURCE,
+# -fstack-protector, -Wl,-z,relro ...): CPPFLAGS and CFLAGS reach every
+# compilation, LDFLAGS every link; our own flags are added around them.
+#
+# Warnings are errors (WERROR=1, the default). WERROR=0 builds without
+# -Werror, for a distribution whose newer compiler warns where ours did not:
+# `make WERROR=0 all install`. make check (and CI) always builds with -Werror:
+# it overrides WERROR=0, for itself and every make it starts, and says so.
 
 PREFIX       ?= /usr/local
 LIBDIR       ?= $(PREFIX)/lib
@@ -28,11 +37,29 @@ STATIC_LIB = lib/libudprr.a
 
 # DWARF 4: the valgrind on Debian 12 cannot read the DWARF 5 that clang 14 emits.
 CFLAGS ?= -O2 -g -gdwarf-4
-WARNINGS = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-           -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wvla
-# Our flags around the user's CFLAGS, never instead of them.
-REAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude $(CFLAGS)
+WERROR ?= 1
+ifeq ($(filter 0 1,$(WERROR)),)
+$(error WERROR is 0 or 1, not '$(WERROR)')
+endif
+ifneq ($(filter check check-unit,$(MAKECMDGOALS)),)
+ifeq ($(WERROR),0)
+$(info make check builds with -Werror: WERROR=0 is ignored)
+endif
+override WERROR := 1
+# What sub-makes (and the test scripts' makes) inherit through MAKEFLAGS.
+MAKEOVERRIDES := $(filter-out WERROR=%,$(MAKEOVERRIDES)) WERROR=1
+endif
+WARNINGS = -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Wshadow \
+           -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
+           -Wformat=2 -Wvla
+# Our flags around the user's CPPFLAGS and CFLAGS, never instead of them.
+REAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude $(CPPFLAGS) $(CFLAGS)
 LIB_CFLAGS  = $(REAL_CFLAGS) -fPIC -fvisibility=hidden
+# Header dependencies: the compiler writes them beside each object or
+# program it builds from one C file (build/obj/wire.o -> build/obj/wire.d,
+# build/tests/unit_wire -> build/tests/unit_wire.d); they are read back at
+# the end of this file, so touching a header rebuilds only what includes it.
+DEPFLAGS = -MMD -MP
 LIBS_PRIVATE =
 
 LIB_SRCS = $(sort $(wildcard lib/*.c))
@@ -42,6 +69,9 @@ LIB_HDRS = include/udprr.h $(wildcard lib/*.h)
 # unit_*: pure cores; net_*: real sockets on loopback.
 UNIT_SRCS = $(sort $(wildcard tests/unit_*.c tests/net_*.c))
 UNIT_BINS = $(patsubst tests/%.c,build/tests/%,$(UNIT_SRCS))
+# The relay and the bench compile several C files in one command, where
+# -MMD would keep only the last file's dependencies: they depend on every
+# test header instead.
 TEST_HDRS = $(wildcard tests/*.h) $(wildcard fuzz/*.c)
 # The impairment relay: linked into every test binary, for unit_relay and
 # the integration suites that put it between a client and a server.
@@ -61,18 +91,25 @@ all: $(SHARED_LIB) lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so \
      $(STATIC_LIB) udprr.pc
 
 # Objects depend on the exact compiler and flags, so `make CC=clang` after a
-# gcc build rebuilds instead of linking stale objects.
+# gcc build rebuilds instead of linking stale objects. build/flags gets a
+# rule only when the flags differ from those it holds, so an unchanged build
+# is up to date even for make -n. The flags reach the shell through the
+# environment, so make -n prints each only where it is used.
+BUILD_FLAGS = $(CC) $(LIB_CFLAGS) $(SAN_FLAGS) $(LDFLAGS)
+ifneq ($(strip $(BUILD_FLAGS)),$(strip $(shell cat build/flags 2>/dev/null)))
+build/flags: export UDPRR_BUILD_FLAGS = $(BUILD_FLAGS)
 build/flags: FORCE
 	@mkdir -p build
-	@echo '$(CC) $(LIB_CFLAGS) $(SAN_FLAGS)' | cmp -s - $@ || \
-	    echo '$(CC) $(LIB_CFLAGS) $(SAN_FLAGS)' > $@
+	@printf '%s\n' "$$UDPRR_BUILD_FLAGS" > $@
+endif
 
-build/obj/%.o: lib/%.c $(LIB_HDRS) build/flags
+build/obj/%.o: lib/%.c build/flags
 	@mkdir -p $(@D)
-	$(CC) $(LIB_CFLAGS) -Ilib -c $< -o $@
+	$(CC) $(LIB_CFLAGS) $(DEPFLAGS) -Ilib -c $< -o $@
 
 $(SHARED_LIB): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $(LIB_OBJS) $(LIBS_PRIVATE)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(CFLAGS) $(LDFLAGS) -o $@ $(LIB_OBJS) \
+	    $(LIBS_PRIVATE)
 
 lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so: $(SHARED_LIB)
 	ln -sf $(notdir $(SHARED_LIB)) $@
@@ -82,15 +119,22 @@ $(STATIC_LIB): $(LIB_OBJS)
 	$(AR) rcs $@ $(LIB_OBJS)
 
 # Regenerated whenever the install paths change, so `make install PREFIX=...`
-# installs a udprr.pc that names the prefix it was installed under.
+# installs a udprr.pc that names the prefix it was installed under. libdir
+# and includedir are written relative to ${prefix} when they lie under
+# PREFIX (the default), in full only when LIBDIR or INCLUDEDIR is elsewhere.
+pc_prefix = $(patsubst %/,%,$(PREFIX))
+pc_dir    = $(if $(filter $(pc_prefix)/%,$(1)),$${prefix}/$(patsubst /%,%,$(patsubst \
+                $(pc_prefix)/%,%,$(1))),$(1))
+PC_VARS   = $(PREFIX) $(call pc_dir,$(LIBDIR)) $(call pc_dir,$(INCLUDEDIR)) $(VERSION)
+ifneq ($(strip $(PC_VARS)),$(strip $(shell cat build/pcvars 2>/dev/null)))
 build/pcvars: FORCE
 	@mkdir -p build
-	@echo '$(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(VERSION)' | cmp -s - $@ || \
-	    echo '$(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(VERSION)' > $@
+	@echo '$(PC_VARS)' > $@
+endif
 
 udprr.pc: udprr.pc.in build/pcvars
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|g' \
+	    -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|g' $< > $@
 
 # --- tests -------------------------------------------------------------------
@@ -99,28 +143,39 @@ deps:
 	@sh tests/ensure-deps.sh
 
 # Unit tests reach the internals (udprr__*) through the static library.
-build/tests/%: tests/%.c $(TEST_HDRS) $(TEST_SUPPORT) $(STATIC_LIB) | deps
+# The test support is compiled once and linked into each.
+SUPPORT_OBJS = $(patsubst tests/%.c,build/obj/test_%.o,$(TEST_SUPPORT))
+
+build/obj/test_%.o: tests/%.c build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< $(TEST_SUPPORT) \
-	    $(STATIC_LIB) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Ilib -c $< -o $@
+
+build/tests/%: tests/%.c $(SUPPORT_OBJS) $(STATIC_LIB) | deps
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< \
+	    $(SUPPORT_OBJS) $(LDFLAGS) $(STATIC_LIB) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
 
 # The same suites built with ASan and UBSan. The library and the test
 # support are compiled once with the sanitizers, then linked into each.
 SAN_LIB_OBJS = $(patsubst lib/%.c,build/asan/obj/%.o,$(LIB_SRCS))
 SAN_SUPPORT_OBJS = $(patsubst tests/%.c,build/asan/obj/test_%.o,$(TEST_SUPPORT))
+# Made by pattern rules only, so make would delete them as intermediate
+# files after each build and compile them again the next time.
+.SECONDARY: $(SUPPORT_OBJS) $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS)
 
-build/asan/obj/%.o: lib/%.c $(LIB_HDRS) build/flags
+build/asan/obj/%.o: lib/%.c build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -Ilib -c $< -o $@
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -Ilib -c $< -o $@
 
-build/asan/obj/test_%.o: tests/%.c $(TEST_HDRS) $(LIB_HDRS) build/flags
+build/asan/obj/test_%.o: tests/%.c build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Ilib -c $< -o $@
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -pthread -Ilib -c $< -o $@
 
-build/asan/%: tests/%.c $(TEST_HDRS) $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) | deps
+build/asan/%: tests/%.c $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) | deps
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< \
-	    $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< \
+	    $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) $(LDFLAGS) $(CHECK_LIBS) $(LIBS_PRIVATE) \
+	    -o $@
 
 # The impairment relay as a program of its own (docs/relay.md): the relay
 # sources alone, without Check or libudprr.
@@ -163,9 +218,9 @@ build/stage/.stamp: $(SHARED_LIB) $(STATIC_LIB) udprr.pc include/udprr.h udprr.p
 	@$(MAKE) --no-print-directory -s udprr.pc
 	@touch $@
 
-build/examples/%: examples/%.c $(wildcard examples/*.h) build/stage/.stamp
+build/examples/%: examples/%.c build/stage/.stamp
 	@mkdir -p $(@D)
-	$(CC) -std=c11 $(WARNINGS) $(CFLAGS) $< \
+	$(CC) -std=c11 $(WARNINGS) $(DEPFLAGS) $(CPPFLAGS) $(CFLAGS) $< $(LDFLAGS) \
 	    $$($(STAGE_PC) pkg-config --cflags --libs udprr) \
 	    -Wl,-rpath,$(STAGE)/usr/lib -o $@
 
@@ -203,7 +258,8 @@ FUZZ_CC      ?= clang
 build/fuzz_decode: fuzz/fuzz_decode.c $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
-	    -Iinclude -Ilib $< $(filter-out lib/client.c lib/server.c lib/sock.c,$(LIB_SRCS)) -o $@
+	    -Iinclude -Ilib $(CPPFLAGS) $< \
+	    $(filter-out lib/client.c lib/server.c lib/sock.c,$(LIB_SRCS)) $(LDFLAGS) -o $@
 
 fuzz: build/fuzz_decode
 	@rm -rf build/fuzz-corpus && mkdir -p build/fuzz-corpus && \
@@ -237,3 +293,6 @@ clean:
 	rm -rf build lib/*.so lib/*.so.* lib/*.a udprr.pc
 
 FORCE:
+
+# The generated header dependencies (see DEPFLAGS); none before a first build.
+-include $(wildcard build/*/*.d build/*/*/*.d)

@@ -138,6 +138,7 @@ check: deps
 	sh tests/run-suites.sh $(SAN_BINS) || st=1; \
 	sh tests/run-suites.sh --valgrind $(UNIT_BINS) || st=1; \
 	sh tests/install-test.sh || st=1; \
+	sh tests/man-test.sh || st=1; \
 	sh tests/demo-test.sh || st=1; \
 	sh tests/interop-test.sh || st=1; \
 	sh tests/peers-test.sh || st=1; \

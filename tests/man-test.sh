@@ -70,7 +70,9 @@ fi
 #    aliases, and every function and type in the public header.
 aliases=$(awk '$1 ~ /\.[1-9]$/ && NF == 2 { print $1 }' docs/man/aliases)
 api_lines=$(grep -c '^UDPRR_API' "$hdr")
-funcs=$(sed -n 's/^UDPRR_API[^(]*[ *](\{0,1\}\(udprr_[a-z0-9_]*\)[)]\{0,1\}(.*/\1/p' "$hdr")
+# "UDPRR_API int udprr_x(", also "UDPRR_API void(udprr_x)(" (a function
+# that a macro of the same name hides)
+funcs=$(sed -n 's/^UDPRR_API[^(]*[ *(]\(udprr_[a-z0-9_]*\)[)]\{0,1\}(.*/\1/p' "$hdr")
 if [ "$(echo "$funcs" | grep -c .)" -ne "$api_lines" ]; then
     fail "read $(echo "$funcs" | grep -c .) function names from $api_lines UDPRR_API lines of $hdr"
 fi

@@ -194,6 +194,7 @@ check: deps
 	sh tests/run-suites.sh --valgrind $(UNIT_BINS) || st=1; \
 	sh tests/install-test.sh || st=1; \
 	sh tests/abi-test.sh || st=1; \
+	sh tests/man-test.sh || st=1; \
 	sh tests/demo-test.sh || st=1; \
 	sh tests/interop-test.sh || st=1; \
 	sh tests/peers-test.sh || st=1; \
@@ -269,25 +270,38 @@ fuzz: build/fuzz_decode
 
 # --- install -----------------------------------------------------------------
 
-MAN3 = $(wildcard docs/man/*.3)
+# Man pages: the real pages of docs/man go to man<section>; the alias pages
+# listed in docs/man/aliases ("ALIAS PAGE" lines) are made as symlinks to
+# them, in the same section.
+MAN_PAGES   = $(wildcard docs/man/*.[1-9])
+MAN_ALIASES := $(shell awk '$$1 ~ /\.[1-9]$$/ && NF == 2 { print $$1 ":" $$2 }' docs/man/aliases)
+MAN_FILES   = $(notdir $(MAN_PAGES)) $(foreach a,$(MAN_ALIASES),$(firstword $(subst :, ,$(a))))
+MAN_SECTIONS = $(sort $(subst .,,$(suffix $(MAN_FILES))))
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
-	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man3
+	    $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man,$(MAN_SECTIONS))
 	install -m 644 include/udprr.h $(DESTDIR)$(INCLUDEDIR)/udprr.h
 	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(notdir $(SHARED_LIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libudprr.so
 	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
 	install -m 644 udprr.pc $(DESTDIR)$(PKGCONFIGDIR)/udprr.pc
-	$(if $(MAN3),install -m 644 $(MAN3) $(DESTDIR)$(MANDIR)/man3/)
+	for p in $(MAN_PAGES); do \
+	    install -m 644 $$p $(DESTDIR)$(MANDIR)/man$${p##*.}/ || exit 1; \
+	done
+	for a in $(MAN_ALIASES); do \
+	    l=$${a%%:*}; \
+	    ln -sf $${a#*:} $(DESTDIR)$(MANDIR)/man$${l##*.}/$$l || exit 1; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/udprr.h \
 	    $(DESTDIR)$(LIBDIR)/$(notdir $(SHARED_LIB)) \
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libudprr.so \
 	    $(DESTDIR)$(LIBDIR)/libudprr.a $(DESTDIR)$(PKGCONFIGDIR)/udprr.pc \
-	    $(addprefix $(DESTDIR)$(MANDIR)/man3/,$(notdir $(MAN3)))
+	    $(foreach f,$(MAN_FILES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(f)))/$(f))
 
 clean:
 	rm -rf build lib/*.so lib/*.so.* lib/*.a udprr.pc

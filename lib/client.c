@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "alloc.h"
 #include "client_internal.h"
@@ -70,23 +69,7 @@ static int make_policy(const udprr_client_opts *o,
 static int client_send(void *ctx, const void *buf, size_t len)
 {
     udprr_client *c = ctx;
-    int refused = 0;
-    for (;;) {
-        if (send(c->fd, buf, len, 0) >= 0)
-            return UDPRR_OK;
-        if (errno == EINTR)
-            continue;
-        /* A send that fails with ECONNREFUSED reports an ICMP error left on
-         * the socket by an earlier datagram (a late retransmission of a
-         * request long answered, say), not by this one, which was not sent.
-         * Reporting it cleared it: send again, once. If nothing listens,
-         * this datagram's own ICMP error will come back to the receive. */
-        if (errno == ECONNREFUSED && !refused) {
-            refused = 1;
-            continue;
-        }
-        return udprr__sock_status(errno);
-    }
+    return udprr__sock_send(c->fd, buf, len);
 }
 
 static int client_random64(void *ctx, uint64_t *out)
@@ -174,7 +157,7 @@ void udprr_client_close(udprr_client *c)
     if (c == NULL)
         return;
     udprr__exchange_destroy(&c->x);
-    close(c->fd);
+    udprr__sock_close(c->fd);
     udprr__free(c);
 }
 
@@ -185,24 +168,19 @@ static void receive_step(udprr_client *c)
 {
     int refused = 0;
     for (int i = 0; i < RECV_BATCH; i++) {
-        ssize_t n = recv(c->fd, c->rxbuf, sizeof c->rxbuf, MSG_DONTWAIT);
+        int refused_now;
+        ssize_t n = udprr__sock_recv(c->fd, c->rxbuf, sizeof c->rxbuf,
+                                     &refused_now);
         if (n >= 0) {
             udprr__exchange_datagram(&c->x, c->rxbuf, (size_t)n,
                                      udprr__now_us());
             continue;
         }
-        if (errno == EINTR)
-            continue;
-        if (errno == ECONNREFUSED) {
-            /* The kernel reports the ICMP error before datagrams already
-             * queued: read on, so a reply that arrived before the server
-             * went away still completes its request. */
-            refused = 1;
-            continue;
-        }
-        /* EAGAIN: drained. Other errors (an ICMP host or network
-         * unreachable) are left to the retries and the deadline. */
-        break;
+        /* Drained, or an error other than "refused" (an ICMP host or
+         * network unreachable): left to the retries and the deadline. */
+        if (!refused_now)
+            break;
+        refused = 1;
     }
     /* Nothing listens at the server's port now, so no retry of what is
      * still outstanding can be answered. */
@@ -260,7 +238,7 @@ int udprr_client_request(udprr_client *c, const void *req, size_t req_len,
         uint64_t when, now = udprr__now_us(), timeout = 0;
         if (udprr__exchange_next_timer(&c->x, &when) && when > now)
             timeout = when - now;
-        if (udprr__sock_wait(c->fd, timeout) < 0 && errno != EINTR) {
+        if (udprr__sock_wait(c->fd, -1, timeout) < 0 && errno != EINTR) {
             int saved = errno;
             udprr__exchange_cancel(&c->x, id);
             errno = saved;

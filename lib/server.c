@@ -7,10 +7,6 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/uio.h>
-#include <poll.h>
-#include <unistd.h>
 
 #include "alloc.h"
 #include "dedup.h"
@@ -79,11 +75,8 @@ int udprr_server_open(udprr_server **out, const char *host,
         if (rc == UDPRR_OK)
             rc = udprr__dedup_new(&s->cache, &lim);
     }
-    if (rc == UDPRR_OK) {
-        s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (s->wake_fd < 0)
-            rc = UDPRR_ESYS;
-    }
+    if (rc == UDPRR_OK)
+        rc = udprr__wake_open(&s->wake_fd);
     if (rc == UDPRR_OK)
         rc = udprr__sock_bind(host, service, &s->fd);
     if (rc != UDPRR_OK) {
@@ -100,10 +93,8 @@ void udprr_server_close(udprr_server *s)
 {
     if (s == NULL)
         return;
-    if (s->fd >= 0)
-        close(s->fd);
-    if (s->wake_fd >= 0)
-        close(s->wake_fd);
+    udprr__sock_close(s->fd);
+    udprr__sock_close(s->wake_fd);
     udprr__dedup_free(s->cache);
     udprr__free(s);
 }
@@ -113,21 +104,17 @@ int udprr_server_sockname(const udprr_server *s, struct sockaddr *addr,
 {
     if (s == NULL || addr == NULL || len == NULL)
         return UDPRR_EINVAL;
-    return getsockname(s->fd, addr, len) == 0 ? UDPRR_OK : UDPRR_ESYS;
+    return udprr__sock_name(s->fd, addr, len);
 }
 
 void udprr_server_stop(udprr_server *s)
 {
     if (s == NULL)
         return;
-    /* Only an atomic store and write(2): both async-signal-safe. errno is
-     * kept, since a signal handler may interrupt code that reads it. */
-    int saved = errno;
-    uint64_t one = 1;
+    /* Only an atomic store and udprr__wake_signal: both
+     * async-signal-safe. */
     atomic_store(&s->stopping, 1);
-    ssize_t ignored = write(s->wake_fd, &one, sizeof one);
-    (void)ignored; /* a full eventfd is already a pending wake-up */
-    errno = saved;
+    udprr__wake_signal(s->wake_fd);
 }
 
 /* Sends the framing's header (if any) and body to peer in one datagram.
@@ -142,18 +129,8 @@ static void answer(udprr_server *s, const struct sockaddr *peer,
     if (!udprr__framing_reply(&s->framing, kind, req->id, req->attempt, body,
                               body_len, header, &header_len))
         return; /* a decline this framing cannot express */
-    struct iovec iov[2] = {{header, header_len}, {(void *)body, body_len}};
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_name = (void *)peer;
-    msg.msg_namelen = peer_len;
-    msg.msg_iov = header_len > 0 ? iov : iov + 1;
-    msg.msg_iovlen = (header_len > 0) + (body_len > 0);
-    ssize_t n;
-    do {
-        n = sendmsg(s->fd, &msg, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
+    if (udprr__sock_send_to(s->fd, peer, peer_len, header, header_len, body,
+                            body_len) != UDPRR_OK)
         s->stats.send_errors++; /* the client's retry asks again */
     else
         s->stats.answered++;
@@ -228,13 +205,10 @@ static void receive_step(udprr_server *s, udprr_handler h, void *user)
     for (int i = 0; i < RECV_BATCH && !atomic_load(&s->stopping); i++) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof peer;
-        ssize_t n = recvfrom(s->fd, s->rxbuf, sizeof s->rxbuf, MSG_DONTWAIT,
-                             (struct sockaddr *)&peer, &peer_len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
+        ssize_t n = udprr__sock_recv_from(s->fd, s->rxbuf, sizeof s->rxbuf,
+                                          &peer, &peer_len);
+        if (n < 0)
             return; /* EAGAIN: drained; other errors: nothing to take */
-        }
         s->stats.received++;
         handle_datagram(s, (size_t)n, (struct sockaddr *)&peer, peer_len, h,
                         user, udprr__now_us());
@@ -246,13 +220,13 @@ int udprr_server_run(udprr_server *s, udprr_handler h, void *user)
     if (s == NULL || h == NULL)
         return UDPRR_EINVAL;
     while (!atomic_load(&s->stopping)) {
-        struct pollfd p[2] = {{s->fd, POLLIN, 0}, {s->wake_fd, POLLIN, 0}};
-        if (poll(p, 2, -1) < 0) {
+        int readable = udprr__sock_wait(s->fd, s->wake_fd, UINT64_MAX);
+        if (readable < 0) {
             if (errno == EINTR)
                 continue;
             return UDPRR_ESYS;
         }
-        if (p[0].revents != 0)
+        if (readable)
             receive_step(s, h, user);
     }
     return UDPRR_OK;

@@ -22,17 +22,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "udprr.h"
+
 #define UDPRR__WIRE_HEADER_BYTES 20
 #define UDPRR__WIRE_MAGIC0 0x55 /* 'U' */
 #define UDPRR__WIRE_MAGIC1 0x52 /* 'R' */
 #define UDPRR__WIRE_PROTOCOL_VERSION 1
 #define UDPRR__WIRE_MAX_ATTEMPT 65535u
 
-/* The largest UDP payload IPv4 can carry (65535 - 20 IP - 8 UDP); IPv6 could
- * carry 20 more, but one limit for both keeps a request valid on either. */
-#define UDPRR__MAX_DATAGRAM_BYTES 65507
-#define UDPRR__MAX_PAYLOAD_BYTES                                               \
-    (UDPRR__MAX_DATAGRAM_BYTES - UDPRR__WIRE_HEADER_BYTES)
+/* The limits are public (udprr.h); the wire format fixes how they relate.
+ * The largest datagram is the largest UDP payload IPv4 can carry (65535 -
+ * 20 IP - 8 UDP); IPv6 could carry 20 more, but one limit for both keeps a
+ * request valid on either. The header takes its 20 bytes from it. */
+_Static_assert(UDPRR_MAX_DATAGRAM == 65535 - 20 - 8,
+               "UDPRR_MAX_DATAGRAM is the largest UDP payload over IPv4");
+_Static_assert(UDPRR__WIRE_HEADER_BYTES + UDPRR_MAX_PAYLOAD ==
+                   UDPRR_MAX_DATAGRAM,
+               "the header and the largest payload fill the largest datagram");
 
 enum udprr__wire_kind {
     UDPRR__KIND_REQUEST = 1,

@@ -407,7 +407,7 @@ START_TEST(test_invalid_and_too_big)
 {
     struct world w;
     struct outcome o = {0};
-    static uint8_t big[UDPRR__MAX_PAYLOAD_BYTES + 1];
+    static uint8_t big[UDPRR_MAX_PAYLOAD + 1];
     world_init(&w, 0, 10 * SEC);
     ck_assert_int_eq(udprr__exchange_submit(&w.x, big, sizeof big, 0, record,
                                             &o, NULL),

@@ -93,7 +93,7 @@ END_TEST
 
 START_TEST(test_payload_boundaries)
 {
-    static const size_t sizes[] = {0, 1, 1000, UDPRR__MAX_PAYLOAD_BYTES};
+    static const size_t sizes[] = {0, 1, 1000, UDPRR_MAX_PAYLOAD};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         size_t len = UDPRR__WIRE_HEADER_BYTES + sizes[i];
         uint8_t *buf = malloc(len);
@@ -114,8 +114,7 @@ START_TEST(test_payload_boundaries)
             ck_assert_uint_eq(payload[j], (uint8_t)(j * 7));
         free(buf);
     }
-    ck_assert_uint_eq(UDPRR__MAX_PAYLOAD_BYTES, 65487);
-    ck_assert_uint_eq(UDPRR__MAX_PAYLOAD_BYTES, UDPRR_MAX_PAYLOAD);
+    ck_assert_uint_eq(UDPRR_MAX_PAYLOAD, 65487);
 }
 END_TEST
 

@@ -340,10 +340,11 @@ struct udprr_client_stats {
     uint64_t timeouts;          /* ended with UDPRR_ETIMEDOUT */
     uint64_t refused;           /* ended with UDPRR_EREFUSED */
     uint64_t declined;          /* ended with UDPRR_EREMOTE */
-    uint64_t canceled;          /* ended with UDPRR_ECANCELED, or ended when
-                                   waiting on the socket failed (ESYS) */
-    uint64_t failed;            /* ended with another error (UDPRR_ETOOBIG
-                                   on a retransmission) */
+    uint64_t canceled;          /* ended with UDPRR_ECANCELED */
+    uint64_t failed;            /* ended with another error: UDPRR_ETOOBIG
+                                   on a retransmission, or UDPRR_ESYS when
+                                   waiting on the socket failed (0.1
+                                   counted the latter in canceled) */
     uint64_t dropped_stale;     /* replies whose ID is not outstanding */
     uint64_t dropped_duplicate; /* replies to one of the last 64 requests
                                    that already ended, however it ended */

@@ -239,8 +239,10 @@ int udprr_client_request(udprr_client *c, const void *req, size_t req_len,
         if (udprr__exchange_next_timer(&c->x, &when) && when > now)
             timeout = when - now;
         if (udprr__sock_wait(c->fd, -1, timeout) < 0 && errno != EINTR) {
+            /* The request ends here, with UDPRR_ESYS: counted in failed,
+             * as the stats promise, not as a cancel. */
             int saved = errno;
-            udprr__exchange_cancel(&c->x, id);
+            udprr__exchange_fail(&c->x, id, UDPRR_ESYS);
             errno = saved;
             return UDPRR_ESYS;
         }
@@ -253,7 +255,7 @@ int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
 {
     if (c == NULL || out == NULL || out->size < sizeof out->size)
         return UDPRR_EINVAL;
-    const struct udprr__exchange_stats *s = &c->x.stats;
+    const struct udprr__exchange_counters *s = &c->x.stats;
     struct udprr_client_stats full = {
         .size = sizeof full,
         .requests = s->requests,
@@ -269,9 +271,9 @@ int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
         .dropped_duplicate = s->dropped_duplicate,
         .dropped_malformed = s->dropped_malformed,
         .dropped_unexpected = s->dropped_unexpected,
-        .rtt_samples = s->samples,
+        .rtt_samples = c->x.rtt.samples,
         .send_errors = s->send_errors,
-        .spurious_retransmissions = s->spurious,
+        .spurious_retransmissions = s->spurious_retransmissions,
         .srtt_us = c->x.rtt.srtt_us,
         .rttvar_us = c->x.rtt.rttvar_us,
         .rto_us = c->x.rtt.rto_us,

@@ -231,7 +231,7 @@ static int recently_finished(const struct udprr__exchange *x, uint64_t id)
     return 0;
 }
 
-static void count_end(struct udprr__exchange_stats *s, int status)
+static void count_end(struct udprr__exchange_counters *s, int status)
 {
     switch (status) {
     case UDPRR_OK:
@@ -467,12 +467,11 @@ void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
         unsigned which = in.attempt ? in.attempt : 1;
         uint64_t sent = r->sent_us[(which - 1u) % UDPRR__XCHG_SENT_HISTORY];
         udprr__rtt_sample(&x->rtt, now_us >= sent ? now_us - sent : 0);
-        x->stats.samples++;
     }
     /* Transmissions made after the one that was answered were not needed:
      * its reply was on its way (only native replies say which it was). */
     if (in.attempt > 0)
-        x->stats.spurious += r->attempts - in.attempt;
+        x->stats.spurious_retransmissions += r->attempts - in.attempt;
     if (in.kind == UDPRR__KIND_REPLY)
         finish(x, r, UDPRR_OK, in.body, in.body_len);
     else
@@ -530,12 +529,12 @@ void udprr__exchange_fail_all(struct udprr__exchange *x, int status)
     }
 }
 
-int udprr__exchange_cancel(struct udprr__exchange *x, uint64_t id)
+int udprr__exchange_fail(struct udprr__exchange *x, uint64_t id, int status)
 {
     struct udprr__xreq *r = find(x, id);
-    if (r == NULL)
+    if (r == NULL || status == UDPRR_OK)
         return UDPRR_EINVAL;
-    finish(x, r, UDPRR_ECANCELED, NULL, 0);
+    finish(x, r, status, NULL, 0);
     return UDPRR_OK;
 }
 

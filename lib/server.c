@@ -22,13 +22,29 @@
 /* stop() is async-signal-safe only if this flag needs no lock. */
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int must be lock-free");
 
+/* The server's own counters, each named as the field of struct
+ * udprr_server_stats (udprr.h) that reports it. The cache's figures
+ * (cache_hits, cache_entries, ...) are the reply cache's own
+ * (udprr__dedup_stats); udprr_server_stats puts the two together. */
+struct server_counters {
+    uint64_t received;
+    uint64_t handled;
+    uint64_t answered;
+    uint64_t declined;
+    uint64_t not_answered;
+    uint64_t dropped_malformed;
+    uint64_t dropped_unexpected;
+    uint64_t send_errors;
+    uint64_t uncached;
+};
+
 struct udprr_server {
     int fd;
     int wake_fd; /* eventfd: udprr_server_stop wakes run through it */
     atomic_int stopping;
     udprr__dedup *cache; /* NULL when the reply cache is off */
     struct udprr__framing framing;
-    struct udprr_server_stats stats;
+    struct server_counters stats;
     uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
     uint8_t reply[UDPRR_MAX_DATAGRAM];
 };
@@ -162,7 +178,6 @@ static void handle_datagram(udprr_server *s, size_t len,
         size_t cached_len;
         if (udprr__dedup_lookup(s->cache, &key, now_us, &kind, &cached,
                                 &cached_len)) {
-            s->stats.cache_hits++;
             answer(s, peer, peer_len, (enum udprr__wire_kind)kind, &in,
                    cached, cached_len);
             return;
@@ -236,16 +251,26 @@ int udprr_server_stats(const udprr_server *s, struct udprr_server_stats *out)
 {
     if (s == NULL || out == NULL || out->size < sizeof out->size)
         return UDPRR_EINVAL;
-    struct udprr_server_stats full = s->stats;
-    full.size = sizeof full;
-    if (s->cache != NULL) {
-        struct udprr__dedup_stats d;
-        udprr__dedup_stats(s->cache, &d);
-        full.cache_entries = d.entries;
-        full.cache_bytes = d.bytes;
-        full.cache_evicted = d.evicted;
-        full.cache_expired = d.expired;
-    }
+    const struct server_counters *c = &s->stats;
+    struct udprr__dedup_stats d; /* all zeros without a cache */
+    udprr__dedup_stats(s->cache, &d);
+    struct udprr_server_stats full = {
+        .size = sizeof full,
+        .received = c->received,
+        .handled = c->handled,
+        .answered = c->answered,
+        .cache_hits = d.hits,
+        .declined = c->declined,
+        .not_answered = c->not_answered,
+        .dropped_malformed = c->dropped_malformed,
+        .dropped_unexpected = c->dropped_unexpected,
+        .send_errors = c->send_errors,
+        .uncached = c->uncached,
+        .cache_entries = d.entries,
+        .cache_bytes = d.bytes,
+        .cache_evicted = d.evicted,
+        .cache_expired = d.expired,
+    };
     size_t n = out->size < sizeof full ? out->size : sizeof full;
     memcpy(out, &full, n);
     out->size = n;

@@ -371,6 +371,17 @@ struct udprr_client_stats {
 UDPRR_API int udprr_client_stats(const udprr_client *c,
                                  struct udprr_client_stats *out);
 
+/*
+ * udprr_client_fd - the handle's UDP socket, connect()ed to the server, for
+ * poll(2) and the like (it is readable when a datagram or an ICMP error
+ * waits) and for inspection (getsockname(2) gives the local port). The
+ * handle owns it: do not close it, and do not read from or write to it
+ * (a datagram read there is lost to the handle). It stays the same for
+ * the life of the handle and is closed by udprr_client_close(). Returns
+ * -1 for NULL. Never blocks.
+ */
+UDPRR_API int udprr_client_fd(const udprr_client *c);
+
 /* Closes the socket and frees the handle. NULL is a no-op. */
 UDPRR_API void udprr_client_close(udprr_client *c);
 

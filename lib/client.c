@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "alloc.h"
-#include "client_internal.h"
 #include "exchange.h"
 #include "opts.h"
 #include "sock.h"
@@ -147,9 +146,9 @@ int udprr_client_open(udprr_client **out, const char *host,
     return UDPRR_OK;
 }
 
-int udprr__client_fd(const udprr_client *c)
+int udprr_client_fd(const udprr_client *c)
 {
-    return c->fd;
+    return c == NULL ? -1 : c->fd;
 }
 
 void udprr_client_close(udprr_client *c)

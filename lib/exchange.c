@@ -256,7 +256,7 @@ static void count_end(struct udprr__exchange_counters *s, int status)
 }
 
 /* Takes r out of the engine, frees it, then reports: by the time done runs
- * the engine is consistent again, so done may submit or close. */
+ * the engine is consistent again, so done may submit. */
 static void finish(struct udprr__exchange *x, struct udprr__xreq *r,
                    int status, const uint8_t *reply, size_t reply_len)
 {
@@ -268,8 +268,7 @@ static void finish(struct udprr__exchange *x, struct udprr__xreq *r,
     remember_finished(x, r->id);
     count_end(&x->stats, status);
     udprr__free(r);
-    if (!x->closing)
-        done(user, status, reply, reply_len);
+    done(user, status, reply, reply_len);
 }
 
 /* Arms r's timer after transmission r->attempts went out at now_us and
@@ -289,7 +288,7 @@ static void arm(struct udprr__exchange *x, struct udprr__xreq *r,
     if (when < now_us || when > r->deadline_us)
         when = r->deadline_us;
     r->timer_us = when;
-    if (x->io.on_attempt != NULL && !x->closing)
+    if (x->io.on_attempt != NULL)
         x->io.on_attempt(x->io.ctx, r->id, r->attempts, when - now_us,
                          x->rtt.rto_us,
                          r->len - udprr__framing_overhead(&x->framing));
@@ -372,7 +371,7 @@ int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
                            udprr__xdone_fn done, void *user, uint64_t *id_out)
 {
     if (x == NULL || done == NULL || (body == NULL && body_len > 0) ||
-        x->closing || x->destroying)
+        x->destroying)
         return UDPRR_EINVAL;
     if (body_len > udprr__framing_max_body(&x->framing))
         return UDPRR_ETOOBIG;
@@ -480,7 +479,7 @@ void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
 
 void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us)
 {
-    while (!x->closing && x->pending > 0 && x->heap[0]->timer_us <= now_us) {
+    while (x->pending > 0 && x->heap[0]->timer_us <= now_us) {
         struct udprr__xreq *r = x->heap[0];
         if (now_us >= r->deadline_us ||
             (x->limits.max_attempts > 0 &&
@@ -524,8 +523,7 @@ void udprr__exchange_fail_all(struct udprr__exchange *x, int status)
         remember_finished(x, r->id);
         count_end(&x->stats, status);
         udprr__free(r);
-        if (!x->closing)
-            done(user, status, NULL, 0);
+        done(user, status, NULL, 0);
     }
 }
 
@@ -545,9 +543,4 @@ int udprr__exchange_next_timer(const struct udprr__exchange *x,
         return 0;
     *when_us = x->heap[0]->timer_us;
     return 1;
-}
-
-void udprr__exchange_close_soon(struct udprr__exchange *x)
-{
-    x->closing = 1;
 }

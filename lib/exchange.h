@@ -20,9 +20,8 @@
  * UDPRR_ETIMEDOUT if the deadline has come or the last attempt was sent,
  * and is resent with the next attempt number otherwise.
  *
- * Reentrancy: a done callback may submit new requests. It may also ask for
- * the engine to be destroyed, through udprr__exchange_close_soon(); the
- * step in progress then stops calling back and the owner destroys it.
+ * Reentrancy: a done callback may submit new requests. It must not destroy
+ * the engine: the step that called it is still running.
  */
 #ifndef UDPRR_EXCHANGE_H
 #define UDPRR_EXCHANGE_H
@@ -109,7 +108,6 @@ struct udprr__exchange {
     uint64_t id_key[4];
     uint64_t id_counter;
 
-    int closing; /* set by close_soon: make no more callbacks */
     int destroying; /* in destroy: callbacks may not submit */
 };
 
@@ -122,8 +120,8 @@ int udprr__exchange_init(struct udprr__exchange *x,
                          const struct udprr__exchange_limits *limits,
                          const struct udprr__exchange_io *io);
 
-/* Ends every outstanding request with UDPRR_ECANCELED (unless closing) and
- * frees the engine's memory. Submits from those callbacks fail with
+/* Ends every outstanding request with UDPRR_ECANCELED and frees the
+ * engine's memory. Submits from those callbacks fail with
  * UDPRR_EINVAL. */
 void udprr__exchange_destroy(struct udprr__exchange *x);
 
@@ -163,10 +161,5 @@ int udprr__exchange_fail(struct udprr__exchange *x, uint64_t id, int status);
  * nothing is outstanding. */
 int udprr__exchange_next_timer(const struct udprr__exchange *x,
                                uint64_t *when_us);
-
-/* Called from a done callback that wants the engine gone: no further
- * callbacks are made; the owner calls udprr__exchange_destroy after the
- * current step returns. */
-void udprr__exchange_close_soon(struct udprr__exchange *x);
 
 #endif /* UDPRR_EXCHANGE_H */

@@ -552,21 +552,16 @@ START_TEST(test_broken_random_cannot_reuse_an_id)
 }
 END_TEST
 
-/* Reentrancy: a callback that submits, and one that closes. */
+/* Reentrancy: a callback that submits. */
 struct chain {
     struct world *w;
     struct outcome first, second;
-    int close_in_callback;
 };
 
 static void submit_again(void *user, int status, const uint8_t *r, size_t n)
 {
     struct chain *c = user;
     record(&c->first, status, r, n);
-    if (c->close_in_callback) {
-        udprr__exchange_close_soon(&c->w->x);
-        return;
-    }
     ck_assert_int_eq(udprr__exchange_submit(&c->w->x, "next", 4, 1 * SEC, record,
                                             &c->second, NULL),
                      UDPRR_OK);
@@ -575,7 +570,7 @@ static void submit_again(void *user, int status, const uint8_t *r, size_t n)
 START_TEST(test_callback_may_submit)
 {
     struct world w;
-    struct chain c = {&w, {0}, {0}, 0};
+    struct chain c = {&w, {0}, {0}};
     world_init(&w, 1, 0);
     udprr__exchange_submit(&w.x, "a", 1, 0, submit_again, &c, NULL);
     udprr__exchange_timers(&w.x, 1 * SEC);
@@ -588,21 +583,6 @@ START_TEST(test_callback_may_submit)
 }
 END_TEST
 
-START_TEST(test_callback_may_close)
-{
-    struct world w;
-    struct chain c = {&w, {0}, {0}, 1};
-    struct outcome other = {0};
-    world_init(&w, 1, 0);
-    udprr__exchange_submit(&w.x, "a", 1, 0, submit_again, &c, NULL);
-    udprr__exchange_submit(&w.x, "b", 1, 0, record, &other, NULL);
-    udprr__exchange_timers(&w.x, 1 * SEC); /* both due; first closes */
-    ck_assert_int_eq(c.first.calls, 1);
-    ck_assert_int_eq(other.calls, 0);
-    udprr__exchange_destroy(&w.x); /* closing: no more callbacks */
-    ck_assert_int_eq(other.calls, 0);
-}
-END_TEST
 
 
 /* --- foreign framings ---------------------------------------------------- */
@@ -885,7 +865,6 @@ int main(void)
     tcase_add_test(tc, test_many_outstanding_fire_in_order);
     tcase_add_test(tc, test_broken_random_cannot_reuse_an_id);
     tcase_add_test(tc, test_callback_may_submit);
-    tcase_add_test(tc, test_callback_may_close);
     tcase_add_test(tc, test_allocation_failures_leave_state_intact);
     tcase_add_test(tc, test_raw_keeps_one_request_in_flight);
     tcase_add_test(tc, test_raw_retransmitted_reply_is_no_sample);

@@ -52,7 +52,10 @@ struct udprr__wire_header {
     uint64_t id;
 };
 
-/* Why a datagram was rejected; UDPRR__WIRE_VALID means it was not. */
+/* Why a datagram was rejected; UDPRR__WIRE_VALID means it was not. The
+ * text says what each reason means; the table generates the enum, and
+ * UDPRR__WIRE_RESULT_COUNT sizes anything indexed by reason (per-reason
+ * drop counters, say). */
 #define UDPRR__WIRE_RESULT_MAP(XX)                                             \
     XX(VALID, "valid")                                                         \
     XX(SHORT, "shorter than the 20-byte header")                               \
@@ -86,8 +89,5 @@ enum udprr__wire_result udprr__wire_decode(const void *buf, size_t len,
                                            struct udprr__wire_header *hdr,
                                            const uint8_t **payload,
                                            size_t *payload_len);
-
-/* A fixed description of a decode result; never NULL. */
-const char *udprr__wire_result_str(enum udprr__wire_result result);
 
 #endif /* UDPRR_WIRE_H */

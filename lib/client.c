@@ -28,6 +28,7 @@ struct udprr_client {
     void *on_attempt_user;
     uint8_t random_pool[RANDOM_POOL_BYTES];
     size_t random_used;
+    /* Last: open zeroes only what comes before it (see there). */
     uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
 };
 
@@ -115,11 +116,20 @@ int udprr_client_open(udprr_client **out, const char *host,
     udprr_client *c = udprr__malloc(sizeof *c);
     if (c == NULL)
         return UDPRR_ENOMEM;
+    /* Everything but the 64 KiB receive buffer starts zeroed. The buffer
+     * is only ever read after a receive wrote it, and zeroing it would
+     * touch (and make resident) every one of its pages for nothing. */
     memset(c, 0, offsetof(udprr_client, rxbuf));
     c->on_attempt = o.on_attempt;
     c->on_attempt_user = o.on_attempt_user;
-    c->random_used = sizeof c->random_pool; /* empty: fill on first use */
-    if (udprr__random_bytes(c->random_pool, 8) != UDPRR_OK) {
+    /* The random pool is filled here rather than at the first request, so
+     * that the kernel's random source is known to work before the handle
+     * is returned: open fails with UDPRR_ESYS if it does not (getrandom
+     * filtered out by a sandbox, say), and the wait for the kernel's
+     * entropy pool early in boot, if any, happens here, not inside a
+     * request's deadline. */
+    if (udprr__random_bytes(c->random_pool, sizeof c->random_pool) !=
+        UDPRR_OK) {
         int saved = errno;
         udprr__free(c);
         errno = saved;

@@ -45,6 +45,7 @@ struct udprr_server {
     udprr__dedup *cache; /* NULL when the reply cache is off */
     struct udprr__framing framing;
     struct server_counters stats;
+    /* Last: open zeroes only what comes before them (see there). */
     uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
     uint8_t reply[UDPRR_MAX_DATAGRAM];
 };
@@ -73,6 +74,10 @@ int udprr_server_open(udprr_server **out, const char *host,
     udprr_server *s = udprr__malloc(sizeof *s);
     if (s == NULL)
         return UDPRR_ENOMEM;
+    /* Everything but the two 64 KiB buffers starts zeroed. rxbuf is only
+     * read after a receive wrote it, reply only after the handler wrote
+     * it (up to the *reply_len it set), so zeroing them would touch (and
+     * make resident) every one of their pages for nothing. */
     memset(s, 0, offsetof(udprr_server, rxbuf));
     s->fd = s->wake_fd = -1;
     atomic_init(&s->stopping, 0);

@@ -231,28 +231,22 @@ static int recently_finished(const struct udprr__exchange *x, uint64_t id)
     return 0;
 }
 
-static void count_end(struct udprr__exchange_counters *s, int status)
+/* The one counter that takes a request ended with status. */
+static uint64_t *end_counter(struct udprr__exchange_counters *s, int status)
 {
     switch (status) {
-    case UDPRR_OK:
-        s->completed++;
-        break;
-    case UDPRR_ETIMEDOUT:
-        s->timeouts++;
-        break;
-    case UDPRR_EREFUSED:
-        s->refused++;
-        break;
-    case UDPRR_EREMOTE:
-        s->declined++;
-        break;
-    case UDPRR_ECANCELED:
-        s->canceled++;
-        break;
-    default:
-        s->failed++;
-        break;
+    case UDPRR_OK: return &s->completed;
+    case UDPRR_ETIMEDOUT: return &s->timeouts;
+    case UDPRR_EREFUSED: return &s->refused;
+    case UDPRR_EREMOTE: return &s->declined;
+    case UDPRR_ECANCELED: return &s->canceled;
+    default: return &s->failed;
     }
+}
+
+static void count_end(struct udprr__exchange_counters *s, int status)
+{
+    (*end_counter(s, status))++;
 }
 
 /* Takes r out of the engine, frees it, then reports: by the time done runs

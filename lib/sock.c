@@ -76,11 +76,12 @@ static int open_udp(int family)
                   IPPROTO_UDP);
 }
 
-/* Tries each address in turn with attach (connect or bind); the errno of
- * the last failure survives for the caller. */
-static int first_that_works(const struct addrinfo *list,
-                            int (*attach)(int, const struct sockaddr *,
-                                          socklen_t),
+/* connect(2) or bind(2). */
+typedef int attach_fn(int fd, const struct sockaddr *addr, socklen_t len);
+
+/* Tries each address in turn with attach; the errno of the last failure
+ * survives for the caller. */
+static int first_that_works(const struct addrinfo *list, attach_fn *attach,
                             int *fd_out)
 {
     int saved = EADDRNOTAVAIL;
@@ -101,15 +102,23 @@ static int first_that_works(const struct addrinfo *list,
     return UDPRR_ESYS;
 }
 
-int udprr__sock_connect(const char *host, const char *service, int *fd_out)
+/* Resolves host/service and attaches a socket to the first address that
+ * takes one (passive: for bind, else for connect). */
+static int resolve_and_attach(const char *host, const char *service,
+                              int passive, attach_fn *attach, int *fd_out)
 {
     struct addrinfo *list;
-    int rc = resolve(host, service, 0, &list);
+    int rc = resolve(host, service, passive, &list);
     if (rc != UDPRR_OK)
         return rc;
-    rc = first_that_works(list, connect, fd_out);
+    rc = first_that_works(list, attach, fd_out);
     freeaddrinfo(list);
     return rc;
+}
+
+int udprr__sock_connect(const char *host, const char *service, int *fd_out)
+{
+    return resolve_and_attach(host, service, 0, connect, fd_out);
 }
 
 /* The wildcard bind: one IPv6 socket that also receives IPv4 (as mapped
@@ -154,13 +163,7 @@ int udprr__sock_bind(const char *host, const char *service, int *fd_out)
 {
     if (host == NULL)
         return bind_any(service, fd_out);
-    struct addrinfo *list;
-    int rc = resolve(host, service, 1, &list);
-    if (rc != UDPRR_OK)
-        return rc;
-    rc = first_that_works(list, bind, fd_out);
-    freeaddrinfo(list);
-    return rc;
+    return resolve_and_attach(host, service, 1, bind, fd_out);
 }
 
 static void put16(uint8_t *p, uint16_t v)

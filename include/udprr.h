@@ -375,10 +375,11 @@ struct udprr_client_stats {
     uint64_t timeouts;          /* ended with UDPRR_ETIMEDOUT */
     uint64_t refused;           /* ended with UDPRR_EREFUSED */
     uint64_t declined;          /* ended with UDPRR_EREMOTE */
-    uint64_t canceled;          /* ended with UDPRR_ECANCELED, or ended when
-                                   waiting on the socket failed (ESYS) */
-    uint64_t failed;            /* ended with another error (UDPRR_ETOOBIG
-                                   on a retransmission) */
+    uint64_t canceled;          /* ended with UDPRR_ECANCELED */
+    uint64_t failed;            /* ended with another error: UDPRR_ETOOBIG
+                                   on a retransmission, or UDPRR_ESYS when
+                                   waiting on the socket failed (0.1
+                                   counted the latter in canceled) */
     uint64_t dropped_stale;     /* replies whose ID is not outstanding */
     uint64_t dropped_duplicate; /* replies to one of the last 64 requests
                                    that already ended, however it ended */
@@ -404,6 +405,17 @@ struct udprr_client_stats {
  * than the size of the size field). */
 UDPRR_API int udprr_client_stats(const udprr_client *c,
                                  struct udprr_client_stats *out);
+
+/*
+ * udprr_client_fd - the handle's UDP socket, connect()ed to the server, for
+ * poll(2) and the like (it is readable when a datagram or an ICMP error
+ * waits) and for inspection (getsockname(2) gives the local port). The
+ * handle owns it: do not close it, and do not read from or write to it
+ * (a datagram read there is lost to the handle). It stays the same for
+ * the life of the handle and is closed by udprr_client_close(). Returns
+ * -1 for NULL. Never blocks.
+ */
+UDPRR_API int udprr_client_fd(const udprr_client *c);
 
 /* Closes the socket and frees the handle. NULL is a no-op. */
 UDPRR_API void udprr_client_close(udprr_client *c);

@@ -8,6 +8,15 @@
 #   make install         PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, MANDIR
 #   make uninstall       removes exactly what install put there
 #   make CC=clang ...    any compiler; objects are rebuilt when CC or flags change
+#
+# CPPFLAGS, CFLAGS and LDFLAGS are the user's (a distribution's -D_FORTIFY_SOURCE,
+# -fstack-protector, -Wl,-z,relro ...): CPPFLAGS and CFLAGS reach every
+# compilation, LDFLAGS every link; our own flags are added around them.
+#
+# Warnings are errors (WERROR=1, the default). WERROR=0 builds without
+# -Werror, for a distribution whose newer compiler warns where ours did not:
+# `make WERROR=0 all install`. make check (and CI) always builds with -Werror:
+# it overrides WERROR=0, for itself and every make it starts, and says so.
 
 PREFIX       ?= /usr/local
 LIBDIR       ?= $(PREFIX)/lib
@@ -28,11 +37,29 @@ STATIC_LIB = lib/libudprr.a
 
 # DWARF 4: the valgrind on Debian 12 cannot read the DWARF 5 that clang 14 emits.
 CFLAGS ?= -O2 -g -gdwarf-4
-WARNINGS = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-           -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wvla
-# Our flags around the user's CFLAGS, never instead of them.
-REAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude $(CFLAGS)
+WERROR ?= 1
+ifeq ($(filter 0 1,$(WERROR)),)
+$(error WERROR is 0 or 1, not '$(WERROR)')
+endif
+ifneq ($(filter check check-unit,$(MAKECMDGOALS)),)
+ifeq ($(WERROR),0)
+$(info make check builds with -Werror: WERROR=0 is ignored)
+endif
+override WERROR := 1
+# What sub-makes (and the test scripts' makes) inherit through MAKEFLAGS.
+MAKEOVERRIDES := $(filter-out WERROR=%,$(MAKEOVERRIDES)) WERROR=1
+endif
+WARNINGS = -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Wshadow \
+           -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
+           -Wformat=2 -Wvla
+# Our flags around the user's CPPFLAGS and CFLAGS, never instead of them.
+REAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude $(CPPFLAGS) $(CFLAGS)
 LIB_CFLAGS  = $(REAL_CFLAGS) -fPIC -fvisibility=hidden
+# Header dependencies: the compiler writes them beside each object or
+# program it builds from one C file (build/obj/wire.o -> build/obj/wire.d,
+# build/tests/unit_wire -> build/tests/unit_wire.d); they are read back at
+# the end of this file, so touching a header rebuilds only what includes it.
+DEPFLAGS = -MMD -MP
 LIBS_PRIVATE =
 
 LIB_SRCS = $(sort $(wildcard lib/*.c))
@@ -42,13 +69,11 @@ LIB_HDRS = include/udprr.h $(wildcard lib/*.h)
 # unit_*: pure cores; net_*: real sockets on loopback.
 UNIT_SRCS = $(sort $(wildcard tests/unit_*.c tests/net_*.c))
 UNIT_BINS = $(patsubst tests/%.c,build/tests/%,$(UNIT_SRCS))
-TEST_HDRS = $(wildcard tests/*.h) $(wildcard fuzz/*.c) $(RELAY_HDRS)
 # The impairment relay (tools/relay/, docs/relay.md): a tool of its own,
 # not part of libudprr, linked only into what uses it: its own suite, the
 # suites that put it between a client and a server, the benchmark and
 # build/udprr-relay. Every other suite links nothing of it.
 RELAY_SRCS = tools/relay/impair.c tools/relay/relay.c
-RELAY_HDRS = $(wildcard tools/relay/*.h)
 RELAY_SUITES = unit_relay net_exchange net_framing net_resilience
 # The fixture the net_* suites and the benchmark share, without Check
 # (tests/fixture.h): a server on a thread, and (fixture_relay.c, only with
@@ -56,9 +81,6 @@ RELAY_SUITES = unit_relay net_exchange net_framing net_resilience
 NET_SUITES = $(patsubst tests/%.c,%,$(wildcard tests/net_*.c))
 FIXTURE_SRCS = tests/fixture.c
 FIXTURE_RELAY_SRCS = tests/fixture_relay.c
-# What a suite may link beyond itself, the library and Check: each suite
-# links the part of it that its own prerequisites (below) name.
-TEST_SUPPORT = $(FIXTURE_SRCS) $(FIXTURE_RELAY_SRCS) $(RELAY_SRCS)
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
@@ -74,18 +96,25 @@ all: $(SHARED_LIB) lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so \
      $(STATIC_LIB) udprr.pc
 
 # Objects depend on the exact compiler and flags, so `make CC=clang` after a
-# gcc build rebuilds instead of linking stale objects.
+# gcc build rebuilds instead of linking stale objects. build/flags gets a
+# rule only when the flags differ from those it holds, so an unchanged build
+# is up to date even for make -n. The flags reach the shell through the
+# environment, so make -n prints each only where it is used.
+BUILD_FLAGS = $(CC) $(LIB_CFLAGS) $(SAN_FLAGS) $(LDFLAGS)
+ifneq ($(strip $(BUILD_FLAGS)),$(strip $(shell cat build/flags 2>/dev/null)))
+build/flags: export UDPRR_BUILD_FLAGS = $(BUILD_FLAGS)
 build/flags: FORCE
 	@mkdir -p build
-	@echo '$(CC) $(LIB_CFLAGS) $(SAN_FLAGS)' | cmp -s - $@ || \
-	    echo '$(CC) $(LIB_CFLAGS) $(SAN_FLAGS)' > $@
+	@printf '%s\n' "$$UDPRR_BUILD_FLAGS" > $@
+endif
 
-build/obj/%.o: lib/%.c $(LIB_HDRS) build/flags
+build/obj/%.o: lib/%.c build/flags
 	@mkdir -p $(@D)
-	$(CC) $(LIB_CFLAGS) -Ilib -c $< -o $@
+	$(CC) $(LIB_CFLAGS) $(DEPFLAGS) -Ilib -c $< -o $@
 
 $(SHARED_LIB): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $(LIB_OBJS) $(LIBS_PRIVATE)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(CFLAGS) $(LDFLAGS) -o $@ $(LIB_OBJS) \
+	    $(LIBS_PRIVATE)
 
 lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so: $(SHARED_LIB)
 	ln -sf $(notdir $(SHARED_LIB)) $@
@@ -95,15 +124,22 @@ $(STATIC_LIB): $(LIB_OBJS)
 	$(AR) rcs $@ $(LIB_OBJS)
 
 # Regenerated whenever the install paths change, so `make install PREFIX=...`
-# installs a udprr.pc that names the prefix it was installed under.
+# installs a udprr.pc that names the prefix it was installed under. libdir
+# and includedir are written relative to ${prefix} when they lie under
+# PREFIX (the default), in full only when LIBDIR or INCLUDEDIR is elsewhere.
+pc_prefix = $(patsubst %/,%,$(PREFIX))
+pc_dir    = $(if $(filter $(pc_prefix)/%,$(1)),$${prefix}/$(patsubst /%,%,$(patsubst \
+                $(pc_prefix)/%,%,$(1))),$(1))
+PC_VARS   = $(PREFIX) $(call pc_dir,$(LIBDIR)) $(call pc_dir,$(INCLUDEDIR)) $(VERSION)
+ifneq ($(strip $(PC_VARS)),$(strip $(shell cat build/pcvars 2>/dev/null)))
 build/pcvars: FORCE
 	@mkdir -p build
-	@echo '$(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(VERSION)' | cmp -s - $@ || \
-	    echo '$(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(VERSION)' > $@
+	@echo '$(PC_VARS)' > $@
+endif
 
 udprr.pc: udprr.pc.in build/pcvars
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|g' \
+	    -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|g' $< > $@
 
 # --- tests -------------------------------------------------------------------
@@ -112,43 +148,60 @@ deps:
 	@sh tests/ensure-deps.sh
 
 # Unit tests reach the internals (udprr__*) through the static library.
-build/tests/%: tests/%.c $(TEST_HDRS) $(STATIC_LIB) | deps
+# The test support is compiled once; each suite links the part of it that
+# its own prerequisites (the lines after the rule) name.
+RELAY_OBJS = $(patsubst tools/relay/%.c,build/obj/relay_%.o,$(RELAY_SRCS))
+FIXTURE_OBJS = $(patsubst tests/%.c,build/obj/test_%.o,$(FIXTURE_SRCS))
+FIXTURE_RELAY_OBJS = $(patsubst tests/%.c,build/obj/test_%.o,$(FIXTURE_RELAY_SRCS))
+SUPPORT_OBJS = $(FIXTURE_OBJS) $(FIXTURE_RELAY_OBJS) $(RELAY_OBJS)
+
+build/obj/relay_%.o: tools/relay/%.c build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -pthread -Ilib -Itools/relay $(CHECK_CFLAGS) $< \
-	    $(filter $(TEST_SUPPORT),$^) $(STATIC_LIB) $(CHECK_LIBS) \
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -c $< -o $@
+
+build/obj/test_%.o: tests/%.c build/flags
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Ilib -Itools/relay -c $< -o $@
+
+build/tests/%: tests/%.c $(STATIC_LIB) | deps
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Ilib -Itools/relay $(CHECK_CFLAGS) $< \
+	    $(filter $(SUPPORT_OBJS),$^) $(LDFLAGS) $(STATIC_LIB) $(CHECK_LIBS) \
 	    $(LIBS_PRIVATE) -o $@
-$(NET_SUITES:%=build/tests/%): $(FIXTURE_SRCS)
-$(RELAY_SUITES:%=build/tests/%): $(RELAY_SRCS)
+$(NET_SUITES:%=build/tests/%): $(FIXTURE_OBJS)
+$(RELAY_SUITES:%=build/tests/%): $(RELAY_OBJS)
 $(patsubst %,build/tests/%,$(filter $(RELAY_SUITES),$(NET_SUITES))): \
-    $(FIXTURE_RELAY_SRCS)
+    $(FIXTURE_RELAY_OBJS)
 
 # The same suites built with ASan and UBSan. The library and the test
 # support are compiled once with the sanitizers, then linked into each
 # suite that needs them, as above.
 SAN_LIB_OBJS = $(patsubst lib/%.c,build/asan/obj/%.o,$(LIB_SRCS))
-SAN_RELAY_OBJS = $(patsubst tools/relay/%.c,build/asan/obj/relay/%.o,$(RELAY_SRCS))
-SAN_FIXTURE_OBJS = $(patsubst tests/%.c,build/asan/obj/tests/%.o,$(FIXTURE_SRCS))
-SAN_FIXTURE_RELAY_OBJS = \
-    $(patsubst tests/%.c,build/asan/obj/tests/%.o,$(FIXTURE_RELAY_SRCS))
+SAN_RELAY_OBJS = $(patsubst build/obj/%,build/asan/obj/%,$(RELAY_OBJS))
+SAN_FIXTURE_OBJS = $(patsubst build/obj/%,build/asan/obj/%,$(FIXTURE_OBJS))
+SAN_FIXTURE_RELAY_OBJS = $(patsubst build/obj/%,build/asan/obj/%,$(FIXTURE_RELAY_OBJS))
 SAN_SUPPORT_OBJS = $(SAN_FIXTURE_OBJS) $(SAN_FIXTURE_RELAY_OBJS) $(SAN_RELAY_OBJS)
+# Made by pattern rules only, so make would delete them as intermediate
+# files after each build and compile them again the next time.
+.SECONDARY: $(SUPPORT_OBJS) $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS)
 
-build/asan/obj/%.o: lib/%.c $(LIB_HDRS) build/flags
+build/asan/obj/%.o: lib/%.c build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -Ilib -c $< -o $@
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -Ilib -c $< -o $@
 
-build/asan/obj/relay/%.o: tools/relay/%.c $(RELAY_HDRS) build/flags
+build/asan/obj/relay_%.o: tools/relay/%.c build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -c $< -o $@
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -pthread -c $< -o $@
 
-build/asan/obj/tests/%.o: tests/%.c $(TEST_HDRS) $(LIB_HDRS) build/flags
+build/asan/obj/test_%.o: tests/%.c build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Itools/relay -c $< -o $@
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -pthread -Ilib -Itools/relay -c $< -o $@
 
-build/asan/%: tests/%.c $(TEST_HDRS) $(SAN_LIB_OBJS) | deps
+build/asan/%: tests/%.c $(SAN_LIB_OBJS) | deps
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) -pthread -Ilib -Itools/relay \
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -pthread -Ilib -Itools/relay \
 	    $(CHECK_CFLAGS) $< $(filter $(SAN_SUPPORT_OBJS),$^) $(SAN_LIB_OBJS) \
-	    $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	    $(LDFLAGS) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
 $(NET_SUITES:%=build/asan/%): $(SAN_FIXTURE_OBJS)
 $(RELAY_SUITES:%=build/asan/%): $(SAN_RELAY_OBJS)
 $(patsubst %,build/asan/%,$(filter $(RELAY_SUITES),$(NET_SUITES))): \
@@ -157,9 +210,8 @@ $(patsubst %,build/asan/%,$(filter $(RELAY_SUITES),$(NET_SUITES))): \
 # The impairment relay as a program of its own (docs/relay.md): the relay
 # sources alone, without Check or libudprr. A tool: `make tools`, `make
 # demo` and `make check` build it; `make all` (the library) does not.
-build/udprr-relay: tools/relay/udprr-relay.c $(RELAY_SRCS) $(RELAY_HDRS) build/flags
-	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -pthread $< $(RELAY_SRCS) $(LDFLAGS) -o $@
+build/udprr-relay: build/obj/relay_udprr-relay.o $(RELAY_OBJS)
+	$(CC) $(CFLAGS) -pthread $(LDFLAGS) $^ -o $@
 
 tools: build/udprr-relay
 
@@ -173,6 +225,8 @@ check: deps
 	sh tests/run-suites.sh $(SAN_BINS) || st=1; \
 	sh tests/run-suites.sh --valgrind $(UNIT_BINS) || st=1; \
 	sh tests/install-test.sh || st=1; \
+	sh tests/abi-test.sh || st=1; \
+	sh tests/man-test.sh || st=1; \
 	sh tests/demo-test.sh || st=1; \
 	sh tests/interop-test.sh || st=1; \
 	sh tests/peers-test.sh || st=1; \
@@ -197,9 +251,9 @@ build/stage/.stamp: $(SHARED_LIB) $(STATIC_LIB) udprr.pc include/udprr.h udprr.p
 	@$(MAKE) --no-print-directory -s udprr.pc
 	@touch $@
 
-build/examples/%: examples/%.c $(wildcard examples/*.h) build/stage/.stamp
+build/examples/%: examples/%.c build/stage/.stamp
 	@mkdir -p $(@D)
-	$(CC) -std=c11 $(WARNINGS) $(CFLAGS) $< \
+	$(CC) -std=c11 $(WARNINGS) $(DEPFLAGS) $(CPPFLAGS) $(CFLAGS) $< $(LDFLAGS) \
 	    $$($(STAGE_PC) pkg-config --cflags --libs udprr) \
 	    -Wl,-rpath,$(STAGE)/usr/lib -o $@
 
@@ -217,11 +271,11 @@ demo: examples build/udprr-relay
 # Check-free fixture (tests/fixture.h) and the relay, without Check.
 BENCH_DATA = build/bench/resilience.dat
 
-BENCH_SUPPORT = $(FIXTURE_SRCS) $(FIXTURE_RELAY_SRCS) $(RELAY_SRCS)
-build/bench/resilience: bench/resilience.c $(TEST_HDRS) $(BENCH_SUPPORT) $(STATIC_LIB) build/flags
+BENCH_OBJS = $(FIXTURE_OBJS) $(FIXTURE_RELAY_OBJS) $(RELAY_OBJS)
+build/bench/resilience: bench/resilience.c $(BENCH_OBJS) $(STATIC_LIB) build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -pthread -Itests -Itools/relay $< $(BENCH_SUPPORT) \
-	    $(STATIC_LIB) $(LIBS_PRIVATE) $(LDFLAGS) -o $@
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Itests -Itools/relay $< \
+	    $(BENCH_OBJS) $(LDFLAGS) $(STATIC_LIB) $(LIBS_PRIVATE) -o $@
 
 bench: all build/bench/resilience
 	@sh tests/ensure-deps.sh gnuplot-nox || \
@@ -241,7 +295,8 @@ FUZZ_CC      ?= clang
 build/fuzz_decode: fuzz/fuzz_decode.c $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
-	    -Iinclude -Ilib $< $(filter-out lib/client.c lib/server.c lib/sock.c,$(LIB_SRCS)) -o $@
+	    -Iinclude -Ilib $(CPPFLAGS) $< \
+	    $(filter-out lib/client.c lib/server.c lib/sock.c,$(LIB_SRCS)) $(LDFLAGS) -o $@
 
 fuzz: build/fuzz_decode
 	@rm -rf build/fuzz-corpus && mkdir -p build/fuzz-corpus && \
@@ -251,27 +306,43 @@ fuzz: build/fuzz_decode
 
 # --- install -----------------------------------------------------------------
 
-MAN3 = $(wildcard docs/man/*.3)
+# Man pages: the real pages of docs/man go to man<section>; the alias pages
+# listed in docs/man/aliases ("ALIAS PAGE" lines) are made as symlinks to
+# them, in the same section.
+MAN_PAGES   = $(wildcard docs/man/*.[1-9])
+MAN_ALIASES := $(shell awk '$$1 ~ /\.[1-9]$$/ && NF == 2 { print $$1 ":" $$2 }' docs/man/aliases)
+MAN_FILES   = $(notdir $(MAN_PAGES)) $(foreach a,$(MAN_ALIASES),$(firstword $(subst :, ,$(a))))
+MAN_SECTIONS = $(sort $(subst .,,$(suffix $(MAN_FILES))))
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
-	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man3
+	    $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man,$(MAN_SECTIONS))
 	install -m 644 include/udprr.h $(DESTDIR)$(INCLUDEDIR)/udprr.h
 	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(notdir $(SHARED_LIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libudprr.so
 	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
 	install -m 644 udprr.pc $(DESTDIR)$(PKGCONFIGDIR)/udprr.pc
-	$(if $(MAN3),install -m 644 $(MAN3) $(DESTDIR)$(MANDIR)/man3/)
+	for p in $(MAN_PAGES); do \
+	    install -m 644 $$p $(DESTDIR)$(MANDIR)/man$${p##*.}/ || exit 1; \
+	done
+	for a in $(MAN_ALIASES); do \
+	    l=$${a%%:*}; \
+	    ln -sf $${a#*:} $(DESTDIR)$(MANDIR)/man$${l##*.}/$$l || exit 1; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/udprr.h \
 	    $(DESTDIR)$(LIBDIR)/$(notdir $(SHARED_LIB)) \
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libudprr.so \
 	    $(DESTDIR)$(LIBDIR)/libudprr.a $(DESTDIR)$(PKGCONFIGDIR)/udprr.pc \
-	    $(addprefix $(DESTDIR)$(MANDIR)/man3/,$(notdir $(MAN3)))
+	    $(foreach f,$(MAN_FILES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(f)))/$(f))
 
 clean:
 	rm -rf build lib/*.so lib/*.so.* lib/*.a udprr.pc
 
 FORCE:
+
+# The generated header dependencies (see DEPFLAGS); none before a first build.
+-include $(wildcard build/*/*.d build/*/*/*.d)

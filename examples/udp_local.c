@@ -53,7 +53,7 @@ static int answer(void *user, const udprr_request *req, void *reply,
            (int)(req->len > 200 ? 200 : req->len), (const char *)req->data);
     *reply_len = (size_t)snprintf(reply, reply_cap,
                                   "Your data was %zu bytes long", req->len);
-    return 0;
+    return UDPRR_REPLY;
 }
 
 static int run_server(const char *port, unsigned seconds)

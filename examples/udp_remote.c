@@ -85,7 +85,7 @@ static int serve(void *user, const udprr_request *req, void *reply,
     int n = snprintf(reply, reply_cap, "Your data was %zu bytes long",
                      req->len);
     *reply_len = (size_t)n;
-    return 0;
+    return UDPRR_REPLY;
 }
 
 static int run_server(const char *interface, const char *port, double drop,

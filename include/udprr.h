@@ -26,7 +26,7 @@ extern "C" {
  * linked, which can differ from these macros when a program was built against
  * an older header. */
 #define UDPRR_VERSION_MAJOR 0
-#define UDPRR_VERSION_MINOR 1
+#define UDPRR_VERSION_MINOR 2
 #define UDPRR_VERSION_PATCH 0
 
 #define UDPRR__STR2(x) #x
@@ -215,9 +215,8 @@ typedef void (*udprr_attempt_fn)(void *user, const udprr_attempt_info *info);
 
 /*
  * Client options. Always start from udprr_client_opts_init(), then change
- * fields: the first field, size, tells the library which version of this
- * struct the program was built with, so fields can be appended in later
- * versions without breaking programs built against this one.
+ * fields. See "Options and ABI" below for how the struct's size keeps
+ * programs and libraries of different versions working together.
  *
  * Durations are in milliseconds. A request ends at the first of: its
  * deadline, or max_attempts transmissions each waited out. With both 0 a
@@ -232,7 +231,8 @@ typedef void (*udprr_attempt_fn)(void *user, const udprr_attempt_info *info);
  * UDPRR_EINVAL.
  */
 typedef struct udprr_client_opts {
-    size_t size;              /* sizeof(udprr_client_opts); set by _init */
+    size_t size;              /* the program's sizeof(udprr_client_opts);
+                                 set by udprr_client_opts_init() */
     unsigned deadline_ms;     /* whole request, retries included; 0: none.
                                  Default 10000 */
     unsigned max_attempts;    /* transmissions per request, 1..65535;
@@ -257,8 +257,43 @@ typedef struct udprr_client_opts {
     unsigned id_len;             /* id-at-offset: its bytes, 1..8 */
 } udprr_client_opts;
 
-/* Fills *opts with the defaults above. opts must not be NULL. */
-UDPRR_API void udprr_client_opts_init(udprr_client_opts *opts);
+/*
+ * Options and ABI (the same rules for udprr_server_opts).
+ *
+ * The size the program was built with travels with the struct from init
+ * onwards, and the library never reads or writes past it:
+ *
+ *   - udprr_client_opts_init(opts) is a macro that passes sizeof *opts, as
+ *     this header declares the struct, to udprr_client_opts_init_sized(),
+ *     which writes the library's defaults into exactly that many bytes and
+ *     stores the size in opts->size.
+ *   - udprr_client_open() reads exactly opts->size bytes. A size that a
+ *     released header had (a program built against an older header) is
+ *     taken field by field, and the fields its version lacks keep their
+ *     defaults. A larger size (a program built against a newer header than
+ *     the library it runs with) is accepted when every byte the library
+ *     does not know is zero, i.e. the program left the newer fields at the
+ *     value init gave them; otherwise, and for any other size (0 from a
+ *     struct that was never initialized, a size that ends inside a field,
+ *     more than 4096), open fails with UDPRR_EINVAL.
+ *   - Fields are only ever appended, never removed or reordered, within a
+ *     soname (NEWS.md states the policy).
+ *
+ * Programs built against 0.1.x called a function named
+ * udprr_client_opts_init; the library still exports it, and it writes
+ * exactly 0.1's struct. Calling it directly, as (udprr_client_opts_init)(o),
+ * is for that purpose only.
+ *
+ * udprr_client_opts_init_sized: fills opts[0..size) with the defaults
+ * above (bytes past the fields this library knows are zeroed) and sets
+ * opts->size = size. A NULL opts, or a size too small to hold the size
+ * field, is a no-op. Call it through the macro.
+ */
+UDPRR_API void udprr_client_opts_init_sized(udprr_client_opts *opts,
+                                            size_t size);
+UDPRR_API void(udprr_client_opts_init)(udprr_client_opts *opts);
+#define udprr_client_opts_init(opts)                                           \
+    udprr_client_opts_init_sized((opts), sizeof *(opts))
 
 /*
  * udprr_client_open - resolves host and service with getaddrinfo (names or
@@ -340,10 +375,11 @@ struct udprr_client_stats {
     uint64_t timeouts;          /* ended with UDPRR_ETIMEDOUT */
     uint64_t refused;           /* ended with UDPRR_EREFUSED */
     uint64_t declined;          /* ended with UDPRR_EREMOTE */
-    uint64_t canceled;          /* ended with UDPRR_ECANCELED, or ended when
-                                   waiting on the socket failed (ESYS) */
-    uint64_t failed;            /* ended with another error (UDPRR_ETOOBIG
-                                   on a retransmission) */
+    uint64_t canceled;          /* ended with UDPRR_ECANCELED */
+    uint64_t failed;            /* ended with another error: UDPRR_ETOOBIG
+                                   on a retransmission, or UDPRR_ESYS when
+                                   waiting on the socket failed (0.1
+                                   counted the latter in canceled) */
     uint64_t dropped_stale;     /* replies whose ID is not outstanding */
     uint64_t dropped_duplicate; /* replies to one of the last 64 requests
                                    that already ended, however it ended */
@@ -369,6 +405,17 @@ struct udprr_client_stats {
  * than the size of the size field). */
 UDPRR_API int udprr_client_stats(const udprr_client *c,
                                  struct udprr_client_stats *out);
+
+/*
+ * udprr_client_fd - the handle's UDP socket, connect()ed to the server, for
+ * poll(2) and the like (it is readable when a datagram or an ICMP error
+ * waits) and for inspection (getsockname(2) gives the local port). The
+ * handle owns it: do not close it, and do not read from or write to it
+ * (a datagram read there is lost to the handle). It stays the same for
+ * the life of the handle and is closed by udprr_client_close(). Returns
+ * -1 for NULL. Never blocks.
+ */
+UDPRR_API int udprr_client_fd(const udprr_client *c);
 
 /* Closes the socket and frees the handle. NULL is a no-op. */
 UDPRR_API void udprr_client_close(udprr_client *c);
@@ -420,31 +467,47 @@ typedef struct udprr_request {
 /*
  * The application's handler. Write at most reply_cap bytes (reply_cap is
  * UDPRR_MAX_PAYLOAD native, UDPRR_MAX_DATAGRAM in the other framings) to
- * reply, set *reply_len, and return 0 to send them. In id-at-offset framing
- * the library then writes the request's ID into the reply at the same
- * offset (when the reply is long enough), so a retransmission answered
- * from the cache carries the ID too.
- * Or return:
- *   UDPRR_NO_REPLY    to send nothing and remember nothing, as if the
- *                     request had been lost (overload shedding, or a test
- *                     server imitating loss): the client retries, and its
- *                     retransmission runs the handler again;
- *   a negative value  (or any other nonzero value) to decline: the
- *                     client's request ends with UDPRR_EREMOTE; the decline
- *                     is cached like a reply. Raw and id-at-offset framing
- *                     cannot carry a decline: nothing is sent (it is still
- *                     cached in id-at-offset framing, so retransmissions get
- *                     nothing either).
- * A *reply_len above reply_cap is treated as a decline.
+ * reply, set *reply_len (0 on entry), and return one of:
+ *
+ *   UDPRR_REPLY (0)   send the *reply_len bytes. In id-at-offset framing
+ *                     the library then writes the request's ID into the
+ *                     reply at the same offset (when the reply is long
+ *                     enough), so a retransmission answered from the cache
+ *                     carries the ID too.
+ *   UDPRR_DECLINE     refuse the request: the client's request ends at
+ *                     once with UDPRR_EREMOTE, and the decline is cached
+ *                     like a reply (a retransmission gets the decline
+ *                     again, without the handler running).
+ *   UDPRR_NO_REPLY    send nothing and remember nothing, as if the request
+ *                     had been lost (overload shedding, a test server
+ *                     imitating loss): the client retries, and its
+ *                     retransmission runs the handler again. Its value is
+ *                     one that no error path returns by habit, so that it
+ *                     is only ever chosen on purpose.
+ *
+ * Every other value declines too, exactly like UDPRR_DECLINE: a handler
+ * that fails with `return 1;`, `return -1;` or `return -EIO;` is told to
+ * the client within its first round trip, never silently retried until the
+ * deadline. A *reply_len above reply_cap declines as well. Raw and
+ * id-at-offset framing cannot carry a decline: nothing is sent (it is
+ * still cached in id-at-offset framing, so retransmissions get nothing
+ * either).
+ *
+ * (In 0.1, UDPRR_NO_REPLY was 1 and so `return 1;` dropped the request;
+ * programs that use the names need only be recompiled.)
  */
-#define UDPRR_NO_REPLY 1
+#define UDPRR_REPLY 0
+#define UDPRR_DECLINE UDPRR_EREMOTE
+#define UDPRR_NO_REPLY 0x4e6f5270 /* "NoRp" */
 
 typedef int (*udprr_handler)(void *user, const udprr_request *req,
                              void *reply, size_t reply_cap, size_t *reply_len);
 
-/* Server options; start from udprr_server_opts_init(), as for clients. */
+/* Server options; start from udprr_server_opts_init(), as for clients
+ * (the size rules are in "Options and ABI" above). */
 typedef struct udprr_server_opts {
-    size_t size;                 /* sizeof(udprr_server_opts); set by _init */
+    size_t size;                 /* the program's sizeof(udprr_server_opts);
+                                    set by udprr_server_opts_init() */
     int reply_cache;             /* nonzero: at-most-once. Default 1 */
     size_t cache_entries;        /* most answers remembered, 1..2^24.
                                     Default 65536 */
@@ -461,8 +524,13 @@ typedef struct udprr_server_opts {
     unsigned id_len;             /* id-at-offset: its bytes, 1..8 */
 } udprr_server_opts;
 
-/* Fills *opts with the defaults above. opts must not be NULL. */
-UDPRR_API void udprr_server_opts_init(udprr_server_opts *opts);
+/* As for clients (see "Options and ABI" above): the macro passes the
+ * program's sizeof; the plain symbol serves programs built against 0.1. */
+UDPRR_API void udprr_server_opts_init_sized(udprr_server_opts *opts,
+                                            size_t size);
+UDPRR_API void(udprr_server_opts_init)(udprr_server_opts *opts);
+#define udprr_server_opts_init(opts)                                           \
+    udprr_server_opts_init_sized((opts), sizeof *(opts))
 
 /*
  * udprr_server_open - binds a UDP socket to host and service.

@@ -8,10 +8,8 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "alloc.h"
-#include "client_internal.h"
 #include "exchange.h"
 #include "opts.h"
 #include "sock.h"
@@ -30,31 +28,18 @@ struct udprr_client {
     void *on_attempt_user;
     uint8_t random_pool[RANDOM_POOL_BYTES];
     size_t random_used;
+    /* Last: open zeroes only what comes before it (see there). */
     uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
 };
-
-void udprr_client_opts_init(udprr_client_opts *opts)
-{
-    memset(opts, 0, sizeof *opts);
-    opts->size = sizeof *opts;
-    opts->deadline_ms = 10000;
-    opts->max_attempts = 0;
-    opts->initial_rto_ms = 1000;
-    opts->min_rto_ms = 1;
-    opts->max_rto_ms = 10000;
-    opts->backoff_pct = 200;
-    opts->jitter_pct = 20;
-    opts->fixed_rto = 0;
-}
 
 static int make_policy(const udprr_client_opts *o,
                        struct udprr__rtt_policy *p,
                        struct udprr__exchange_limits *lim)
 {
-    udprr__rtt_policy_default(p);
     p->initial_rto_us = (uint64_t)o->initial_rto_ms * 1000;
     p->min_rto_us = (uint64_t)o->min_rto_ms * 1000;
     p->max_rto_us = (uint64_t)o->max_rto_ms * 1000;
+    p->granularity_us = UDPRR__RTT_GRANULARITY_US;
     p->backoff_pct = o->backoff_pct;
     p->jitter_pct = o->jitter_pct;
     p->adaptive = !o->fixed_rto;
@@ -70,23 +55,7 @@ static int make_policy(const udprr_client_opts *o,
 static int client_send(void *ctx, const void *buf, size_t len)
 {
     udprr_client *c = ctx;
-    int refused = 0;
-    for (;;) {
-        if (send(c->fd, buf, len, 0) >= 0)
-            return UDPRR_OK;
-        if (errno == EINTR)
-            continue;
-        /* A send that fails with ECONNREFUSED reports an ICMP error left on
-         * the socket by an earlier datagram (a late retransmission of a
-         * request long answered, say), not by this one, which was not sent.
-         * Reporting it cleared it: send again, once. If nothing listens,
-         * this datagram's own ICMP error will come back to the receive. */
-        if (errno == ECONNREFUSED && !refused) {
-            refused = 1;
-            continue;
-        }
-        return udprr__sock_status(errno);
-    }
+    return udprr__sock_send(c->fd, buf, len);
 }
 
 static int client_random64(void *ctx, uint64_t *out)
@@ -122,22 +91,28 @@ int udprr_client_open(udprr_client **out, const char *host,
     struct udprr__rtt_policy policy;
     struct udprr__exchange_limits limits;
 
-    udprr_client_opts_init(&o);
     if (out == NULL || host == NULL || service == NULL ||
-        udprr__take_opts(&o, sizeof o, opts,
-                         offsetof(udprr_client_opts, deadline_ms) +
-                             sizeof o.deadline_ms) != UDPRR_OK ||
+        udprr__client_opts_take(&o, opts) != UDPRR_OK ||
         make_policy(&o, &policy, &limits) != UDPRR_OK)
         return UDPRR_EINVAL;
 
     udprr_client *c = udprr__malloc(sizeof *c);
     if (c == NULL)
         return UDPRR_ENOMEM;
+    /* Everything but the 64 KiB receive buffer starts zeroed. The buffer
+     * is only ever read after a receive wrote it, and zeroing it would
+     * touch (and make resident) every one of its pages for nothing. */
     memset(c, 0, offsetof(udprr_client, rxbuf));
     c->on_attempt = o.on_attempt;
     c->on_attempt_user = o.on_attempt_user;
-    c->random_used = sizeof c->random_pool; /* empty: fill on first use */
-    if (udprr__random_bytes(c->random_pool, 8) != UDPRR_OK) {
+    /* The random pool is filled here rather than at the first request, so
+     * that the kernel's random source is known to work before the handle
+     * is returned: open fails with UDPRR_ESYS if it does not (getrandom
+     * filtered out by a sandbox, say), and the wait for the kernel's
+     * entropy pool early in boot, if any, happens here, not inside a
+     * request's deadline. */
+    if (udprr__random_bytes(c->random_pool, sizeof c->random_pool) !=
+        UDPRR_OK) {
         int saved = errno;
         udprr__free(c);
         errno = saved;
@@ -164,9 +139,9 @@ int udprr_client_open(udprr_client **out, const char *host,
     return UDPRR_OK;
 }
 
-int udprr__client_fd(const udprr_client *c)
+int udprr_client_fd(const udprr_client *c)
 {
-    return c->fd;
+    return c == NULL ? -1 : c->fd;
 }
 
 void udprr_client_close(udprr_client *c)
@@ -174,7 +149,7 @@ void udprr_client_close(udprr_client *c)
     if (c == NULL)
         return;
     udprr__exchange_destroy(&c->x);
-    close(c->fd);
+    udprr__sock_close(c->fd);
     udprr__free(c);
 }
 
@@ -185,24 +160,19 @@ static void receive_step(udprr_client *c)
 {
     int refused = 0;
     for (int i = 0; i < RECV_BATCH; i++) {
-        ssize_t n = recv(c->fd, c->rxbuf, sizeof c->rxbuf, MSG_DONTWAIT);
+        int refused_now;
+        ssize_t n = udprr__sock_recv(c->fd, c->rxbuf, sizeof c->rxbuf,
+                                     &refused_now);
         if (n >= 0) {
             udprr__exchange_datagram(&c->x, c->rxbuf, (size_t)n,
                                      udprr__now_us());
             continue;
         }
-        if (errno == EINTR)
-            continue;
-        if (errno == ECONNREFUSED) {
-            /* The kernel reports the ICMP error before datagrams already
-             * queued: read on, so a reply that arrived before the server
-             * went away still completes its request. */
-            refused = 1;
-            continue;
-        }
-        /* EAGAIN: drained. Other errors (an ICMP host or network
-         * unreachable) are left to the retries and the deadline. */
-        break;
+        /* Drained, or an error other than "refused" (an ICMP host or
+         * network unreachable): left to the retries and the deadline. */
+        if (!refused_now)
+            break;
+        refused = 1;
     }
     /* Nothing listens at the server's port now, so no retry of what is
      * still outstanding can be answered. */
@@ -260,9 +230,11 @@ int udprr_client_request(udprr_client *c, const void *req, size_t req_len,
         uint64_t when, now = udprr__now_us(), timeout = 0;
         if (udprr__exchange_next_timer(&c->x, &when) && when > now)
             timeout = when - now;
-        if (udprr__sock_wait(c->fd, timeout) < 0 && errno != EINTR) {
+        if (udprr__sock_wait(c->fd, -1, timeout) < 0 && errno != EINTR) {
+            /* The request ends here, with UDPRR_ESYS: counted in failed,
+             * as the stats promise, not as a cancel. */
             int saved = errno;
-            udprr__exchange_cancel(&c->x, id);
+            udprr__exchange_fail(&c->x, id, UDPRR_ESYS);
             errno = saved;
             return UDPRR_ESYS;
         }
@@ -275,7 +247,7 @@ int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
 {
     if (c == NULL || out == NULL || out->size < sizeof out->size)
         return UDPRR_EINVAL;
-    const struct udprr__exchange_stats *s = &c->x.stats;
+    const struct udprr__exchange_counters *s = &c->x.stats;
     struct udprr_client_stats full = {
         .size = sizeof full,
         .requests = s->requests,
@@ -291,9 +263,9 @@ int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
         .dropped_duplicate = s->dropped_duplicate,
         .dropped_malformed = s->dropped_malformed,
         .dropped_unexpected = s->dropped_unexpected,
-        .rtt_samples = s->samples,
+        .rtt_samples = c->x.rtt.samples,
         .send_errors = s->send_errors,
-        .spurious_retransmissions = s->spurious,
+        .spurious_retransmissions = s->spurious_retransmissions,
         .srtt_us = c->x.rtt.srtt_us,
         .rttvar_us = c->x.rtt.rttvar_us,
         .rto_us = c->x.rtt.rto_us,

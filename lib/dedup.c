@@ -16,11 +16,6 @@
 #include "siphash.h"
 #include "udprr.h"
 
-/* The public figure (udprr.h), used in the server's byte accounting. */
-#define ENTRY_OVERHEAD_BYTES UDPRR_CACHE_ENTRY_OVERHEAD
-
-const size_t UDPRR__DEDUP_ENTRY_OVERHEAD = ENTRY_OVERHEAD_BYTES;
-
 struct entry {
     struct entry *older;      /* toward the head of the age list */
     struct entry *newer;      /* toward the tail */
@@ -35,8 +30,8 @@ struct entry {
 /* The figure in dedup.h: the header, malloc's header and rounding (up to
  * 24 bytes), and two bucket slots. */
 _Static_assert(sizeof(struct entry) + 24 + 2 * sizeof(struct entry *) <=
-                   ENTRY_OVERHEAD_BYTES,
-               "UDPRR__DEDUP_ENTRY_OVERHEAD no longer covers an entry");
+                   UDPRR_CACHE_ENTRY_OVERHEAD,
+               "UDPRR_CACHE_ENTRY_OVERHEAD no longer covers an entry");
 
 struct udprr__dedup {
     struct udprr__dedup_limits limits;
@@ -91,7 +86,7 @@ static struct entry *find(const udprr__dedup *d,
 
 static size_t entry_cost(size_t reply_len)
 {
-    return reply_len + ENTRY_OVERHEAD_BYTES;
+    return reply_len + UDPRR_CACHE_ENTRY_OVERHEAD;
 }
 
 /* Takes e off its bucket chain and the age list, and frees it. */
@@ -123,13 +118,13 @@ int udprr__dedup_new(udprr__dedup **out, const struct udprr__dedup_limits *lim)
     *out = NULL;
     if (lim == NULL || lim->max_entries < 1 ||
         lim->max_entries > UDPRR__DEDUP_MAX_ENTRIES ||
-        lim->max_bytes < ENTRY_OVERHEAD_BYTES || lim->lifetime_us < 1)
+        lim->max_bytes < UDPRR_CACHE_ENTRY_OVERHEAD || lim->lifetime_us < 1)
         return UDPRR_EINVAL;
 
     /* Every entry costs at least the overhead, so the byte bound may allow
      * fewer entries than max_entries; size the table for the smaller. At
      * most one entry per bucket on average, and it never has to grow. */
-    size_t most_entries = lim->max_bytes / ENTRY_OVERHEAD_BYTES;
+    size_t most_entries = lim->max_bytes / UDPRR_CACHE_ENTRY_OVERHEAD;
     if (most_entries > lim->max_entries)
         most_entries = lim->max_entries;
     size_t bucket_count = 1;
@@ -211,13 +206,14 @@ int udprr__dedup_insert(udprr__dedup *d, const struct udprr__dedup_key *key,
         return UDPRR_EINVAL;
     /* max_bytes >= the overhead was checked at creation: no wrap. */
     const size_t max_bytes = d->limits.max_bytes;
-    if (reply_len > max_bytes - ENTRY_OVERHEAD_BYTES)
+    if (reply_len > max_bytes - UDPRR_CACHE_ENTRY_OVERHEAD)
         return UDPRR_ETOOBIG;
     const size_t cost = entry_cost(reply_len);
 
     /* Allocate before touching anything, so that running out of memory
      * leaves the cache exactly as it was. The size cannot wrap: reply_len
-     * is at most SIZE_MAX - 128 and the header is smaller than 128. */
+     * is at most SIZE_MAX - UDPRR_CACHE_ENTRY_OVERHEAD and the header is
+     * smaller than the overhead (the static assertion above). */
     struct entry *fresh = udprr__malloc(sizeof *fresh + reply_len);
     if (fresh == NULL)
         return UDPRR_ENOMEM;

@@ -16,20 +16,20 @@
  * so the oldest entry is always the next to expire and the next to evict.
  *
  * Memory accounting: an entry costs its reply's length plus
- * UDPRR__DEDUP_ENTRY_OVERHEAD bytes; the cache never holds more than
+ * UDPRR_CACHE_ENTRY_OVERHEAD (udprr.h) bytes; the cache never holds more than
  * max_entries entries nor more than max_bytes bytes by that count. A reply
  * whose entry alone would exceed max_bytes is not cached (insert returns
  * UDPRR_ETOOBIG and the cache is unchanged).
  *
- * The overhead is 128 bytes on every platform. On LP64 it covers the 88-byte
- * entry header that sits in front of the reply copy (one allocation per
- * entry), up to 24 bytes of malloc's own header and rounding, and two hash
- * slots: the table is allocated once, at creation, with a power of two of
- * buckets below twice the most entries the bounds allow
- * (min(max_entries, max_bytes / 128)), so it never grows. The real memory
- * therefore stays within max_bytes when the cache holds all the entries it
- * can, and within max_bytes plus an eighth (the table) when it holds a few
- * large ones; plus the 112-byte handle.
+ * The overhead is 128 bytes on every platform. On LP64 it covers the
+ * 88-byte entry header that sits in front of the reply copy (one allocation
+ * per entry), up to 24 bytes of malloc's own header and rounding, and two
+ * hash slots: the table is allocated once, at creation, with a power of two
+ * of buckets below twice the most entries the bounds allow (min(max_entries,
+ * max_bytes / UDPRR_CACHE_ENTRY_OVERHEAD)), so it never grows. The real
+ * memory therefore stays within max_bytes when the cache holds all the
+ * entries it can, and within max_bytes plus an eighth (the table) when it
+ * holds a few large ones; plus the 112-byte handle.
  *
  * Times are microseconds on a clock that does not step back (the server
  * uses CLOCK_MONOTONIC). If now_us is ever below an entry's insertion time,
@@ -40,6 +40,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "udprr.h"
 
 /* Room for any sockaddr the server can see (sockaddr_in6 is 28 bytes). */
 #define UDPRR__DEDUP_ADDR_MAX 28
@@ -57,7 +59,7 @@ struct udprr__dedup_key {
 
 struct udprr__dedup_limits {
     size_t max_entries;   /* 1..UDPRR__DEDUP_MAX_ENTRIES */
-    size_t max_bytes;     /* >= UDPRR__DEDUP_ENTRY_OVERHEAD */
+    size_t max_bytes;     /* >= UDPRR_CACHE_ENTRY_OVERHEAD */
     uint64_t lifetime_us; /* >= 1 */
     uint64_t hash_key[2]; /* secret, random SipHash key: a client that
                              picks its own IDs cannot aim them at one
@@ -76,9 +78,6 @@ struct udprr__dedup_stats {
 };
 
 typedef struct udprr__dedup udprr__dedup;
-
-/* The bytes an entry costs beyond its reply; a fixed, documented figure. */
-extern const size_t UDPRR__DEDUP_ENTRY_OVERHEAD;
 
 /* Creates an empty cache. UDPRR_OK, UDPRR_EINVAL (a limit out of range,
  * NULL out or lim), UDPRR_ENOMEM. On failure *out (when out is not NULL) is

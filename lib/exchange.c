@@ -231,32 +231,26 @@ static int recently_finished(const struct udprr__exchange *x, uint64_t id)
     return 0;
 }
 
-static void count_end(struct udprr__exchange_stats *s, int status)
+/* The one counter that takes a request ended with status. */
+static uint64_t *end_counter(struct udprr__exchange_counters *s, int status)
 {
     switch (status) {
-    case UDPRR_OK:
-        s->completed++;
-        break;
-    case UDPRR_ETIMEDOUT:
-        s->timeouts++;
-        break;
-    case UDPRR_EREFUSED:
-        s->refused++;
-        break;
-    case UDPRR_EREMOTE:
-        s->declined++;
-        break;
-    case UDPRR_ECANCELED:
-        s->canceled++;
-        break;
-    default:
-        s->failed++;
-        break;
+    case UDPRR_OK: return &s->completed;
+    case UDPRR_ETIMEDOUT: return &s->timeouts;
+    case UDPRR_EREFUSED: return &s->refused;
+    case UDPRR_EREMOTE: return &s->declined;
+    case UDPRR_ECANCELED: return &s->canceled;
+    default: return &s->failed;
     }
 }
 
+static void count_end(struct udprr__exchange_counters *s, int status)
+{
+    (*end_counter(s, status))++;
+}
+
 /* Takes r out of the engine, frees it, then reports: by the time done runs
- * the engine is consistent again, so done may submit or close. */
+ * the engine is consistent again, so done may submit. */
 static void finish(struct udprr__exchange *x, struct udprr__xreq *r,
                    int status, const uint8_t *reply, size_t reply_len)
 {
@@ -268,8 +262,7 @@ static void finish(struct udprr__exchange *x, struct udprr__xreq *r,
     remember_finished(x, r->id);
     count_end(&x->stats, status);
     udprr__free(r);
-    if (!x->closing)
-        done(user, status, reply, reply_len);
+    done(user, status, reply, reply_len);
 }
 
 /* Arms r's timer after transmission r->attempts went out at now_us and
@@ -289,7 +282,7 @@ static void arm(struct udprr__exchange *x, struct udprr__xreq *r,
     if (when < now_us || when > r->deadline_us)
         when = r->deadline_us;
     r->timer_us = when;
-    if (x->io.on_attempt != NULL && !x->closing)
+    if (x->io.on_attempt != NULL)
         x->io.on_attempt(x->io.ctx, r->id, r->attempts, when - now_us,
                          x->rtt.rto_us,
                          r->len - udprr__framing_overhead(&x->framing));
@@ -372,7 +365,7 @@ int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
                            udprr__xdone_fn done, void *user, uint64_t *id_out)
 {
     if (x == NULL || done == NULL || (body == NULL && body_len > 0) ||
-        x->closing || x->destroying)
+        x->destroying)
         return UDPRR_EINVAL;
     if (body_len > udprr__framing_max_body(&x->framing))
         return UDPRR_ETOOBIG;
@@ -467,12 +460,11 @@ void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
         unsigned which = in.attempt ? in.attempt : 1;
         uint64_t sent = r->sent_us[(which - 1u) % UDPRR__XCHG_SENT_HISTORY];
         udprr__rtt_sample(&x->rtt, now_us >= sent ? now_us - sent : 0);
-        x->stats.samples++;
     }
     /* Transmissions made after the one that was answered were not needed:
      * its reply was on its way (only native replies say which it was). */
     if (in.attempt > 0)
-        x->stats.spurious += r->attempts - in.attempt;
+        x->stats.spurious_retransmissions += r->attempts - in.attempt;
     if (in.kind == UDPRR__KIND_REPLY)
         finish(x, r, UDPRR_OK, in.body, in.body_len);
     else
@@ -481,7 +473,7 @@ void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
 
 void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us)
 {
-    while (!x->closing && x->pending > 0 && x->heap[0]->timer_us <= now_us) {
+    while (x->pending > 0 && x->heap[0]->timer_us <= now_us) {
         struct udprr__xreq *r = x->heap[0];
         if (now_us >= r->deadline_us ||
             (x->limits.max_attempts > 0 &&
@@ -525,17 +517,16 @@ void udprr__exchange_fail_all(struct udprr__exchange *x, int status)
         remember_finished(x, r->id);
         count_end(&x->stats, status);
         udprr__free(r);
-        if (!x->closing)
-            done(user, status, NULL, 0);
+        done(user, status, NULL, 0);
     }
 }
 
-int udprr__exchange_cancel(struct udprr__exchange *x, uint64_t id)
+int udprr__exchange_fail(struct udprr__exchange *x, uint64_t id, int status)
 {
     struct udprr__xreq *r = find(x, id);
-    if (r == NULL)
+    if (r == NULL || status == UDPRR_OK)
         return UDPRR_EINVAL;
-    finish(x, r, UDPRR_ECANCELED, NULL, 0);
+    finish(x, r, status, NULL, 0);
     return UDPRR_OK;
 }
 
@@ -546,9 +537,4 @@ int udprr__exchange_next_timer(const struct udprr__exchange *x,
         return 0;
     *when_us = x->heap[0]->timer_us;
     return 1;
-}
-
-void udprr__exchange_close_soon(struct udprr__exchange *x)
-{
-    x->closing = 1;
 }

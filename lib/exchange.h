@@ -20,9 +20,8 @@
  * UDPRR_ETIMEDOUT if the deadline has come or the last attempt was sent,
  * and is resent with the next attempt number otherwise.
  *
- * Reentrancy: a done callback may submit new requests. It may also ask for
- * the engine to be destroyed, through udprr__exchange_close_soon(); the
- * step in progress then stops calling back and the owner destroys it.
+ * Reentrancy: a done callback may submit new requests. It must not destroy
+ * the engine: the step that called it is still running.
  */
 #ifndef UDPRR_EXCHANGE_H
 #define UDPRR_EXCHANGE_H
@@ -64,7 +63,10 @@ struct udprr__exchange_limits {
     uint64_t deadline_us;  /* from submit to the end; 0: no deadline */
 };
 
-struct udprr__exchange_stats {
+/* The engine's counters, each named as the field of struct
+ * udprr_client_stats (udprr.h) that reports it; the engine is their only
+ * owner. The RTT samples are counted by the estimator (rtt.samples). */
+struct udprr__exchange_counters {
     uint64_t requests;        /* submitted */
     uint64_t completed;       /* ended with UDPRR_OK */
     uint64_t attempts;        /* transmissions, first ones included */
@@ -79,8 +81,7 @@ struct udprr__exchange_stats {
     uint64_t dropped_duplicate; /* replies to a request already finished */
     uint64_t dropped_malformed; /* failed to decode */
     uint64_t dropped_unexpected; /* well formed, but not a reply we sent for */
-    uint64_t samples;           /* RTT samples taken */
-    uint64_t spurious;          /* retransmissions after the one answered */
+    uint64_t spurious_retransmissions; /* sent after the one answered */
 };
 
 struct udprr__xreq;
@@ -90,7 +91,7 @@ struct udprr__exchange {
     struct udprr__rtt rtt;
     struct udprr__exchange_limits limits;
     struct udprr__exchange_io io;
-    struct udprr__exchange_stats stats;
+    struct udprr__exchange_counters stats;
 
     struct udprr__xreq **buckets; /* hash of outstanding requests by ID */
     size_t nbuckets;              /* a power of two */
@@ -107,7 +108,6 @@ struct udprr__exchange {
     uint64_t id_key[4];
     uint64_t id_counter;
 
-    int closing; /* set by close_soon: make no more callbacks */
     int destroying; /* in destroy: callbacks may not submit */
 };
 
@@ -120,8 +120,8 @@ int udprr__exchange_init(struct udprr__exchange *x,
                          const struct udprr__exchange_limits *limits,
                          const struct udprr__exchange_io *io);
 
-/* Ends every outstanding request with UDPRR_ECANCELED (unless closing) and
- * frees the engine's memory. Submits from those callbacks fail with
+/* Ends every outstanding request with UDPRR_ECANCELED and frees the
+ * engine's memory. Submits from those callbacks fail with
  * UDPRR_EINVAL. */
 void udprr__exchange_destroy(struct udprr__exchange *x);
 
@@ -150,18 +150,16 @@ void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us);
  * done callbacks submit meanwhile stay outstanding. */
 void udprr__exchange_fail_all(struct udprr__exchange *x, int status);
 
-/* Ends one outstanding request with UDPRR_ECANCELED. UDPRR_OK, or
- * UDPRR_EINVAL when no request has that ID. */
-int udprr__exchange_cancel(struct udprr__exchange *x, uint64_t id);
+/* Ends one outstanding request with status, a failure, which also says
+ * which counter takes it: UDPRR_ECANCELED for a request given up,
+ * UDPRR_ESYS when waiting for its reply failed (counted in failed), and so
+ * on. UDPRR_OK, or UDPRR_EINVAL when no request has that ID or status is
+ * UDPRR_OK (only a reply completes a request). */
+int udprr__exchange_fail(struct udprr__exchange *x, uint64_t id, int status);
 
 /* When the earliest timer fires: returns 1 and sets *when_us, or 0 when
  * nothing is outstanding. */
 int udprr__exchange_next_timer(const struct udprr__exchange *x,
                                uint64_t *when_us);
-
-/* Called from a done callback that wants the engine gone: no further
- * callbacks are made; the owner calls udprr__exchange_destroy after the
- * current step returns. */
-void udprr__exchange_close_soon(struct udprr__exchange *x);
 
 #endif /* UDPRR_EXCHANGE_H */

@@ -49,7 +49,8 @@ struct udprr__framed {
  * hold the ID. */
 int udprr__framing_check(const struct udprr__framing *f);
 
-/* Bytes the framing adds in front of the body: 16 native, 0 otherwise. */
+/* Bytes the framing adds in front of the body: UDPRR__WIRE_HEADER_BYTES
+ * (20) native, 0 otherwise. */
 size_t udprr__framing_overhead(const struct udprr__framing *f);
 
 /* The largest body one datagram carries in this framing. */

@@ -17,7 +17,7 @@ void udprr__rtt_policy_default(struct udprr__rtt_policy *policy)
     policy->initial_rto_us = 1 * SEC; /* RFC 6298 2.1 and RFC 8085 3.1.3 */
     policy->min_rto_us = 1 * MS; /* with G: RFC 9002's kGranularity */
     policy->max_rto_us = 10 * SEC;
-    policy->granularity_us = 1 * MS;
+    policy->granularity_us = UDPRR__RTT_GRANULARITY_US;
     policy->backoff_pct = 200;
     policy->jitter_pct = 20;
     policy->adaptive = 1;

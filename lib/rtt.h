@@ -36,6 +36,9 @@
  * arithmetic above well inside 64 bits. */
 #define UDPRR__RTT_LIMIT_US (3600ull * 1000 * 1000) /* one hour */
 #define UDPRR__RTT_MAX_BACKOFF_PCT 1000u
+/* G, the least margin the RTO keeps above SRTT: RFC 9002's kGranularity.
+ * Not an option: clients set the floor (min_rto) instead. */
+#define UDPRR__RTT_GRANULARITY_US 1000u
 
 struct udprr__rtt_policy {
     uint64_t initial_rto_us; /* RTO before the first sample */
@@ -55,7 +58,8 @@ struct udprr__rtt {
     uint64_t samples; /* how many samples were taken */
 };
 
-/* Fills *policy with the library's defaults (see docs/retry.md). */
+/* Fills *policy with the library's defaults (see docs/retry.md): the one
+ * place they are written; the client's option defaults are made from it. */
 void udprr__rtt_policy_default(struct udprr__rtt_policy *policy);
 
 /* UDPRR_OK when the policy is usable, UDPRR_EINVAL when not: a zero or

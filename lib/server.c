@@ -7,10 +7,6 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/uio.h>
-#include <poll.h>
-#include <unistd.h>
 
 #include "alloc.h"
 #include "dedup.h"
@@ -26,41 +22,49 @@
 /* stop() is async-signal-safe only if this flag needs no lock. */
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int must be lock-free");
 
+/* The server's own counters, each named as the field of struct
+ * udprr_server_stats (udprr.h) that reports it. The cache's figures
+ * (cache_hits, cache_entries, ...) are the reply cache's own
+ * (udprr__dedup_stats); udprr_server_stats puts the two together. */
+struct server_counters {
+    uint64_t received;
+    uint64_t handled;
+    uint64_t answered;
+    uint64_t declined;
+    uint64_t not_answered;
+    uint64_t dropped_malformed;
+    uint64_t dropped_unexpected;
+    uint64_t send_errors;
+    uint64_t uncached;
+};
+
 struct udprr_server {
     int fd;
     int wake_fd; /* eventfd: udprr_server_stop wakes run through it */
     atomic_int stopping;
     udprr__dedup *cache; /* NULL when the reply cache is off */
     struct udprr__framing framing;
-    struct udprr_server_stats stats;
+    struct server_counters stats;
+    /* Last: open zeroes only what comes before them (see there). */
     uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
     uint8_t reply[UDPRR_MAX_DATAGRAM];
 };
-
-void udprr_server_opts_init(udprr_server_opts *opts)
-{
-    memset(opts, 0, sizeof *opts);
-    opts->size = sizeof *opts;
-    opts->reply_cache = 1;
-    opts->cache_entries = 65536;
-    opts->cache_bytes = 64u << 20;
-    opts->cache_lifetime_ms = 30000;
-}
 
 int udprr_server_open(udprr_server **out, const char *host,
                       const char *service, const udprr_server_opts *opts)
 {
     udprr_server_opts o;
-    udprr_server_opts_init(&o);
     if (out == NULL || service == NULL ||
-        udprr__take_opts(&o, sizeof o, opts,
-                         offsetof(udprr_server_opts, reply_cache) +
-                             sizeof o.reply_cache) != UDPRR_OK)
+        udprr__server_opts_take(&o, opts) != UDPRR_OK)
         return UDPRR_EINVAL;
 
     udprr_server *s = udprr__malloc(sizeof *s);
     if (s == NULL)
         return UDPRR_ENOMEM;
+    /* Everything but the two 64 KiB buffers starts zeroed. rxbuf is only
+     * read after a receive wrote it, reply only after the handler wrote
+     * it (up to the *reply_len it set), so zeroing them would touch (and
+     * make resident) every one of their pages for nothing. */
     memset(s, 0, offsetof(udprr_server, rxbuf));
     s->fd = s->wake_fd = -1;
     atomic_init(&s->stopping, 0);
@@ -79,11 +83,8 @@ int udprr_server_open(udprr_server **out, const char *host,
         if (rc == UDPRR_OK)
             rc = udprr__dedup_new(&s->cache, &lim);
     }
-    if (rc == UDPRR_OK) {
-        s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (s->wake_fd < 0)
-            rc = UDPRR_ESYS;
-    }
+    if (rc == UDPRR_OK)
+        rc = udprr__wake_open(&s->wake_fd);
     if (rc == UDPRR_OK)
         rc = udprr__sock_bind(host, service, &s->fd);
     if (rc != UDPRR_OK) {
@@ -100,10 +101,8 @@ void udprr_server_close(udprr_server *s)
 {
     if (s == NULL)
         return;
-    if (s->fd >= 0)
-        close(s->fd);
-    if (s->wake_fd >= 0)
-        close(s->wake_fd);
+    udprr__sock_close(s->fd);
+    udprr__sock_close(s->wake_fd);
     udprr__dedup_free(s->cache);
     udprr__free(s);
 }
@@ -113,21 +112,17 @@ int udprr_server_sockname(const udprr_server *s, struct sockaddr *addr,
 {
     if (s == NULL || addr == NULL || len == NULL)
         return UDPRR_EINVAL;
-    return getsockname(s->fd, addr, len) == 0 ? UDPRR_OK : UDPRR_ESYS;
+    return udprr__sock_name(s->fd, addr, len);
 }
 
 void udprr_server_stop(udprr_server *s)
 {
     if (s == NULL)
         return;
-    /* Only an atomic store and write(2): both async-signal-safe. errno is
-     * kept, since a signal handler may interrupt code that reads it. */
-    int saved = errno;
-    uint64_t one = 1;
+    /* Only an atomic store and udprr__wake_signal: both
+     * async-signal-safe. */
     atomic_store(&s->stopping, 1);
-    ssize_t ignored = write(s->wake_fd, &one, sizeof one);
-    (void)ignored; /* a full eventfd is already a pending wake-up */
-    errno = saved;
+    udprr__wake_signal(s->wake_fd);
 }
 
 /* Sends the framing's header (if any) and body to peer in one datagram.
@@ -142,18 +137,8 @@ static void answer(udprr_server *s, const struct sockaddr *peer,
     if (!udprr__framing_reply(&s->framing, kind, req->id, req->attempt, body,
                               body_len, header, &header_len))
         return; /* a decline this framing cannot express */
-    struct iovec iov[2] = {{header, header_len}, {(void *)body, body_len}};
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_name = (void *)peer;
-    msg.msg_namelen = peer_len;
-    msg.msg_iov = header_len > 0 ? iov : iov + 1;
-    msg.msg_iovlen = (header_len > 0) + (body_len > 0);
-    ssize_t n;
-    do {
-        n = sendmsg(s->fd, &msg, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
+    if (udprr__sock_send_to(s->fd, peer, peer_len, header, header_len, body,
+                            body_len) != UDPRR_OK)
         s->stats.send_errors++; /* the client's retry asks again */
     else
         s->stats.answered++;
@@ -185,7 +170,6 @@ static void handle_datagram(udprr_server *s, size_t len,
         size_t cached_len;
         if (udprr__dedup_lookup(s->cache, &key, now_us, &kind, &cached,
                                 &cached_len)) {
-            s->stats.cache_hits++;
             answer(s, peer, peer_len, (enum udprr__wire_kind)kind, &in,
                    cached, cached_len);
             return;
@@ -203,7 +187,9 @@ static void handle_datagram(udprr_server *s, size_t len,
         return;
     }
     enum udprr__wire_kind kind = UDPRR__KIND_REPLY;
-    if (rc != 0 || reply_len > cap) {
+    /* Anything but UDPRR_REPLY and UDPRR_NO_REPLY declines, so that a
+     * handler's error path (return 1, -1, -EIO) tells the client at once. */
+    if (rc != UDPRR_REPLY || reply_len > cap) {
         kind = UDPRR__KIND_DECLINE;
         reply_len = 0;
         s->stats.declined++;
@@ -228,13 +214,10 @@ static void receive_step(udprr_server *s, udprr_handler h, void *user)
     for (int i = 0; i < RECV_BATCH && !atomic_load(&s->stopping); i++) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof peer;
-        ssize_t n = recvfrom(s->fd, s->rxbuf, sizeof s->rxbuf, MSG_DONTWAIT,
-                             (struct sockaddr *)&peer, &peer_len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
+        ssize_t n = udprr__sock_recv_from(s->fd, s->rxbuf, sizeof s->rxbuf,
+                                          &peer, &peer_len);
+        if (n < 0)
             return; /* EAGAIN: drained; other errors: nothing to take */
-        }
         s->stats.received++;
         handle_datagram(s, (size_t)n, (struct sockaddr *)&peer, peer_len, h,
                         user, udprr__now_us());
@@ -246,13 +229,13 @@ int udprr_server_run(udprr_server *s, udprr_handler h, void *user)
     if (s == NULL || h == NULL)
         return UDPRR_EINVAL;
     while (!atomic_load(&s->stopping)) {
-        struct pollfd p[2] = {{s->fd, POLLIN, 0}, {s->wake_fd, POLLIN, 0}};
-        if (poll(p, 2, -1) < 0) {
+        int readable = udprr__sock_wait(s->fd, s->wake_fd, UINT64_MAX);
+        if (readable < 0) {
             if (errno == EINTR)
                 continue;
             return UDPRR_ESYS;
         }
-        if (p[0].revents != 0)
+        if (readable)
             receive_step(s, h, user);
     }
     return UDPRR_OK;
@@ -262,16 +245,26 @@ int udprr_server_stats(const udprr_server *s, struct udprr_server_stats *out)
 {
     if (s == NULL || out == NULL || out->size < sizeof out->size)
         return UDPRR_EINVAL;
-    struct udprr_server_stats full = s->stats;
-    full.size = sizeof full;
-    if (s->cache != NULL) {
-        struct udprr__dedup_stats d;
-        udprr__dedup_stats(s->cache, &d);
-        full.cache_entries = d.entries;
-        full.cache_bytes = d.bytes;
-        full.cache_evicted = d.evicted;
-        full.cache_expired = d.expired;
-    }
+    const struct server_counters *c = &s->stats;
+    struct udprr__dedup_stats d; /* all zeros without a cache */
+    udprr__dedup_stats(s->cache, &d);
+    struct udprr_server_stats full = {
+        .size = sizeof full,
+        .received = c->received,
+        .handled = c->handled,
+        .answered = c->answered,
+        .cache_hits = d.hits,
+        .declined = c->declined,
+        .not_answered = c->not_answered,
+        .dropped_malformed = c->dropped_malformed,
+        .dropped_unexpected = c->dropped_unexpected,
+        .send_errors = c->send_errors,
+        .uncached = c->uncached,
+        .cache_entries = d.entries,
+        .cache_bytes = d.bytes,
+        .cache_evicted = d.evicted,
+        .cache_expired = d.expired,
+    };
     size_t n = out->size < sizeof full ? out->size : sizeof full;
     memcpy(out, &full, n);
     out->size = n;

@@ -10,7 +10,9 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,11 +76,12 @@ static int open_udp(int family)
                   IPPROTO_UDP);
 }
 
-/* Tries each address in turn with attach (connect or bind); the errno of
- * the last failure survives for the caller. */
-static int first_that_works(const struct addrinfo *list,
-                            int (*attach)(int, const struct sockaddr *,
-                                          socklen_t),
+/* connect(2) or bind(2). */
+typedef int attach_fn(int fd, const struct sockaddr *addr, socklen_t len);
+
+/* Tries each address in turn with attach; the errno of the last failure
+ * survives for the caller. */
+static int first_that_works(const struct addrinfo *list, attach_fn *attach,
                             int *fd_out)
 {
     int saved = EADDRNOTAVAIL;
@@ -99,15 +102,23 @@ static int first_that_works(const struct addrinfo *list,
     return UDPRR_ESYS;
 }
 
-int udprr__sock_connect(const char *host, const char *service, int *fd_out)
+/* Resolves host/service and attaches a socket to the first address that
+ * takes one (passive: for bind, else for connect). */
+static int resolve_and_attach(const char *host, const char *service,
+                              int passive, attach_fn *attach, int *fd_out)
 {
     struct addrinfo *list;
-    int rc = resolve(host, service, 0, &list);
+    int rc = resolve(host, service, passive, &list);
     if (rc != UDPRR_OK)
         return rc;
-    rc = first_that_works(list, connect, fd_out);
+    rc = first_that_works(list, attach, fd_out);
     freeaddrinfo(list);
     return rc;
+}
+
+int udprr__sock_connect(const char *host, const char *service, int *fd_out)
+{
+    return resolve_and_attach(host, service, 0, connect, fd_out);
 }
 
 /* The wildcard bind: one IPv6 socket that also receives IPv4 (as mapped
@@ -152,13 +163,7 @@ int udprr__sock_bind(const char *host, const char *service, int *fd_out)
 {
     if (host == NULL)
         return bind_any(service, fd_out);
-    struct addrinfo *list;
-    int rc = resolve(host, service, 1, &list);
-    if (rc != UDPRR_OK)
-        return rc;
-    rc = first_that_works(list, bind, fd_out);
-    freeaddrinfo(list);
-    return rc;
+    return resolve_and_attach(host, service, 1, bind, fd_out);
 }
 
 static void put16(uint8_t *p, uint16_t v)
@@ -187,17 +192,116 @@ size_t udprr__sock_addr_key(const struct sockaddr *addr, socklen_t len,
     return 0;
 }
 
-int udprr__sock_wait(int fd, uint64_t timeout_us)
+int udprr__sock_wait(int fd, int wake_fd, uint64_t timeout_us)
 {
-    struct pollfd p = {fd, POLLIN, 0};
+    /* poll ignores an entry whose fd is negative: wake_fd -1 waits on fd
+     * alone. */
+    struct pollfd p[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
     struct timespec ts, *tsp = NULL;
     if (timeout_us != UINT64_MAX) {
         ts.tv_sec = (time_t)(timeout_us / 1000000u);
         ts.tv_nsec = (long)(timeout_us % 1000000u) * 1000;
         tsp = &ts;
     }
-    int n = ppoll(&p, 1, tsp, NULL);
-    if (n < 0)
+    if (ppoll(p, 2, tsp, NULL) < 0)
         return -1;
-    return n > 0;
+    return p[0].revents != 0;
+}
+
+int udprr__sock_name(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    return getsockname(fd, addr, len) == 0 ? UDPRR_OK : UDPRR_ESYS;
+}
+
+void udprr__sock_close(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+int udprr__sock_send(int fd, const void *buf, size_t len)
+{
+    int refused = 0;
+    for (;;) {
+        if (send(fd, buf, len, 0) >= 0)
+            return UDPRR_OK;
+        if (errno == EINTR)
+            continue;
+        /* Stale: the error belongs to an earlier datagram (a late
+         * retransmission of a request long answered, say). If nothing
+         * listens now, this datagram's own ICMP error comes back to the
+         * receive. */
+        if (errno == ECONNREFUSED && !refused) {
+            refused = 1;
+            continue;
+        }
+        return udprr__sock_status(errno);
+    }
+}
+
+ssize_t udprr__sock_recv(int fd, void *buf, size_t cap, int *refused)
+{
+    *refused = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        /* The kernel reports the ICMP error before datagrams already
+         * queued; the caller reads on, so a reply that arrived before the
+         * server went away still completes its request. */
+        *refused = errno == ECONNREFUSED;
+        return -1;
+    }
+}
+
+int udprr__sock_send_to(int fd, const struct sockaddr *peer,
+                        socklen_t peer_len, const void *header,
+                        size_t header_len, const void *body, size_t body_len)
+{
+    struct iovec iov[2] = {{(void *)header, header_len},
+                           {(void *)body, body_len}};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_name = (void *)peer;
+    msg.msg_namelen = peer_len;
+    msg.msg_iov = header_len > 0 ? iov : iov + 1;
+    msg.msg_iovlen = (header_len > 0) + (body_len > 0);
+    for (;;) {
+        if (sendmsg(fd, &msg, 0) >= 0)
+            return UDPRR_OK;
+        if (errno != EINTR)
+            return udprr__sock_status(errno);
+    }
+}
+
+ssize_t udprr__sock_recv_from(int fd, void *buf, size_t cap,
+                              struct sockaddr_storage *peer,
+                              socklen_t *peer_len)
+{
+    for (;;) {
+        ssize_t n = recvfrom(fd, buf, cap, MSG_DONTWAIT,
+                             (struct sockaddr *)peer, peer_len);
+        if (n >= 0 || errno != EINTR)
+            return n;
+    }
+}
+
+int udprr__wake_open(int *fd_out)
+{
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0)
+        return UDPRR_ESYS;
+    *fd_out = fd;
+    return UDPRR_OK;
+}
+
+void udprr__wake_signal(int wake_fd)
+{
+    int saved = errno;
+    uint64_t one = 1;
+    ssize_t ignored = write(wake_fd, &one, sizeof one);
+    (void)ignored; /* a full eventfd is already a pending wake-up */
+    errno = saved;
 }

@@ -4,6 +4,10 @@
  * kernel's random source. Everything that decides anything lives in the
  * pure cores; these functions only make system calls and map their errors
  * to status codes.
+ *
+ * Every system call on a socket (or on the server's wake-up eventfd) is
+ * made here and nowhere else: client.c and server.c call the functions
+ * below, so batching (recvmmsg/sendmmsg) later changes this file alone.
  */
 #ifndef UDPRR_SOCK_H
 #define UDPRR_SOCK_H
@@ -11,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 /* The largest datagram a receive can return (UDP over IPv6 carries up to
  * 65527 bytes); receive buffers of this size never truncate. */
@@ -43,9 +48,61 @@ int udprr__sock_status(int err);
 size_t udprr__sock_addr_key(const struct sockaddr *addr, socklen_t len,
                             uint8_t *out);
 
-/* Waits until fd is readable or timeout_us passes (UINT64_MAX: forever),
- * with microsecond precision. Returns 1 readable, 0 timed out, -1 error
- * (errno set; EINTR is returned to the caller, not retried here). */
-int udprr__sock_wait(int fd, uint64_t timeout_us);
+/* Waits until fd or wake_fd (-1: none) is readable, or timeout_us passes
+ * (UINT64_MAX: forever), with microsecond precision. Returns 1 when fd is
+ * readable, 0 when it is not (timed out, or only wake_fd is readable), -1
+ * on error (errno set; EINTR is returned to the caller, not retried
+ * here). */
+int udprr__sock_wait(int fd, int wake_fd, uint64_t timeout_us);
+
+/* The socket's own address, as getsockname(2). UDPRR_OK or UDPRR_ESYS. */
+int udprr__sock_name(int fd, struct sockaddr *addr, socklen_t *len);
+
+/* Closes a socket or a wake-up fd; -1 is a no-op. */
+void udprr__sock_close(int fd);
+
+/* --- a connected socket (the client) ------------------------------------ */
+
+/* Sends one datagram on a connected socket, retrying EINTR. A send that
+ * fails with ECONNREFUSED reports an ICMP error left on the socket by an
+ * earlier datagram, not by this one (which was not sent); reporting it
+ * cleared it, so the send is tried once more. UDPRR_OK, or the status of
+ * the errno of the failure (udprr__sock_status). */
+int udprr__sock_send(int fd, const void *buf, size_t len);
+
+/* Takes one datagram from a connected socket without blocking, retrying
+ * EINTR. Returns its length; or -1 when none was taken, with *refused 1
+ * when the kernel reported an ICMP port unreachable instead (datagrams
+ * queued before it may still follow: call again), 0 when the socket is
+ * drained (EAGAIN) or failed otherwise (errno set). */
+ssize_t udprr__sock_recv(int fd, void *buf, size_t cap, int *refused);
+
+/* --- an unconnected socket (the server) --------------------------------- */
+
+/* Sends header[0..header_len) followed by body[0..body_len) to peer as one
+ * datagram, retrying EINTR; header_len 0: the body alone. UDPRR_OK, or the
+ * status of the errno of the failure (udprr__sock_status). */
+int udprr__sock_send_to(int fd, const struct sockaddr *peer,
+                        socklen_t peer_len, const void *header,
+                        size_t header_len, const void *body, size_t body_len);
+
+/* Takes one datagram and its sender's address without blocking, retrying
+ * EINTR. *peer_len is the room in *peer on entry and the address's length
+ * on return. Returns the datagram's length, or -1 when the socket is
+ * drained (EAGAIN) or failed (errno set). */
+ssize_t udprr__sock_recv_from(int fd, void *buf, size_t cap,
+                              struct sockaddr_storage *peer,
+                              socklen_t *peer_len);
+
+/* --- waking a wait from another thread or a signal handler --------------- */
+
+/* A non-blocking, close-on-exec eventfd for udprr__wake_signal. UDPRR_OK,
+ * or UDPRR_ESYS. */
+int udprr__wake_open(int *fd_out);
+
+/* Makes wake_fd readable, so a udprr__sock_wait on it returns.
+ * Async-signal-safe (one write(2)); keeps errno, since a signal handler
+ * may interrupt code that reads it. */
+void udprr__wake_signal(int wake_fd);
 
 #endif /* UDPRR_SOCK_H */

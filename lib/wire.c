@@ -118,17 +118,3 @@ enum udprr__wire_result udprr__wire_decode(const void *buf, size_t len,
         *payload_len = len - UDPRR__WIRE_HEADER_BYTES;
     return UDPRR__WIRE_VALID;
 }
-
-const char *udprr__wire_result_str(enum udprr__wire_result result)
-{
-    switch (result) {
-#define UDPRR__WIRE_RESULT_TEXT(name, text)                                    \
-    case UDPRR__WIRE_##name:                                                   \
-        return text;
-        UDPRR__WIRE_RESULT_MAP(UDPRR__WIRE_RESULT_TEXT)
-#undef UDPRR__WIRE_RESULT_TEXT
-    case UDPRR__WIRE_RESULT_COUNT:
-        break;
-    }
-    return "unknown decode result";
-}

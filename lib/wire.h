@@ -22,17 +22,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "udprr.h"
+
 #define UDPRR__WIRE_HEADER_BYTES 20
 #define UDPRR__WIRE_MAGIC0 0x55 /* 'U' */
 #define UDPRR__WIRE_MAGIC1 0x52 /* 'R' */
 #define UDPRR__WIRE_PROTOCOL_VERSION 1
 #define UDPRR__WIRE_MAX_ATTEMPT 65535u
 
-/* The largest UDP payload IPv4 can carry (65535 - 20 IP - 8 UDP); IPv6 could
- * carry 20 more, but one limit for both keeps a request valid on either. */
-#define UDPRR__MAX_DATAGRAM_BYTES 65507
-#define UDPRR__MAX_PAYLOAD_BYTES                                               \
-    (UDPRR__MAX_DATAGRAM_BYTES - UDPRR__WIRE_HEADER_BYTES)
+/* The limits are public (udprr.h); the wire format fixes how they relate.
+ * The largest datagram is the largest UDP payload IPv4 can carry (65535 -
+ * 20 IP - 8 UDP); IPv6 could carry 20 more, but one limit for both keeps a
+ * request valid on either. The header takes its 20 bytes from it. */
+_Static_assert(UDPRR_MAX_DATAGRAM == 65535 - 20 - 8,
+               "UDPRR_MAX_DATAGRAM is the largest UDP payload over IPv4");
+_Static_assert(UDPRR__WIRE_HEADER_BYTES + UDPRR_MAX_PAYLOAD ==
+                   UDPRR_MAX_DATAGRAM,
+               "the header and the largest payload fill the largest datagram");
 
 enum udprr__wire_kind {
     UDPRR__KIND_REQUEST = 1,
@@ -46,7 +52,10 @@ struct udprr__wire_header {
     uint64_t id;
 };
 
-/* Why a datagram was rejected; UDPRR__WIRE_VALID means it was not. */
+/* Why a datagram was rejected; UDPRR__WIRE_VALID means it was not. The
+ * text says what each reason means; the table generates the enum, and
+ * UDPRR__WIRE_RESULT_COUNT sizes anything indexed by reason (per-reason
+ * drop counters, say). */
 #define UDPRR__WIRE_RESULT_MAP(XX)                                             \
     XX(VALID, "valid")                                                         \
     XX(SHORT, "shorter than the 20-byte header")                               \
@@ -80,8 +89,5 @@ enum udprr__wire_result udprr__wire_decode(const void *buf, size_t len,
                                            struct udprr__wire_header *hdr,
                                            const uint8_t **payload,
                                            size_t *payload_len);
-
-/* A fixed description of a decode result; never NULL. */
-const char *udprr__wire_result_str(enum udprr__wire_result result);
 
 #endif /* UDPRR_WIRE_H */

@@ -2,18 +2,18 @@
 # SPDX-License-Identifier: MIT
 # Makes sure what the tests need is installed: pkg-config, Check, valgrind,
 # python3 (for ../shared/peers/plain_peer.py), netbase (/etc/services, for
-# service names such as "domain"), and the real peers of the interop test,
-# dnsmasq and libcoap's coap-server
+# service names such as "domain"), the real peers of the interop test,
+# dnsmasq and libcoap's coap-server, and mandoc (tests/man-test.sh)
 # (or only those named as arguments: `ensure-deps.sh pkg-config` for the
 # examples, `ensure-deps.sh gnuplot-nox` for `make bench`'s plot, which is
 # never in the default list). On Debian/Ubuntu it installs what is missing
 # with apt-get (through sudo when not root); elsewhere it names what is
 # missing and fails.
-wanted=${*:-pkg-config check valgrind python3 netbase dnsmasq-base libcoap3-bin}
+wanted=${*:-pkg-config check valgrind python3 netbase dnsmasq-base libcoap3-bin mandoc}
 missing=""
 for dep in $wanted; do
     case $dep in
-    pkg-config | valgrind | python3)
+    pkg-config | valgrind | python3 | mandoc)
         command -v "$dep" >/dev/null 2>&1 || missing="$missing $dep" ;;
     netbase)
         [ -f /etc/services ] || missing="$missing netbase" ;;

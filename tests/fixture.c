@@ -91,8 +91,8 @@ int fixture_echo_handler(void *user, const udprr_request *req, void *reply,
 {
     (void)user;
     if (req->len > reply_cap)
-        return UDPRR_ETOOBIG;
+        return UDPRR_DECLINE;
     memcpy(reply, req->data, req->len);
     *reply_len = req->len;
-    return 0;
+    return UDPRR_REPLY;
 }

@@ -56,8 +56,8 @@ int fixture_server_serve(struct fixture_server *fs, udprr_server *server,
 int fixture_server_stop(struct fixture_server *fs,
                         struct udprr_server_stats *stats);
 
-/* A handler that answers each request with its own bytes (declines with
- * UDPRR_ETOOBIG one that would not fit, which a server never sends it). */
+/* A handler that answers each request with its own bytes (declines one
+ * that would not fit, which a server never hands it). */
 int fixture_echo_handler(void *user, const udprr_request *req, void *reply,
                          size_t reply_cap, size_t *reply_len);
 

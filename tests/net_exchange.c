@@ -212,7 +212,7 @@ START_TEST(test_bad_arguments_are_einval)
     ck_assert_int_eq(udprr_client_open(&c, "127.0.0.1", "9", &o),
                      UDPRR_EINVAL);
     udprr_client_opts_init(&o);
-    o.size = sizeof o + 8; /* a newer header than this library */
+    o.size = 0; /* never initialized */
     ck_assert_int_eq(udprr_client_open(&c, "127.0.0.1", "9", &o),
                      UDPRR_EINVAL);
     ck_assert_ptr_null(c);
@@ -239,6 +239,32 @@ START_TEST(test_bad_arguments_are_einval)
                      UDPRR_EINVAL);
     udprr_server_stop(NULL);
     udprr_server_close(NULL);
+}
+END_TEST
+
+/* The handle's socket is the one connected to the server, the same for the
+ * handle's life; NULL has none. */
+START_TEST(test_client_fd_is_the_socket_connected_to_the_server)
+{
+    struct fixture_server ts;
+    test_server_start(&ts, "127.0.0.1", NULL, transform_handler, NULL);
+    udprr_client *c = open_client("127.0.0.1", ts.port, NULL);
+    int fd = udprr_client_fd(c);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in peer;
+    socklen_t len = sizeof peer;
+    ck_assert_int_eq(getpeername(fd, (struct sockaddr *)&peer, &len), 0);
+    ck_assert_int_eq(peer.sin_family, AF_INET);
+    ck_assert_uint_eq(ntohs(peer.sin_port), (unsigned)atoi(ts.port));
+    char reply[8];
+    size_t got;
+    ck_assert_int_eq(udprr_client_request(c, "x", 1, reply, sizeof reply,
+                                          &got),
+                     UDPRR_OK);
+    ck_assert_int_eq(udprr_client_fd(c), fd);
+    ck_assert_int_eq(udprr_client_fd(NULL), -1);
+    udprr_client_close(c);
+    test_server_stop(&ts, NULL);
 }
 END_TEST
 
@@ -763,6 +789,7 @@ int main(void)
     tcase_add_test(rt, test_too_big_request_is_refused_before_sending);
     tcase_add_test(rt, test_bad_arguments_are_einval);
     tcase_add_test(rt, test_names_and_service_names_resolve);
+    tcase_add_test(rt, test_client_fd_is_the_socket_connected_to_the_server);
     tcase_add_test(rt, test_malformed_datagrams_are_counted_and_dropped);
     suite_add_tcase(s, rt);
 

@@ -15,7 +15,6 @@
 #include <netinet/ip.h>
 #include <stdlib.h>
 
-#include "client_internal.h"
 #include "netutil.h"
 #include "testutil.h"
 #include "wire.h"
@@ -71,8 +70,8 @@ START_TEST(test_stale_icmp_error_does_not_fail_the_next_request)
      * the same port.) */
     unsigned port = (unsigned)atoi(ts.port);
     test_server_stop(&ts, NULL);
-    raw_udp(local_port(udprr__client_fd(c)), port);
-    wait_for_error(udprr__client_fd(c));
+    raw_udp(local_port(udprr_client_fd(c)), port);
+    wait_for_error(udprr_client_fd(c));
 
     udprr_server *again;
     ck_assert_int_eq(udprr_server_open(&again, "127.0.0.1", ts.port, NULL),
@@ -138,7 +137,7 @@ START_TEST(test_reply_queued_before_icmp_error_still_completes)
     o.on_attempt_user = &q;
     udprr_client *c = NULL;
     ck_assert_int_eq(udprr_client_open(&c, "127.0.0.1", port, &o), UDPRR_OK);
-    q.client_fd = udprr__client_fd(c);
+    q.client_fd = udprr_client_fd(c);
     char reply[8];
     size_t got = 0;
     /* The kernel reports the error before the queued reply; the reply

@@ -13,7 +13,6 @@
 #include "udprr.h"
 #include "wire.h"
 
-#define OVERHEAD UDPRR__DEDUP_ENTRY_OVERHEAD
 
 /* Every ck_assert that passes records a checkpoint, a write to a file: too
  * slow for the loops of 100000 operations below, above all under valgrind.
@@ -112,7 +111,8 @@ static int holds(udprr__dedup *d, const struct udprr__dedup_key *k,
  * part of the key would return another key's reply. */
 static void expect_all_kept(const struct udprr__dedup_key *keys, unsigned n)
 {
-    udprr__dedup *d = cache_new(n, (size_t)n * (OVERHEAD + 8), 1000);
+    udprr__dedup *d =
+        cache_new(n, (size_t)n * (UDPRR_CACHE_ENTRY_OVERHEAD + 8), 1000);
     for (unsigned i = 0; i < n; i++)
         insert_ok(d, &keys[i], 0, 8, i);
     for (unsigned i = 0; i < n; i++)
@@ -235,11 +235,11 @@ START_TEST(test_replace_keeps_one_entry_and_its_bytes)
     udprr__dedup *d = cache_new(8, 1 << 16, 1000000);
     struct udprr__dedup_key k = key_of(1, 42);
     insert_ok(d, &k, 0, 100, 1);
-    ck_assert_uint_eq(stats_of(d).bytes, 100 + OVERHEAD);
+    ck_assert_uint_eq(stats_of(d).bytes, 100 + UDPRR_CACHE_ENTRY_OVERHEAD);
     insert_ok(d, &k, 5, 10, 2);
     struct udprr__dedup_stats s = stats_of(d);
     ck_assert_uint_eq(s.entries, 1);
-    ck_assert_uint_eq(s.bytes, 10 + OVERHEAD);
+    ck_assert_uint_eq(s.bytes, 10 + UDPRR_CACHE_ENTRY_OVERHEAD);
     ck_assert_uint_eq(s.inserted, 2);
     ck_assert_uint_eq(s.replaced, 1);
     ck_assert_uint_eq(s.evicted, 0);
@@ -253,7 +253,7 @@ START_TEST(test_replace_keeps_one_entry_and_its_bytes)
     ck_assert(udprr__dedup_lookup(d, &k, 6, &kind, NULL, &len));
     ck_assert_int_eq(kind, UDPRR__KIND_DECLINE);
     ck_assert_uint_eq(len, 0);
-    ck_assert_uint_eq(stats_of(d).bytes, OVERHEAD);
+    ck_assert_uint_eq(stats_of(d).bytes, UDPRR_CACHE_ENTRY_OVERHEAD);
     udprr__dedup_free(d);
 }
 END_TEST
@@ -364,7 +364,7 @@ START_TEST(test_entry_bound_evicts_the_oldest)
     struct udprr__dedup_stats s = stats_of(d);
     ck_assert_uint_eq(s.entries, 3);
     ck_assert_uint_eq(s.evicted, 2);
-    ck_assert_uint_eq(s.bytes, 3 * (8 + OVERHEAD));
+    ck_assert_uint_eq(s.bytes, 3 * (8 + UDPRR_CACHE_ENTRY_OVERHEAD));
     udprr__dedup_free(d);
 }
 END_TEST
@@ -387,7 +387,8 @@ END_TEST
 START_TEST(test_byte_bound_evicts_the_oldest_until_the_new_entry_fits)
 {
     /* Room for exactly three 100-byte replies. */
-    udprr__dedup *d = cache_new(100, 3 * (100 + OVERHEAD), 1000000);
+    udprr__dedup *d =
+        cache_new(100, 3 * (100 + UDPRR_CACHE_ENTRY_OVERHEAD), 1000000);
     struct udprr__dedup_key k[5];
     for (unsigned i = 0; i < 4; i++) {
         k[i] = key_of(i, i);
@@ -395,7 +396,8 @@ START_TEST(test_byte_bound_evicts_the_oldest_until_the_new_entry_fits)
     }
     ck_assert(!holds(d, &k[0], 4, 100, 0));
     ck_assert(holds(d, &k[1], 4, 100, 1));
-    ck_assert_uint_eq(stats_of(d).bytes, 3 * (100 + OVERHEAD));
+    ck_assert_uint_eq(stats_of(d).bytes,
+                      3 * (100 + UDPRR_CACHE_ENTRY_OVERHEAD));
 
     /* A 250-byte reply needs two of the three to go, oldest first. */
     k[4] = key_of(4, 4);
@@ -406,7 +408,7 @@ START_TEST(test_byte_bound_evicts_the_oldest_until_the_new_entry_fits)
     ck_assert(holds(d, &k[4], 5, 250, 4));
     struct udprr__dedup_stats s = stats_of(d);
     ck_assert_uint_eq(s.entries, 2);
-    ck_assert_uint_eq(s.bytes, 350 + 2 * OVERHEAD);
+    ck_assert_uint_eq(s.bytes, 350 + 2 * UDPRR_CACHE_ENTRY_OVERHEAD);
     ck_assert_uint_eq(s.evicted, 3);
     udprr__dedup_free(d);
 }
@@ -443,7 +445,7 @@ START_TEST(test_bounds_hold_under_load)
     for (unsigned i = N - (unsigned)s.entries; i < N; i++) {
         struct udprr__dedup_key k = key_of(i % 97, i);
         REQUIRE(holds(d, &k, now_us, lens[i], i));
-        bytes += lens[i] + OVERHEAD;
+        bytes += lens[i] + UDPRR_CACHE_ENTRY_OVERHEAD;
     }
     ck_assert_uint_eq(bytes, s.bytes);
     unsigned gone = N - (unsigned)s.entries - 1;
@@ -458,7 +460,8 @@ START_TEST(test_many_peers_all_found)
     /* IDs that only count, from many peers: every entry is found again and
      * none is confused with another (a weak hash would chain them all). */
     enum { N = 40000 };
-    udprr__dedup *d = cache_new(N, (size_t)N * (OVERHEAD + 8), 1000000);
+    udprr__dedup *d =
+        cache_new(N, (size_t)N * (UDPRR_CACHE_ENTRY_OVERHEAD + 8), 1000000);
     for (unsigned i = 0; i < N; i++) {
         struct udprr__dedup_key k = key_of(i / 64, (uint64_t)(i % 64) << 48);
         insert_ok(d, &k, 0, 8, i);
@@ -492,7 +495,7 @@ struct model {
 
 static void model_remove(struct model *m, size_t i)
 {
-    m->bytes -= m->e[i].len + OVERHEAD;
+    m->bytes -= m->e[i].len + UDPRR_CACHE_ENTRY_OVERHEAD;
     memmove(&m->e[i], &m->e[i + 1], (m->n - i - 1) * sizeof m->e[0]);
     m->n--;
 }
@@ -508,7 +511,8 @@ static void model_expire(struct model *m, uint64_t now_us, uint64_t life_us)
 START_TEST(test_matches_a_simple_model)
 {
     enum { PEERS = 3, IDS = 12, KEYS = PEERS * IDS };
-    const size_t max_entries = 6, max_bytes = 8 * OVERHEAD + 2000;
+    const size_t max_entries = 6,
+                 max_bytes = 8 * UDPRR_CACHE_ENTRY_OVERHEAD + 2000;
     const uint64_t life_us = 400;
     udprr__dedup *d = cache_new(max_entries, max_bytes, life_us);
     struct udprr__dedup_key keys[KEYS];
@@ -542,12 +546,12 @@ START_TEST(test_matches_a_simple_model)
                     break;
                 }
             while (m.n >= max_entries ||
-                   m.bytes + len + OVERHEAD > max_bytes) {
+                   m.bytes + len + UDPRR_CACHE_ENTRY_OVERHEAD > max_bytes) {
                 model_remove(&m, 0);
                 m.stats.evicted++;
             }
             m.e[m.n++] = (struct model_entry){ki, now_us, len, rseed, kind};
-            m.bytes += len + OVERHEAD;
+            m.bytes += len + UDPRR_CACHE_ENTRY_OVERHEAD;
             m.stats.inserted++;
         } else if (op < 9) {
             model_expire(&m, now_us, life_us);
@@ -589,7 +593,7 @@ END_TEST
 
 START_TEST(test_reply_bigger_than_budget_is_too_big_and_changes_nothing)
 {
-    const size_t max_bytes = 4 * OVERHEAD + 1000;
+    const size_t max_bytes = 4 * UDPRR_CACHE_ENTRY_OVERHEAD + 1000;
     udprr__dedup *d = cache_new(10, max_bytes, 100);
     struct udprr__dedup_key a = key_of(1, 1), b = key_of(2, 2);
     insert_ok(d, &a, 0, 100, 1);
@@ -599,7 +603,7 @@ START_TEST(test_reply_bigger_than_budget_is_too_big_and_changes_nothing)
 
     /* Too big even for an empty cache: refused before anything expires,
      * is replaced or is evicted, though all three were due. */
-    size_t too_big = max_bytes - OVERHEAD + 1;
+    size_t too_big = max_bytes - UDPRR_CACHE_ENTRY_OVERHEAD + 1;
     ck_assert_int_eq(udprr__dedup_insert(d, &a, 100, UDPRR__KIND_REPLY, big,
                                          too_big),
                      UDPRR_ETOOBIG);
@@ -625,7 +629,7 @@ START_TEST(test_empty_replies_are_cached)
 {
     /* A decline has no body; it must be remembered like any reply, or a
      * retried request would run the handler again. */
-    udprr__dedup *d = cache_new(4, OVERHEAD, 100);
+    udprr__dedup *d = cache_new(4, UDPRR_CACHE_ENTRY_OVERHEAD, 100);
     struct udprr__dedup_key k = key_of(1, 42);
     ck_assert_int_eq(
         udprr__dedup_insert(d, &k, 0, UDPRR__KIND_DECLINE, NULL, 0), UDPRR_OK);
@@ -636,7 +640,7 @@ START_TEST(test_empty_replies_are_cached)
     ck_assert_int_eq(kind, UDPRR__KIND_DECLINE);
     ck_assert_uint_eq(len, 0);
     ck_assert_ptr_nonnull(reply);
-    ck_assert_uint_eq(stats_of(d).bytes, OVERHEAD);
+    ck_assert_uint_eq(stats_of(d).bytes, UDPRR_CACHE_ENTRY_OVERHEAD);
     /* The smallest budget holds exactly one empty entry, nothing larger. */
     uint8_t one = 1;
     ck_assert_int_eq(udprr__dedup_insert(d, &k, 1, UDPRR__KIND_REPLY, &one, 1),
@@ -673,12 +677,13 @@ START_TEST(test_invalid_limits_are_rejected)
     EXPECT_INVALID(max_entries, UDPRR__DEDUP_MAX_ENTRIES + 1);
     EXPECT_INVALID(max_entries, SIZE_MAX);
     EXPECT_INVALID(max_bytes, 0);
-    EXPECT_INVALID(max_bytes, OVERHEAD - 1);
+    EXPECT_INVALID(max_bytes, UDPRR_CACHE_ENTRY_OVERHEAD - 1);
     EXPECT_INVALID(lifetime_us, 0);
 #undef EXPECT_INVALID
 
     /* The boundaries themselves are accepted. */
-    lim = (struct udprr__dedup_limits){UDPRR__DEDUP_MAX_ENTRIES, OVERHEAD, 1, {0, 0}};
+    lim = (struct udprr__dedup_limits){UDPRR__DEDUP_MAX_ENTRIES,
+                                       UDPRR_CACHE_ENTRY_OVERHEAD, 1, {0, 0}};
     ck_assert_int_eq(udprr__dedup_new(&d, &lim), UDPRR_OK);
     udprr__dedup_free(d);
     lim = (struct udprr__dedup_limits){1, SIZE_MAX, UINT64_MAX, {0, 0}};
@@ -866,7 +871,7 @@ START_TEST(test_insert_survives_every_allocation_failure)
      * 150-byte entry only fits if the second is evicted too: a failed
      * insert must do neither. (Two 150-byte entries still fit: 300 is at
      * most the overhead + 180.) */
-    udprr__dedup *d = cache_new(10, 3 * OVERHEAD + 180, 1000);
+    udprr__dedup *d = cache_new(10, 3 * UDPRR_CACHE_ENTRY_OVERHEAD + 180, 1000);
     const struct udprr__dedup_key k[4] = {key_of(1, 1), key_of(1, 2),
                                           key_of(1, 3), key_of(1, 4)};
     const size_t lens[4] = {10, 20, 30, 150};
@@ -887,7 +892,7 @@ START_TEST(test_insert_survives_every_allocation_failure)
     s = stats_of(d);
     ck_assert_uint_eq(s.replaced, 1);
     ck_assert_uint_eq(s.entries, 2);
-    ck_assert_uint_eq(s.bytes, 2 * (150 + OVERHEAD));
+    ck_assert_uint_eq(s.bytes, 2 * (150 + UDPRR_CACHE_ENTRY_OVERHEAD));
     udprr__dedup_free(d);
 }
 END_TEST

@@ -188,7 +188,7 @@ START_TEST(test_reply_completes_and_samples)
     ck_assert_mem_eq(o.reply, "answer", 6);
     ck_assert_uint_eq(w.x.rtt.srtt_us, 40000);
     ck_assert_uint_eq(w.x.rtt.rto_us, 120000); /* 40 + 4 * 20 ms */
-    ck_assert_uint_eq(w.x.stats.samples, 1);
+    ck_assert_uint_eq(w.x.rtt.samples, 1);
     ck_assert_uint_eq(w.x.stats.completed, 1);
     ck_assert_int_eq(udprr__exchange_next_timer(&w.x, &(uint64_t){0}), 0);
     udprr__exchange_destroy(&w.x);
@@ -270,7 +270,7 @@ START_TEST(test_reply_to_earlier_attempt_completes_with_its_sample)
     udprr__exchange_timers(&w.x, 1 * SEC); /* attempt 2 at 1 s */
     deliver(&w, 0, "late", 1200 * MS);     /* answers attempt 1 */
     ck_assert_int_eq(o.status, UDPRR_OK);
-    ck_assert_uint_eq(w.x.stats.spurious, 1); /* attempt 2 was not needed */
+    ck_assert_uint_eq(w.x.stats.spurious_retransmissions, 1); /* attempt 2 was not needed */
     ck_assert_uint_eq(w.x.rtt.srtt_us, 1200 * MS); /* not 200 ms */
     udprr__exchange_destroy(&w.x);
 
@@ -280,7 +280,7 @@ START_TEST(test_reply_to_earlier_attempt_completes_with_its_sample)
     udprr__exchange_timers(&w.x, 1 * SEC);
     deliver(&w, 1, "fresh", 1030 * MS); /* answers attempt 2 */
     ck_assert_uint_eq(w.x.rtt.srtt_us, 30 * MS);
-    ck_assert_uint_eq(w.x.stats.spurious, 0); /* attempt 1 was lost */
+    ck_assert_uint_eq(w.x.stats.spurious_retransmissions, 0); /* attempt 1 was lost */
     udprr__exchange_destroy(&w.x);
 }
 END_TEST
@@ -324,7 +324,7 @@ START_TEST(test_forged_and_stray_datagrams_never_complete)
     ck_assert_uint_eq(w.x.stats.dropped_malformed, 4);
 
     ck_assert_int_eq(o.calls, 0);
-    ck_assert_uint_eq(w.x.stats.samples, 0);
+    ck_assert_uint_eq(w.x.rtt.samples, 0);
     deliver(&w, 0, "real", 2);
     ck_assert_int_eq(o.status, UDPRR_OK);
     ck_assert_mem_eq(o.reply, "real", 4);
@@ -393,12 +393,37 @@ START_TEST(test_fail_all_and_cancel)
     world_init(&w, 0, 10 * SEC);
     udprr__exchange_submit(&w.x, "a", 1, 0, record, &a, &id_a);
     udprr__exchange_submit(&w.x, "b", 1, 0, record, &b, NULL);
-    ck_assert_int_eq(udprr__exchange_cancel(&w.x, id_a), UDPRR_OK);
+    ck_assert_int_eq(udprr__exchange_fail(&w.x, id_a, UDPRR_ECANCELED),
+                     UDPRR_OK);
     ck_assert_int_eq(a.status, UDPRR_ECANCELED);
-    ck_assert_int_eq(udprr__exchange_cancel(&w.x, id_a), UDPRR_EINVAL);
+    ck_assert_int_eq(udprr__exchange_fail(&w.x, id_a, UDPRR_ECANCELED),
+                     UDPRR_EINVAL);
     udprr__exchange_fail_all(&w.x, UDPRR_EREFUSED);
     ck_assert_int_eq(b.status, UDPRR_EREFUSED);
     ck_assert_int_eq(a.calls + b.calls, 2);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+/* Each end is counted under the status it ended with: a request given up
+ * because waiting on the socket failed (UDPRR_ESYS) is a failure, not a
+ * cancel; UDPRR_OK is no failure and ends nothing. */
+START_TEST(test_each_end_is_counted_under_its_status)
+{
+    struct world w;
+    struct outcome a = {0}, b = {0};
+    uint64_t id_a, id_b;
+    world_init(&w, 0, 10 * SEC);
+    udprr__exchange_submit(&w.x, "a", 1, 0, record, &a, &id_a);
+    udprr__exchange_submit(&w.x, "b", 1, 0, record, &b, &id_b);
+    ck_assert_int_eq(udprr__exchange_fail(&w.x, id_a, UDPRR_OK), UDPRR_EINVAL);
+    ck_assert_int_eq(a.calls, 0);
+    ck_assert_int_eq(udprr__exchange_fail(&w.x, id_a, UDPRR_ESYS), UDPRR_OK);
+    ck_assert_int_eq(a.status, UDPRR_ESYS);
+    ck_assert_int_eq(udprr__exchange_fail(&w.x, id_b, UDPRR_ECANCELED),
+                     UDPRR_OK);
+    ck_assert_uint_eq(w.x.stats.failed, 1);
+    ck_assert_uint_eq(w.x.stats.canceled, 1);
     udprr__exchange_destroy(&w.x);
 }
 END_TEST
@@ -407,7 +432,7 @@ START_TEST(test_invalid_and_too_big)
 {
     struct world w;
     struct outcome o = {0};
-    static uint8_t big[UDPRR__MAX_PAYLOAD_BYTES + 1];
+    static uint8_t big[UDPRR_MAX_PAYLOAD + 1];
     world_init(&w, 0, 10 * SEC);
     ck_assert_int_eq(udprr__exchange_submit(&w.x, big, sizeof big, 0, record,
                                             &o, NULL),
@@ -485,7 +510,8 @@ START_TEST(test_many_outstanding_fire_in_order)
     }
     /* Take every seventh out of the middle of the heap first. */
     for (int i = 0; i < N; i += 7)
-        ck_assert_int_eq(udprr__exchange_cancel(&w.x, ids[i]), UDPRR_OK);
+        ck_assert_int_eq(udprr__exchange_fail(&w.x, ids[i], UDPRR_ECANCELED),
+                         UDPRR_OK);
     uint64_t last = 0, t;
     int fired = 0;
     while (udprr__exchange_next_timer(&w.x, &t)) {
@@ -526,21 +552,16 @@ START_TEST(test_broken_random_cannot_reuse_an_id)
 }
 END_TEST
 
-/* Reentrancy: a callback that submits, and one that closes. */
+/* Reentrancy: a callback that submits. */
 struct chain {
     struct world *w;
     struct outcome first, second;
-    int close_in_callback;
 };
 
 static void submit_again(void *user, int status, const uint8_t *r, size_t n)
 {
     struct chain *c = user;
     record(&c->first, status, r, n);
-    if (c->close_in_callback) {
-        udprr__exchange_close_soon(&c->w->x);
-        return;
-    }
     ck_assert_int_eq(udprr__exchange_submit(&c->w->x, "next", 4, 1 * SEC, record,
                                             &c->second, NULL),
                      UDPRR_OK);
@@ -549,7 +570,7 @@ static void submit_again(void *user, int status, const uint8_t *r, size_t n)
 START_TEST(test_callback_may_submit)
 {
     struct world w;
-    struct chain c = {&w, {0}, {0}, 0};
+    struct chain c = {&w, {0}, {0}};
     world_init(&w, 1, 0);
     udprr__exchange_submit(&w.x, "a", 1, 0, submit_again, &c, NULL);
     udprr__exchange_timers(&w.x, 1 * SEC);
@@ -562,21 +583,6 @@ START_TEST(test_callback_may_submit)
 }
 END_TEST
 
-START_TEST(test_callback_may_close)
-{
-    struct world w;
-    struct chain c = {&w, {0}, {0}, 1};
-    struct outcome other = {0};
-    world_init(&w, 1, 0);
-    udprr__exchange_submit(&w.x, "a", 1, 0, submit_again, &c, NULL);
-    udprr__exchange_submit(&w.x, "b", 1, 0, record, &other, NULL);
-    udprr__exchange_timers(&w.x, 1 * SEC); /* both due; first closes */
-    ck_assert_int_eq(c.first.calls, 1);
-    ck_assert_int_eq(other.calls, 0);
-    udprr__exchange_destroy(&w.x); /* closing: no more callbacks */
-    ck_assert_int_eq(other.calls, 0);
-}
-END_TEST
 
 
 /* --- foreign framings ---------------------------------------------------- */
@@ -599,7 +605,7 @@ START_TEST(test_raw_keeps_one_request_in_flight)
     udprr__exchange_datagram(&w.x, "whatever", 8, 30 * MS);
     ck_assert_int_eq(a.status, UDPRR_OK);
     ck_assert_mem_eq(a.reply, "whatever", 8);
-    ck_assert_uint_eq(w.x.stats.samples, 1); /* first transmission: clean */
+    ck_assert_uint_eq(w.x.rtt.samples, 1); /* first transmission: clean */
     udprr__exchange_datagram(&w.x, "late", 4, 31 * MS);
     ck_assert_uint_eq(w.x.stats.dropped_stale, 1);
     ck_assert_int_eq(udprr__exchange_submit(&w.x, "two", 3, 0, record, &b,
@@ -623,7 +629,7 @@ START_TEST(test_raw_retransmitted_reply_is_no_sample)
     ck_assert_mem_eq(w.sent[1].body, "q", 1); /* resent unchanged */
     udprr__exchange_datagram(&w.x, "r", 1, 1 * SEC + 5 * MS);
     ck_assert_int_eq(a.status, UDPRR_OK);
-    ck_assert_uint_eq(w.x.stats.samples, 0);
+    ck_assert_uint_eq(w.x.rtt.samples, 0);
     ck_assert_uint_eq(w.x.rtt.rto_us, 1 * SEC);
     udprr__exchange_destroy(&w.x);
 }
@@ -852,13 +858,13 @@ int main(void)
     tcase_add_test(tc, test_decline_ends_with_eremote);
     tcase_add_test(tc, test_refused_send_fails_everything);
     tcase_add_test(tc, test_fail_all_and_cancel);
+    tcase_add_test(tc, test_each_end_is_counted_under_its_status);
     tcase_add_test(tc, test_invalid_and_too_big);
     tcase_add_test(tc, test_transient_send_errors_are_retried);
     tcase_add_test(tc, test_rtt_state_carries_over_requests);
     tcase_add_test(tc, test_many_outstanding_fire_in_order);
     tcase_add_test(tc, test_broken_random_cannot_reuse_an_id);
     tcase_add_test(tc, test_callback_may_submit);
-    tcase_add_test(tc, test_callback_may_close);
     tcase_add_test(tc, test_allocation_failures_leave_state_intact);
     tcase_add_test(tc, test_raw_keeps_one_request_in_flight);
     tcase_add_test(tc, test_raw_retransmitted_reply_is_no_sample);

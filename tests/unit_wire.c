@@ -93,7 +93,7 @@ END_TEST
 
 START_TEST(test_payload_boundaries)
 {
-    static const size_t sizes[] = {0, 1, 1000, UDPRR__MAX_PAYLOAD_BYTES};
+    static const size_t sizes[] = {0, 1, 1000, UDPRR_MAX_PAYLOAD};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         size_t len = UDPRR__WIRE_HEADER_BYTES + sizes[i];
         uint8_t *buf = malloc(len);
@@ -114,8 +114,7 @@ START_TEST(test_payload_boundaries)
             ck_assert_uint_eq(payload[j], (uint8_t)(j * 7));
         free(buf);
     }
-    ck_assert_uint_eq(UDPRR__MAX_PAYLOAD_BYTES, 65487);
-    ck_assert_uint_eq(UDPRR__MAX_PAYLOAD_BYTES, UDPRR_MAX_PAYLOAD);
+    ck_assert_uint_eq(UDPRR_MAX_PAYLOAD, 65487);
 }
 END_TEST
 
@@ -298,17 +297,6 @@ START_TEST(test_checksum_catches_seeded_multi_byte_damage)
 }
 END_TEST
 
-START_TEST(test_every_result_has_a_description)
-{
-    for (int r = 0; r < UDPRR__WIRE_RESULT_COUNT; r++) {
-        const char *s = udprr__wire_result_str((enum udprr__wire_result)r);
-        ck_assert_str_ne(s, "unknown decode result");
-    }
-    ck_assert_str_eq(udprr__wire_result_str(UDPRR__WIRE_RESULT_COUNT),
-                     "unknown decode result");
-}
-END_TEST
-
 int main(void)
 {
     Suite *s = suite_create("wire");
@@ -325,7 +313,6 @@ int main(void)
     tcase_add_test(tc, test_decline_carries_no_body);
     tcase_add_test(tc, test_encoder_refuses_what_decoder_rejects);
     tcase_add_test(tc, test_random_bytes_never_misdecode);
-    tcase_add_test(tc, test_every_result_has_a_description);
     suite_add_tcase(s, tc);
     return udprr_test_run(s);
 }

@@ -69,13 +69,18 @@ LIB_HDRS = include/udprr.h $(wildcard lib/*.h)
 # unit_*: pure cores; net_*: real sockets on loopback.
 UNIT_SRCS = $(sort $(wildcard tests/unit_*.c tests/net_*.c))
 UNIT_BINS = $(patsubst tests/%.c,build/tests/%,$(UNIT_SRCS))
-# The relay and the bench compile several C files in one command, where
-# -MMD would keep only the last file's dependencies: they depend on every
-# test header instead.
-TEST_HDRS = $(wildcard tests/*.h) $(wildcard fuzz/*.c)
-# The impairment relay: linked into every test binary, for unit_relay and
-# the integration suites that put it between a client and a server.
-TEST_SUPPORT = tests/impair.c tests/relay.c
+# The impairment relay (tools/relay/, docs/relay.md): a tool of its own,
+# not part of libudprr, linked only into what uses it: its own suite, the
+# suites that put it between a client and a server, the benchmark and
+# build/udprr-relay. Every other suite links nothing of it.
+RELAY_SRCS = tools/relay/impair.c tools/relay/relay.c
+RELAY_SUITES = unit_relay net_exchange net_framing net_resilience
+# The fixture the net_* suites and the benchmark share, without Check
+# (tests/fixture.h): a server on a thread, and (fixture_relay.c, only with
+# the relay) the relay in front of it.
+NET_SUITES = $(patsubst tests/%.c,%,$(wildcard tests/net_*.c))
+FIXTURE_SRCS = tests/fixture.c
+FIXTURE_RELAY_SRCS = tests/fixture_relay.c
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
@@ -84,7 +89,7 @@ SAN_BINS  = $(patsubst tests/%.c,build/asan/%,$(UNIT_SRCS))
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
-.PHONY: all check check-unit demo \
+.PHONY: all check check-unit demo tools \
         examples bench fuzz install uninstall clean deps FORCE
 
 all: $(SHARED_LIB) lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so \
@@ -143,22 +148,39 @@ deps:
 	@sh tests/ensure-deps.sh
 
 # Unit tests reach the internals (udprr__*) through the static library.
-# The test support is compiled once and linked into each.
-SUPPORT_OBJS = $(patsubst tests/%.c,build/obj/test_%.o,$(TEST_SUPPORT))
+# The test support is compiled once; each suite links the part of it that
+# its own prerequisites (the lines after the rule) name.
+RELAY_OBJS = $(patsubst tools/relay/%.c,build/obj/relay_%.o,$(RELAY_SRCS))
+FIXTURE_OBJS = $(patsubst tests/%.c,build/obj/test_%.o,$(FIXTURE_SRCS))
+FIXTURE_RELAY_OBJS = $(patsubst tests/%.c,build/obj/test_%.o,$(FIXTURE_RELAY_SRCS))
+SUPPORT_OBJS = $(FIXTURE_OBJS) $(FIXTURE_RELAY_OBJS) $(RELAY_OBJS)
+
+build/obj/relay_%.o: tools/relay/%.c build/flags
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -c $< -o $@
 
 build/obj/test_%.o: tests/%.c build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Ilib -c $< -o $@
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Ilib -Itools/relay -c $< -o $@
 
-build/tests/%: tests/%.c $(SUPPORT_OBJS) $(STATIC_LIB) | deps
+build/tests/%: tests/%.c $(STATIC_LIB) | deps
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< \
-	    $(SUPPORT_OBJS) $(LDFLAGS) $(STATIC_LIB) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Ilib -Itools/relay $(CHECK_CFLAGS) $< \
+	    $(filter $(SUPPORT_OBJS),$^) $(LDFLAGS) $(STATIC_LIB) $(CHECK_LIBS) \
+	    $(LIBS_PRIVATE) -o $@
+$(NET_SUITES:%=build/tests/%): $(FIXTURE_OBJS)
+$(RELAY_SUITES:%=build/tests/%): $(RELAY_OBJS)
+$(patsubst %,build/tests/%,$(filter $(RELAY_SUITES),$(NET_SUITES))): \
+    $(FIXTURE_RELAY_OBJS)
 
 # The same suites built with ASan and UBSan. The library and the test
-# support are compiled once with the sanitizers, then linked into each.
+# support are compiled once with the sanitizers, then linked into each
+# suite that needs them, as above.
 SAN_LIB_OBJS = $(patsubst lib/%.c,build/asan/obj/%.o,$(LIB_SRCS))
-SAN_SUPPORT_OBJS = $(patsubst tests/%.c,build/asan/obj/test_%.o,$(TEST_SUPPORT))
+SAN_RELAY_OBJS = $(patsubst build/obj/%,build/asan/obj/%,$(RELAY_OBJS))
+SAN_FIXTURE_OBJS = $(patsubst build/obj/%,build/asan/obj/%,$(FIXTURE_OBJS))
+SAN_FIXTURE_RELAY_OBJS = $(patsubst build/obj/%,build/asan/obj/%,$(FIXTURE_RELAY_OBJS))
+SAN_SUPPORT_OBJS = $(SAN_FIXTURE_OBJS) $(SAN_FIXTURE_RELAY_OBJS) $(SAN_RELAY_OBJS)
 # Made by pattern rules only, so make would delete them as intermediate
 # files after each build and compile them again the next time.
 .SECONDARY: $(SUPPORT_OBJS) $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS)
@@ -167,21 +189,31 @@ build/asan/obj/%.o: lib/%.c build/flags
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -Ilib -c $< -o $@
 
+build/asan/obj/relay_%.o: tools/relay/%.c build/flags
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -pthread -c $< -o $@
+
 build/asan/obj/test_%.o: tests/%.c build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -pthread -Ilib -c $< -o $@
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -pthread -Ilib -Itools/relay -c $< -o $@
 
-build/asan/%: tests/%.c $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) | deps
+build/asan/%: tests/%.c $(SAN_LIB_OBJS) | deps
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -pthread -Ilib $(CHECK_CFLAGS) $< \
-	    $(SAN_SUPPORT_OBJS) $(SAN_LIB_OBJS) $(LDFLAGS) $(CHECK_LIBS) $(LIBS_PRIVATE) \
-	    -o $@
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -pthread -Ilib -Itools/relay \
+	    $(CHECK_CFLAGS) $< $(filter $(SAN_SUPPORT_OBJS),$^) $(SAN_LIB_OBJS) \
+	    $(LDFLAGS) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+$(NET_SUITES:%=build/asan/%): $(SAN_FIXTURE_OBJS)
+$(RELAY_SUITES:%=build/asan/%): $(SAN_RELAY_OBJS)
+$(patsubst %,build/asan/%,$(filter $(RELAY_SUITES),$(NET_SUITES))): \
+    $(SAN_FIXTURE_RELAY_OBJS)
 
 # The impairment relay as a program of its own (docs/relay.md): the relay
-# sources alone, without Check or libudprr.
-build/udprr-relay: tests/udprr-relay.c $(TEST_HDRS) $(TEST_SUPPORT) build/flags
-	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -pthread $< $(TEST_SUPPORT) $(LDFLAGS) -o $@
+# sources alone, without Check or libudprr. A tool: `make tools`, `make
+# demo` and `make check` build it; `make all` (the library) does not.
+build/udprr-relay: build/obj/relay_udprr-relay.o $(RELAY_OBJS)
+	$(CC) $(CFLAGS) -pthread $(LDFLAGS) $^ -o $@
+
+tools: build/udprr-relay
 
 # Every stage runs even when an earlier one failed, so one run shows all that
 # is wrong; the closing "N passed, N failed" line counts every suite run.
@@ -227,19 +259,23 @@ build/examples/%: examples/%.c build/stage/.stamp
 
 examples: all $(EXAMPLES)
 
-demo: examples
-	@sh examples/demo.sh build/examples
+# The examples' client and server through the impairment relay: seeded
+# loss of requests and replies, the reply cache at work (examples/demo.sh).
+demo: examples build/udprr-relay
+	@sh examples/demo.sh build/examples build/udprr-relay
 
 # The resilience benchmark (docs/resilience.md): the adaptive and the fixed
 # retry policy through the impairment relay on loopback. A measurement, not
 # a test: it prints its table and target checks and exits 0 whatever they
-# say. Linked like the unit tests, against the static library, without Check.
+# say. Linked like the socket suites, against the static library, with the
+# Check-free fixture (tests/fixture.h) and the relay, without Check.
 BENCH_DATA = build/bench/resilience.dat
 
-build/bench/resilience: bench/resilience.c $(TEST_HDRS) $(TEST_SUPPORT) $(STATIC_LIB) build/flags
+BENCH_OBJS = $(FIXTURE_OBJS) $(FIXTURE_RELAY_OBJS) $(RELAY_OBJS)
+build/bench/resilience: bench/resilience.c $(BENCH_OBJS) $(STATIC_LIB) build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -pthread -Itests $< $(TEST_SUPPORT) $(STATIC_LIB) \
-	    $(LIBS_PRIVATE) $(LDFLAGS) -o $@
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Itests -Itools/relay $< \
+	    $(BENCH_OBJS) $(LDFLAGS) $(STATIC_LIB) $(LIBS_PRIVATE) -o $@
 
 bench: all build/bench/resilience
 	@sh tests/ensure-deps.sh gnuplot-nox || \

@@ -3,9 +3,9 @@
  * resilience.c - the resilience benchmark of `make bench` (docs/resilience.md).
  *
  * For each network path, imitated on loopback by the impairment relay
- * (tests/relay.h), it runs the same load twice: once with libudprr's adaptive
- * policy (the defaults of udprr_client_opts_init) and once with the
- * textbook's fixed policy expressed as options of the same engine (first
+ * (tools/relay/relay.h), it runs the same load twice: once with libudprr's
+ * adaptive policy (the defaults of udprr_client_opts_init) and once with
+ * the textbook's fixed policy expressed as options of the same engine (first
  * wait 100 ms, doubling, 5 transmissions: gives up 3.1 s after the first).
  * Both policies meet the same seeded impairments: the n-th datagram in each
  * direction of client k's relay meets the same fate under either policy.
@@ -25,13 +25,13 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "fixture.h"
 #include "relay.h"
 #include "udprr.h"
 
@@ -57,7 +57,7 @@
 struct path {
     const char *name;  /* for the table */
     const char *label; /* for the plot's axis; "|" breaks the line */
-    struct udprr_test_impair_config each_way;
+    struct impair_config each_way;
     unsigned clients;
     unsigned requests_per_client;
     uint64_t seed; /* client k's relay is seeded seed + k */
@@ -108,57 +108,6 @@ static void die(const char *what)
 {
     fprintf(stderr, "bench: %s\n", what);
     exit(2);
-}
-
-/* --- the server ---------------------------------------------------------- */
-
-static int echo_handler(void *user, const udprr_request *req, void *reply,
-                        size_t reply_cap, size_t *reply_len)
-{
-    (void)user;
-    if (req->len > reply_cap)
-        return -1;
-    memcpy(reply, req->data, req->len);
-    *reply_len = req->len;
-    return 0;
-}
-
-struct server_thread {
-    udprr_server *server;
-    pthread_t thread;
-    int run_status;
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
-};
-
-static void *server_main(void *arg)
-{
-    struct server_thread *st = arg;
-    st->run_status = udprr_server_run(st->server, echo_handler, NULL);
-    return NULL;
-}
-
-static void server_start(struct server_thread *st)
-{
-    memset(st, 0, sizeof *st);
-    if (udprr_server_open(&st->server, "127.0.0.1", "0", NULL) != UDPRR_OK)
-        die("cannot open the server on 127.0.0.1");
-    st->addr_len = sizeof st->addr;
-    if (udprr_server_sockname(st->server, (struct sockaddr *)&st->addr,
-                              &st->addr_len) != UDPRR_OK)
-        die("cannot read the server's address");
-    if (pthread_create(&st->thread, NULL, server_main, st) != 0)
-        die("cannot start the server thread");
-}
-
-static void server_stop(struct server_thread *st,
-                        struct udprr_server_stats *stats)
-{
-    udprr_server_stop(st->server);
-    pthread_join(st->thread, NULL);
-    stats->size = sizeof *stats;
-    udprr_server_stats(st->server, stats);
-    udprr_server_close(st->server);
 }
 
 /* --- one client ---------------------------------------------------------- */
@@ -249,9 +198,9 @@ static double percentile_ms(const uint64_t *sorted, size_t n, unsigned pct)
 
 static void run(const struct path *p, int policy, struct result *res)
 {
-    struct server_thread server;
+    struct fixture_server server;
     struct client_run cr[MAX_CLIENTS];
-    udprr_test_relay *relay[MAX_CLIENTS];
+    struct relay *relay[MAX_CLIENTS];
     pthread_t thread[MAX_CLIENTS];
     size_t total = (size_t)p->clients * p->requests_per_client;
     uint64_t *all = calloc(total, sizeof *all);
@@ -262,29 +211,20 @@ static void run(const struct path *p, int policy, struct result *res)
     memset(res, 0, sizeof *res);
     res->clients = p->clients;
     res->requests_per_client = p->requests_per_client;
-    server_start(&server);
+    if (fixture_server_start(&server, "127.0.0.1", NULL, fixture_echo_handler,
+                             NULL) != UDPRR_OK)
+        die("cannot start the server on 127.0.0.1");
 
     uint64_t start = now_us();
     for (unsigned k = 0; k < p->clients; k++) {
-        struct udprr_test_relay_options ro = {
-            .server = (const struct sockaddr *)&server.addr,
-            .server_len = server.addr_len,
-            .to_server = p->each_way,
-            .to_client = p->each_way,
-            .seed = p->seed + k,
-        };
-        /* One relay per client: a relay sends replies to the client that
-         * sent last, so clients sharing one would receive each other's. */
-        relay[k] = udprr_test_relay_start_with(&ro);
-        if (relay[k] == NULL)
-            die("cannot start a relay");
-        struct sockaddr_storage ra;
-        socklen_t ra_len;
-        udprr_test_relay_addr(relay[k], &ra, &ra_len);
         memset(&cr[k], 0, sizeof cr[k]);
         cr[k].index = k;
-        snprintf(cr[k].port, sizeof cr[k].port, "%u",
-                 (unsigned)ntohs(((struct sockaddr_in *)&ra)->sin_port));
+        /* One relay per client: a relay sends replies to the client that
+         * sent last, so clients sharing one would receive each other's. */
+        relay[k] = fixture_relay_in_front(&server, &p->each_way, &p->each_way,
+                                          p->seed + k, cr[k].port);
+        if (relay[k] == NULL)
+            die("cannot start a relay");
         policy_opts(policy, &cr[k].opts);
         cr[k].requests = p->requests_per_client;
         cr[k].stop_starting_at_us = start + RUN_BUDGET_MS * 1000ull;
@@ -314,15 +254,16 @@ static void run(const struct path *p, int policy, struct result *res)
     res->elapsed_s = (double)(now_us() - start) / 1e6;
 
     for (unsigned k = 0; k < p->clients; k++) {
-        struct udprr_test_relay_stats rs;
-        udprr_test_relay_stop(relay[k], &rs);
+        struct relay_stats rs;
+        relay_stop(relay[k], &rs);
         res->relay_seen[0] += rs.to_server.impair.seen;
         res->relay_dropped[0] += rs.to_server.impair.dropped;
         res->relay_seen[1] += rs.to_client.impair.seen;
         res->relay_dropped[1] += rs.to_client.impair.dropped;
     }
     struct udprr_server_stats ss;
-    server_stop(&server, &ss);
+    if (fixture_server_stop(&server, &ss) != UDPRR_OK)
+        die("the server failed");
     res->handled = ss.handled;
 
     size_t n = 0, n_warm = 0;
@@ -492,7 +433,7 @@ int main(int argc, char **argv)
            "first send)\n");
     printf("paths (impairments apply to each direction on its own):\n");
     for (unsigned i = 0; i < PATHS; i++) {
-        const struct udprr_test_impair_config *c = &paths[i].each_way;
+        const struct impair_config *c = &paths[i].each_way;
         printf("  %-24s drop %u/1000, delay %u ms + 0..%u ms jitter, each "
                "way; %u clients x %u sequential requests; seeds %" PRIu64
                "..%" PRIu64 "\n",

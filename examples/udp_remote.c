@@ -85,7 +85,7 @@ static int serve(void *user, const udprr_request *req, void *reply,
     int n = snprintf(reply, reply_cap, "Your data was %zu bytes long",
                      req->len);
     *reply_len = (size_t)n;
-    return 0;
+    return UDPRR_REPLY;
 }
 
 static int run_server(const char *interface, const char *port, double drop,
@@ -130,9 +130,10 @@ static int run_server(const char *interface, const char *port, double drop,
 static void on_attempt(void *user, const udprr_attempt_info *info)
 {
     (void)user;
-    printf("  attempt %u: sent %zu bytes; waiting up to %.3f seconds for a "
-           "reply (RTO %.1f ms)\n",
-           info->attempt, info->len, info->wait_us / 1e6,
+    /* Every time in milliseconds, the wait beside the RTO it came from. */
+    printf("  attempt %u: sent %zu bytes; waiting up to %.1f ms for a reply "
+           "(RTO %.1f ms)\n",
+           info->attempt, info->len, info->wait_us / 1e3,
            info->rto_us / 1e3);
 }
 

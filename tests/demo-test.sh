@@ -1,8 +1,10 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # The demo as a test: the examples build from a staged install with
-# pkg-config alone, and the lossy exchange of `make demo` completes every
-# request, with the server's and the client's counters agreeing.
+# pkg-config alone, and `make demo`'s exchange through the seeded lossy
+# relay answers every request, runs the handler once per request, answers
+# lost replies' retransmissions from the reply cache, and leaves the
+# client's, the relay's and the server's counters agreeing.
 # Records its result in build/tally.
 set -u
 passed=0 failed=0
@@ -15,33 +17,54 @@ check() {
         failed=$((failed + 1))
     fi
 }
-out=$(sh examples/demo.sh build/examples 2>&1)
+yes_if() { if eval "$1"; then echo yes; else echo "no: $1"; fi; }
+requests=20
+out=$(sh examples/demo.sh build/examples build/udprr-relay 2>&1)
 rc=$?
 check "demo exits 0" "$rc" 0
-client=$(echo "$out" | grep '^Client stats:')
-server=$(echo "$out" | grep '^Server stats:')
-num() { echo "$1" | sed -n "s/.* \([0-9][0-9]*\) $2.*/\1/p"; }
-check "client completed every request" "$(num "$client" completed)" 20
+line() { echo "$out" | grep "^$1" | head -n 1; }
+client=$(line 'Client stats:')
+server=$(line 'Server stats:')
+to_server=$(line 'to_server: [0-9]')
+to_client=$(line 'to_client: [0-9]')
+# The number in front of $2 in line $1 (0 when absent, so checks fail).
+num() {
+    n=$(echo "$1" | sed -n "s/.*[ (]\([0-9][0-9]*\) $2.*/\1/p")
+    echo "${n:-0}"
+}
+check "client made every request" "$(num "$client" requests)" $requests
+check "client completed every request" "$(num "$client" completed)" $requests
+check "every request answered" \
+    "$(echo "$out" | grep -c "^  The server says 'Your data was 18 bytes long'")" $requests
 sent=$(num "$client" 'datagrams sent')
-retrans=$(echo "$client" | sed -n 's/.*(\([0-9]*\) retransmissions).*/\1/p')
-check "client sent requests + retransmissions" "$sent" "$((20 + retrans))"
-# The last request's spurious retransmission, if any, may still be in
-# flight when the server stops.
+retrans=$(num "$client" retransmissions)
+check "client sent requests + retransmissions" "$sent" $((requests + retrans))
+
+handled=$(num "$server" 'handler calls')
+hits=$(num "$server" 'from the reply cache')
 received=$(num "$server" 'datagrams received')
-check "the server saw the datagrams sent" \
-    "$([ "$received" -le "$sent" ] && [ "$received" -ge $((sent - 1)) ] && echo yes)" yes
-drops=$(num "$server" 'pretended drops')
-hits=$(num "$server" 'from the reply')
-# Timing may add spurious retransmissions (answered from the cache), never
-# remove drops: these hold however loaded the machine is.
-check "the handler ran once per request plus once per drop" \
-    "$(num "$server" 'handler calls')" "$((20 + drops))"
-check "answers: one per request, plus cached ones" \
-    "$(num "$server" 'answers sent')" "$((20 + hits))"
-check "every pretended drop cost a retransmission" \
-    "$([ "$retrans" -ge "$drops" ] && echo yes)" yes
-check "the seeded server dropped some requests" \
-    "$([ "$drops" -gt 0 ] && echo yes)" yes
+answered=$(num "$server" 'answers sent')
+check "the handler ran once per request" "$handled" $requests
+check "one handler line per handler call" \
+    "$(echo "$out" | grep -c '^The client at .* says ')" "$handled"
+check "retransmissions were answered from the reply cache" \
+    "$(yes_if "[ $hits -ge 1 ]")" yes
+check "every datagram the server got ran the handler or hit the cache" \
+    "$received" $((handled + hits))
+check "the server answered every datagram it got" "$answered" "$received"
+
+seen_up=$(num "$to_server" datagrams)
+lost_up=$(num "$to_server" dropped)
+sent_up=$(num "$to_server" 'copies sent')
+seen_down=$(num "$to_client" datagrams)
+lost_down=$(num "$to_client" dropped)
+check "the relay saw every datagram the client sent" "$seen_up" "$sent"
+check "the server got what the relay passed on" "$received" "$sent_up"
+check "the relay saw every answer the server sent" "$seen_down" "$answered"
+check "the seeded relay lost requests and replies" \
+    "$(yes_if "[ $lost_up -ge 1 ] && [ $lost_down -ge 1 ]")" yes
+check "every lost datagram cost a retransmission" \
+    "$(yes_if "[ $retrans -ge $((lost_up + lost_down)) ]")" yes
 mkdir -p build
 echo "$passed $failed" >>build/tally
 echo "demo-test: $passed passed, $failed failed"

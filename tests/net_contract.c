@@ -229,7 +229,7 @@ static udprr_client *patient_client(const char *port)
 START_TEST(test_every_other_result_declines_on_the_first_attempt)
 {
     struct verdict v = {declining[_i], 3, 0};
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, verdict_handler, &v);
     udprr_client *c = patient_client(ts.port);
     char reply[8];
@@ -259,7 +259,7 @@ END_TEST
 START_TEST(test_reply_sends_the_bytes)
 {
     struct verdict v = {UDPRR_REPLY, 5, 0};
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, verdict_handler, &v);
     udprr_client *c = patient_client(ts.port);
     char reply[8];
@@ -279,7 +279,7 @@ END_TEST
 START_TEST(test_reply_longer_than_cap_declines)
 {
     struct verdict v = {UDPRR_REPLY, UDPRR_MAX_PAYLOAD + 1, 0};
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, verdict_handler, &v);
     udprr_client *c = patient_client(ts.port);
     size_t got;
@@ -297,7 +297,7 @@ END_TEST
 START_TEST(test_no_reply_sends_nothing)
 {
     struct verdict v = {UDPRR_NO_REPLY, 3, 0};
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, verdict_handler, &v);
     udprr_client_opts o;
     udprr_client_opts_init(&o);

@@ -99,7 +99,7 @@ START_TEST(test_thousand_requests_byte_exact)
 {
     static const size_t sizes[] = {0, 1, 1000, UDPRR_MAX_PAYLOAD};
     static uint8_t req[UDPRR_MAX_PAYLOAD], reply[UDPRR_MAX_PAYLOAD];
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, transform_handler, NULL);
     udprr_client *c = open_client("127.0.0.1", ts.port, NULL);
     uint64_t seed = 1000;
@@ -142,7 +142,7 @@ END_TEST
 
 START_TEST(test_decline_gives_eremote)
 {
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, transform_handler, NULL);
     udprr_client *c = open_client("127.0.0.1", ts.port, NULL);
     char buf[16];
@@ -160,7 +160,7 @@ END_TEST
 
 START_TEST(test_reply_larger_than_buffer_is_etrunc)
 {
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, transform_handler, NULL);
     udprr_client *c = open_client("127.0.0.1", ts.port, NULL);
     char buf[10];
@@ -179,7 +179,7 @@ END_TEST
 START_TEST(test_too_big_request_is_refused_before_sending)
 {
     static uint8_t req[UDPRR_MAX_PAYLOAD + 1];
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, transform_handler, NULL);
     udprr_client *c = open_client("127.0.0.1", ts.port, NULL);
     size_t got;
@@ -246,7 +246,7 @@ END_TEST
  * handle's life; NULL has none. */
 START_TEST(test_client_fd_is_the_socket_connected_to_the_server)
 {
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, transform_handler, NULL);
     udprr_client *c = open_client("127.0.0.1", ts.port, NULL);
     int fd = udprr_client_fd(c);
@@ -465,11 +465,11 @@ END_TEST
 /* --- at most once, behind a lossy relay ---------------------------------- */
 
 /* A relay that drops the given share of replies (seeded). */
-static udprr_test_relay *lossy_reply_relay(const struct test_server *ts,
-                                           unsigned drop_permille,
-                                           uint64_t seed, char port[16])
+static struct relay *lossy_reply_relay(const struct fixture_server *ts,
+                                       unsigned drop_permille,
+                                       uint64_t seed, char port[16])
 {
-    struct udprr_test_impair_config lossy = {.drop_permille = drop_permille};
+    struct impair_config lossy = {.drop_permille = drop_permille};
     return test_relay_in_front(ts, NULL, &lossy, seed, port);
 }
 
@@ -480,11 +480,11 @@ START_TEST(test_handler_runs_once_per_request_behind_lossy_relay)
     static struct counting count;
     memset(&count, 0, sizeof count);
     pthread_mutex_init(&count.lock, NULL);
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, counting_handler, &count);
 
     char relay_port[16];
-    udprr_test_relay *relay = lossy_reply_relay(&ts, 500, 20261122, relay_port);
+    struct relay *relay = lossy_reply_relay(&ts, 500, 20261122, relay_port);
 
     udprr_client_opts o;
     udprr_client_opts_init(&o);
@@ -507,8 +507,8 @@ START_TEST(test_handler_runs_once_per_request_behind_lossy_relay)
     }
     struct udprr_client_stats st = client_stats(c);
     udprr_client_close(c);
-    struct udprr_test_relay_stats rs;
-    udprr_test_relay_stop(relay, &rs);
+    struct relay_stats rs;
+    relay_stop(relay, &rs);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
 
@@ -541,7 +541,7 @@ START_TEST(test_cache_stays_within_its_bounds)
     udprr_server_opts_init(&so);
     so.cache_entries = 1000;
     so.cache_bytes = 16 * 1024; /* holds far fewer than 1000 replies */
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", &so, counting_handler, &count);
     udprr_client *c = open_client("127.0.0.1", ts.port, NULL);
     for (unsigned i = 0; i < 2000; i++) {
@@ -575,11 +575,11 @@ START_TEST(test_cache_off_runs_every_datagram)
     udprr_server_opts so;
     udprr_server_opts_init(&so);
     so.reply_cache = 0;
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", &so, counting_handler, &count);
 
     char relay_port[16];
-    udprr_test_relay *relay = lossy_reply_relay(&ts, 500, 7, relay_port);
+    struct relay *relay = lossy_reply_relay(&ts, 500, 7, relay_port);
     udprr_client_opts o;
     udprr_client_opts_init(&o);
     o.initial_rto_ms = 20;
@@ -597,7 +597,7 @@ START_TEST(test_cache_off_runs_every_datagram)
     }
     struct udprr_client_stats st = client_stats(c);
     udprr_client_close(c);
-    udprr_test_relay_stop(relay, NULL);
+    relay_stop(relay, NULL);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
     ck_assert_uint_eq(ss.cache_hits, 0);
@@ -627,7 +627,7 @@ static int ignore_first_attempt(void *user, const udprr_request *req,
 START_TEST(test_no_reply_is_retried_and_not_cached)
 {
     unsigned calls = 0;
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, ignore_first_attempt, &calls);
     udprr_client_opts o;
     udprr_client_opts_init(&o);
@@ -655,7 +655,7 @@ END_TEST
 
 START_TEST(test_ipv6_loopback_round_trip)
 {
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "::1", NULL, transform_handler, NULL);
     udprr_client *c = open_client("::1", ts.port, NULL);
     char reply[16];
@@ -687,7 +687,7 @@ END_TEST
 
 START_TEST(test_wildcard_server_takes_ipv4_and_ipv6)
 {
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, NULL, NULL, transform_handler, NULL);
     const char *hosts[] = {"127.0.0.1", "::1"};
     for (int i = 0; i < 2; i++) {
@@ -742,7 +742,7 @@ END_TEST
 
 START_TEST(test_malformed_datagrams_are_counted_and_dropped)
 {
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, transform_handler, NULL);
     char port[16];
     int fd = test_plain_socket("127.0.0.1", port);

@@ -28,7 +28,7 @@ static udprr_client *open_framed(const char *port, int framing,
     return c;
 }
 
-static void framed_server(struct test_server *ts, int framing,
+static void framed_server(struct fixture_server *ts, int framing,
                           size_t id_offset, unsigned id_len, udprr_handler h,
                           void *user)
 {
@@ -56,7 +56,7 @@ static int your_data_was(void *user, const udprr_request *req, void *reply,
 START_TEST(test_raw_client_and_server)
 {
     unsigned calls = 0;
-    struct test_server ts;
+    struct fixture_server ts;
     framed_server(&ts, UDPRR_FRAMING_RAW, 0, 0, your_data_was, &calls);
     udprr_client *c = open_framed(ts.port, UDPRR_FRAMING_RAW, 0, 0);
     char reply[64];
@@ -85,7 +85,7 @@ static int raw_decline(void *user, const udprr_request *req, void *reply,
 
 START_TEST(test_raw_decline_sends_nothing)
 {
-    struct test_server ts;
+    struct fixture_server ts;
     framed_server(&ts, UDPRR_FRAMING_RAW, 0, 0, raw_decline, NULL);
     udprr_client_opts o;
     udprr_client_opts_init(&o);
@@ -161,7 +161,7 @@ END_TEST
 
 START_TEST(test_raw_server_talks_to_a_plain_client)
 {
-    struct test_server ts;
+    struct fixture_server ts;
     framed_server(&ts, UDPRR_FRAMING_RAW, 0, 0, your_data_was, NULL);
     char unused[16];
     int fd = test_plain_socket("127.0.0.1", unused);
@@ -217,12 +217,12 @@ START_TEST(test_id_at_offset_runs_once_per_request_behind_lossy_relay)
     static struct idoff_count count;
     memset(&count, 0, sizeof count);
     pthread_mutex_init(&count.lock, NULL);
-    struct test_server ts;
+    struct fixture_server ts;
     framed_server(&ts, UDPRR_FRAMING_ID_AT_OFFSET, 2, 2, upper_case, &count);
 
-    struct udprr_test_impair_config lossy = {.drop_permille = 500};
+    struct impair_config lossy = {.drop_permille = 500};
     char port[16];
-    udprr_test_relay *relay = test_relay_in_front(&ts, NULL, &lossy, 4242, port);
+    struct relay *relay = test_relay_in_front(&ts, NULL, &lossy, 4242, port);
 
     udprr_client *c = open_framed(port, UDPRR_FRAMING_ID_AT_OFFSET, 2, 2);
     for (unsigned i = 0; i < 200; i++) {
@@ -240,7 +240,7 @@ START_TEST(test_id_at_offset_runs_once_per_request_behind_lossy_relay)
     struct udprr_client_stats st = {.size = sizeof st};
     udprr_client_stats(c, &st);
     udprr_client_close(c);
-    udprr_test_relay_stop(relay, NULL);
+    relay_stop(relay, NULL);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
     for (unsigned i = 0; i < 200; i++)
@@ -327,7 +327,7 @@ END_TEST
 START_TEST(test_raw_carries_the_largest_datagram)
 {
     static uint8_t big[UDPRR_MAX_DATAGRAM + 1];
-    struct test_server ts;
+    struct fixture_server ts;
     framed_server(&ts, UDPRR_FRAMING_RAW, 0, 0, your_data_was, NULL);
     udprr_client *c = open_framed(ts.port, UDPRR_FRAMING_RAW, 0, 0);
     char reply[64];

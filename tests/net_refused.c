@@ -54,7 +54,7 @@ static void wait_for_error(int fd)
 
 START_TEST(test_stale_icmp_error_does_not_fail_the_next_request)
 {
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, test_echo_handler, NULL);
     udprr_client *c = NULL;
     ck_assert_int_eq(udprr_client_open(&c, "127.0.0.1", ts.port, NULL),
@@ -76,10 +76,7 @@ START_TEST(test_stale_icmp_error_does_not_fail_the_next_request)
     udprr_server *again;
     ck_assert_int_eq(udprr_server_open(&again, "127.0.0.1", ts.port, NULL),
                      UDPRR_OK);
-    ts.server = again;
-    ts.handler = test_echo_handler;
-    ck_assert_int_eq(pthread_create(&ts.thread, NULL, test_server_main, &ts),
-                     0);
+    test_server_serve(&ts, again, test_echo_handler, NULL);
     ck_assert_int_eq(udprr_client_request(c, "B", 1, reply, sizeof reply,
                                           &got),
                      UDPRR_OK);

@@ -56,9 +56,9 @@ static int ledger_handler(void *user, const udprr_request *req, void *reply,
     return 0;
 }
 
-static udprr_test_relay *relay_for(const struct test_server *ts,
-                                   const struct udprr_test_impair_config *both,
-                                   uint64_t seed, char port[16])
+static struct relay *relay_for(const struct fixture_server *ts,
+                               const struct impair_config *both,
+                               uint64_t seed, char port[16])
 {
     return test_relay_in_front(ts, both, both, seed, port);
 }
@@ -68,23 +68,23 @@ static udprr_test_relay *relay_for(const struct test_server *ts,
 struct worker {
     unsigned id;
     unsigned requests;
-    const struct test_server *ts;
-    struct udprr_test_impair_config impair;
+    const struct fixture_server *ts;
+    struct impair_config impair;
     udprr_client_opts opts;
     /* results */
     unsigned ok, wrong, failed;
     struct udprr_client_stats stats;
-    struct udprr_test_relay_stats relay;
+    struct relay_stats relay;
 };
 
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     char port[16];
-    udprr_test_relay *relay = relay_for(w->ts, &w->impair, 1000 + w->id, port);
+    struct relay *relay = relay_for(w->ts, &w->impair, 1000 + w->id, port);
     udprr_client *c = NULL;
     if (udprr_client_open(&c, "127.0.0.1", port, &w->opts) != UDPRR_OK) {
-        udprr_test_relay_stop(relay, NULL);
+        relay_stop(relay, NULL);
         w->failed = w->requests;
         return NULL;
     }
@@ -105,7 +105,7 @@ static void *worker_main(void *arg)
     w->stats.size = sizeof w->stats;
     udprr_client_stats(c, &w->stats);
     udprr_client_close(c);
-    udprr_test_relay_stop(relay, &w->relay);
+    relay_stop(relay, &w->relay);
     return NULL;
 }
 
@@ -117,10 +117,10 @@ static unsigned scaled(unsigned full)
 /* Runs CLIENTS workers through relays with `impair` and checks every
  * request got its own reply and ran the handler exactly once. */
 static void run_workers(struct worker *w, unsigned total,
-                        const struct udprr_test_impair_config *impair,
+                        const struct impair_config *impair,
                         struct ledger *l, struct udprr_server_stats *ss)
 {
-    struct test_server ts;
+    struct fixture_server ts;
     pthread_t threads[CLIENTS];
     memset(l, 0, sizeof *l);
     pthread_mutex_init(&l->lock, NULL);
@@ -150,7 +150,7 @@ static void run_workers(struct worker *w, unsigned total,
 START_TEST(test_loss_duplication_reordering)
 {
     const unsigned total = scaled(10000);
-    struct udprr_test_impair_config impair = {
+    struct impair_config impair = {
         .drop_permille = 200, .dup_permille = 50, .reorder_permille = 50,
         .reorder_delay_us = 5000};
     struct worker w[CLIENTS];
@@ -203,7 +203,7 @@ END_TEST
 START_TEST(test_corruption_and_truncation_never_accepted)
 {
     const unsigned total = scaled(2000);
-    struct udprr_test_impair_config impair = {
+    struct impair_config impair = {
         .corrupt_permille = 100, .corrupt_max_bytes = 4,
         .truncate_permille = 100};
     struct worker w[CLIENTS];
@@ -263,13 +263,13 @@ START_TEST(test_blackhole_then_recovery)
      * deadline, and requests after it are answered again. */
     const uint64_t hole_start = 1000 * MS, hole_len = 2000 * MS;
     const uint64_t deadline = 1500 * MS;
-    struct test_server ts;
+    struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, test_echo_handler, NULL);
-    struct udprr_test_impair_config impair = {
+    struct impair_config impair = {
         .blackhole_start_us = hole_start, .blackhole_len_us = hole_len};
     char port[16];
-    udprr_test_relay *relay = relay_for(&ts, &impair, 9, port);
-    uint64_t relay_start = test_now_us(); /* the relay's own start: earlier */
+    struct relay *relay = relay_for(&ts, &impair, 9, port);
+    uint64_t relay_started_us = test_now_us(); /* the relay's own start: earlier */
     udprr_client_opts o;
     udprr_client_opts_init(&o);
     o.deadline_ms = (unsigned)(deadline / MS);
@@ -278,7 +278,7 @@ START_TEST(test_blackhole_then_recovery)
     ck_assert_int_eq(udprr_client_open(&c, "127.0.0.1", port, &o), UDPRR_OK);
 
     unsigned ok_before = 0, timeouts = 0, ok_after = 0, n = 0;
-    while (test_now_us() - relay_start < 4500 * MS && n < 100000) {
+    while (test_now_us() - relay_started_us < 4500 * MS && n < 100000) {
         char req[16], reply[16];
         int len = snprintf(req, sizeof req, "%u", n++);
         size_t got;
@@ -289,13 +289,13 @@ START_TEST(test_blackhole_then_recovery)
         if (rc == UDPRR_OK) {
             ck_assert_uint_eq(got, (size_t)len);
             ck_assert_mem_eq(reply, req, (size_t)len);
-            if (end - relay_start < hole_start)
+            if (end - relay_started_us < hole_start)
                 ok_before++;
             else
                 ok_after++;
             /* Nothing is answered from well inside the blackhole (100 ms
              * of margin: the relay's clock started a moment before ours). */
-            uint64_t s_at = start - relay_start, e_at = end - relay_start;
+            uint64_t s_at = start - relay_started_us, e_at = end - relay_started_us;
             ck_assert(!(s_at >= hole_start + 100 * MS &&
                         e_at < hole_start + hole_len - 100 * MS));
         } else {
@@ -307,8 +307,8 @@ START_TEST(test_blackhole_then_recovery)
         }
     }
     udprr_client_close(c);
-    struct udprr_test_relay_stats rs;
-    udprr_test_relay_stop(relay, &rs);
+    struct relay_stats rs;
+    relay_stop(relay, &rs);
     test_server_stop(&ts, NULL);
     ck_assert_uint_gt(ok_before, 0);
     ck_assert_uint_ge(timeouts, 1);

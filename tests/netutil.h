@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * netutil.h - fixtures for the socket suites: a libudprr server running on
- * its own thread, bounded waits, and a monotonic stopwatch.
+ * its own thread and a relay in front of it (fixture.h, asserted with
+ * Check), plain sockets, bounded waits, and a monotonic stopwatch.
  */
 #ifndef UDPRR_NETUTIL_H
 #define UDPRR_NETUTIL_H
@@ -17,61 +18,35 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "relay.h"
 #include "udprr.h"
 
-struct test_server {
-    udprr_server *server;
-    pthread_t thread;
-    udprr_handler handler;
-    void *user;
-    int run_status;
-    char port[16];
-};
-
-static void *test_server_main(void *arg)
-{
-    struct test_server *ts = arg;
-    ts->run_status = udprr_server_run(ts->server, ts->handler, ts->user);
-    return NULL;
-}
+/* The fixture (fixture.h) with Check's assertions: a failure to set it up
+ * fails the test. */
 
 /* Opens a server on host port 0 and runs it on a thread. */
-static inline void test_server_start(struct test_server *ts, const char *host,
+static inline void test_server_start(struct fixture_server *ts,
+                                     const char *host,
                                      const udprr_server_opts *opts,
                                      udprr_handler h, void *user)
 {
-    memset(ts, 0, sizeof *ts);
-    ts->handler = h;
-    ts->user = user;
-    ck_assert_int_eq(udprr_server_open(&ts->server, host, "0", opts),
-                     UDPRR_OK);
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    ck_assert_int_eq(udprr_server_sockname(ts->server, (struct sockaddr *)&ss,
-                                           &len),
-                     UDPRR_OK);
-    unsigned port = ss.ss_family == AF_INET6
-                        ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                        : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    snprintf(ts->port, sizeof ts->port, "%u", port);
-    ck_assert_int_eq(pthread_create(&ts->thread, NULL, test_server_main, ts),
-                     0);
+    ck_assert_int_eq(fixture_server_start(ts, host, opts, h, user), UDPRR_OK);
+}
+
+/* Runs an already open server on a thread; ts owns it from here on. */
+static inline void test_server_serve(struct fixture_server *ts,
+                                     udprr_server *server, udprr_handler h,
+                                     void *user)
+{
+    ck_assert_int_eq(fixture_server_serve(ts, server, h, user), UDPRR_OK);
 }
 
 /* Stops the server, waits for its thread, and frees it. */
-static inline void test_server_stop(struct test_server *ts,
+static inline void test_server_stop(struct fixture_server *ts,
                                     struct udprr_server_stats *stats)
 {
-    udprr_server_stop(ts->server);
-    ck_assert_int_eq(pthread_join(ts->thread, NULL), 0);
-    ck_assert_int_eq(ts->run_status, UDPRR_OK);
-    if (stats != NULL) {
-        stats->size = sizeof *stats;
-        ck_assert_int_eq(udprr_server_stats(ts->server, stats), UDPRR_OK);
-    }
-    udprr_server_close(ts->server);
-    ts->server = NULL;
+    ck_assert_int_eq(fixture_server_stop(ts, stats), UDPRR_OK);
 }
 
 static inline uint64_t test_now_us(void)
@@ -125,25 +100,18 @@ static inline ssize_t test_recv_within(int fd, void *buf, size_t cap,
                     from_len);
 }
 
-/* Starts an impairment relay in front of a test server on 127.0.0.1
- * (NULL config: that direction unimpaired) and writes the port clients
- * send to. A relay answers the client that spoke last: one per client. */
-static inline udprr_test_relay *
-test_relay_in_front(const struct test_server *ts,
-                    const struct udprr_test_impair_config *to_server,
-                    const struct udprr_test_impair_config *to_client,
-                    uint64_t seed, char port[16])
+/* Starts an impairment relay in front of a test server (NULL config: that
+ * direction unimpaired) and writes the port clients send to. A relay
+ * answers the client that spoke last: one per client. */
+static inline struct relay *
+test_relay_in_front(const struct fixture_server *ts,
+                    const struct impair_config *to_server,
+                    const struct impair_config *to_client, uint64_t seed,
+                    char port[16])
 {
-    struct sockaddr_in server = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &server.sin_addr);
-    server.sin_port = htons((uint16_t)atoi(ts->port));
-    udprr_test_relay *relay = udprr_test_relay_start(
-        (struct sockaddr *)&server, sizeof server, to_server, to_client, seed);
+    struct relay *relay =
+        fixture_relay_in_front(ts, to_server, to_client, seed, port);
     ck_assert_ptr_nonnull(relay);
-    struct sockaddr_storage ra;
-    socklen_t ra_len = sizeof ra;
-    udprr_test_relay_addr(relay, &ra, &ra_len);
-    snprintf(port, 16, "%u", ntohs(((struct sockaddr_in *)&ra)->sin_port));
     return relay;
 }
 
@@ -151,11 +119,8 @@ test_relay_in_front(const struct test_server *ts,
 static inline int test_echo_handler(void *user, const udprr_request *req,
                                     void *reply, size_t cap, size_t *reply_len)
 {
-    (void)user;
     ck_assert_uint_le(req->len, cap);
-    memcpy(reply, req->data, req->len);
-    *reply_len = req->len;
-    return 0;
+    return fixture_echo_handler(user, req, reply, cap, reply_len);
 }
 
 #endif /* UDPRR_NETUTIL_H */

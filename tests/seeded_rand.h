@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * seeded_rand.h - a small seeded generator (xorshift64*) for tests, the
- * demo and the relay: the same seed gives the same sequence on every
- * machine, so any failing case can be replayed exactly.
+ * seeded_rand.h - a small seeded generator (xorshift64*) for the tests:
+ * the same seed gives the same sequence on every machine, so any failing
+ * case can be replayed exactly. (The relay in tools/relay/ has its own.)
  */
 #ifndef UDPRR_SEEDED_RAND_H
 #define UDPRR_SEEDED_RAND_H

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * unit_relay.c - the impairment relay used by the integration tests and by
- * build/udprr-relay: its pure decision core, then the relay itself between
- * a client socket and an echo server on 127.0.0.1 and ::1.
+ * unit_relay.c - the impairment relay (tools/relay/) used by the
+ * integration tests, the benchmark and build/udprr-relay: its pure decision
+ * core, then the relay itself between a client socket and an echo server on
+ * 127.0.0.1 and ::1.
  *
  * Nothing here depends on luck. Decisions come from fixed seeds, so counts
  * are asserted exactly; the relay's own counters say when it has handled a
@@ -35,50 +36,50 @@
 
 /* ---- the pure core ------------------------------------------------------- */
 
-static struct udprr_test_impair impair_with(unsigned drop_permille,
-                                            unsigned dup_permille,
-                                            uint64_t seed)
+static struct impair impair_with(unsigned drop_permille,
+                                 unsigned dup_permille,
+                                 uint64_t seed)
 {
-    struct udprr_test_impair_config config = {
+    struct impair_config config = {
         .drop_permille = drop_permille,
         .dup_permille = dup_permille,
     };
-    ck_assert_ptr_null(udprr_test_impair_config_problem(&config));
-    struct udprr_test_impair imp;
-    udprr_test_impair_init(&imp, &config, seed);
+    ck_assert_ptr_null(impair_config_problem(&config));
+    struct impair imp;
+    impair_init(&imp, &config, seed);
     return imp;
 }
 
-static void assert_counters_add_up(const struct udprr_test_impair_counters *c)
+static void assert_counters_add_up(const struct impair_counters *c)
 {
     ck_assert_uint_eq(c->forwarded, c->seen - c->dropped + c->duplicated);
 }
 
 START_TEST(test_config_problem)
 {
-    struct udprr_test_impair_config config = {0};
-    ck_assert_ptr_null(udprr_test_impair_config_problem(&config));
+    struct impair_config config = {0};
+    ck_assert_ptr_null(impair_config_problem(&config));
     config.drop_permille = config.dup_permille = 1000;
-    ck_assert_ptr_null(udprr_test_impair_config_problem(&config));
+    ck_assert_ptr_null(impair_config_problem(&config));
     config.drop_permille = 1001;
-    ck_assert_ptr_nonnull(udprr_test_impair_config_problem(&config));
+    ck_assert_ptr_nonnull(impair_config_problem(&config));
     config.drop_permille = 0;
     config.dup_permille = 1001;
-    ck_assert_ptr_nonnull(udprr_test_impair_config_problem(&config));
-    ck_assert_ptr_nonnull(udprr_test_impair_config_problem(NULL));
+    ck_assert_ptr_nonnull(impair_config_problem(&config));
+    ck_assert_ptr_nonnull(impair_config_problem(NULL));
 }
 END_TEST
 
 START_TEST(test_same_seed_same_decisions)
 {
-    struct udprr_test_impair a = impair_with(300, 200, 77);
-    struct udprr_test_impair b = impair_with(300, 200, 77);
-    struct udprr_test_impair other = impair_with(300, 200, 78);
+    struct impair a = impair_with(300, 200, 77);
+    struct impair b = impair_with(300, 200, 77);
+    struct impair other = impair_with(300, 200, 78);
     int differs = 0;
     for (size_t i = 0; i < 1000; i++) {
-        unsigned copies = udprr_test_impair_decide(&a, i).copies;
-        ck_assert_uint_eq(udprr_test_impair_decide(&b, i).copies, copies);
-        differs |= udprr_test_impair_decide(&other, i).copies != copies;
+        unsigned copies = impair_decide(&a, i).copies;
+        ck_assert_uint_eq(impair_decide(&b, i).copies, copies);
+        differs |= impair_decide(&other, i).copies != copies;
     }
     ck_assert(differs); /* and the seed does matter */
     ck_assert_mem_eq(&a.counters, &b.counters, sizeof a.counters);
@@ -87,9 +88,9 @@ END_TEST
 
 START_TEST(test_drop_none_forwards_all)
 {
-    struct udprr_test_impair imp = impair_with(0, 0, 1);
+    struct impair imp = impair_with(0, 0, 1);
     for (size_t i = 0; i < 10000; i++)
-        ck_assert_uint_eq(udprr_test_impair_decide(&imp, i % 1500).copies, 1);
+        ck_assert_uint_eq(impair_decide(&imp, i % 1500).copies, 1);
     ck_assert_uint_eq(imp.counters.seen, 10000);
     ck_assert_uint_eq(imp.counters.dropped, 0);
     ck_assert_uint_eq(imp.counters.duplicated, 0);
@@ -99,9 +100,9 @@ END_TEST
 
 START_TEST(test_drop_all_drops_all)
 {
-    struct udprr_test_impair imp = impair_with(1000, 0, 1);
+    struct impair imp = impair_with(1000, 0, 1);
     for (size_t i = 0; i < 10000; i++)
-        ck_assert_uint_eq(udprr_test_impair_decide(&imp, i % 1500).copies, 0);
+        ck_assert_uint_eq(impair_decide(&imp, i % 1500).copies, 0);
     ck_assert_uint_eq(imp.counters.seen, 10000);
     ck_assert_uint_eq(imp.counters.dropped, 10000);
     ck_assert_uint_eq(imp.counters.forwarded, 0);
@@ -110,9 +111,9 @@ END_TEST
 
 START_TEST(test_half_drop_exact_for_seed)
 {
-    struct udprr_test_impair imp = impair_with(500, 0, 42);
+    struct impair imp = impair_with(500, 0, 42);
     for (size_t i = 0; i < 10000; i++)
-        udprr_test_impair_decide(&imp, 100);
+        impair_decide(&imp, 100);
     /* Near half, as it must be; and exactly this many, because the seed
      * fixes every draw: a change here means decisions for old seeds moved. */
     ck_assert_uint_ge(imp.counters.dropped, 4700);
@@ -127,11 +128,11 @@ START_TEST(test_more_drop_only_adds_drops)
 {
     /* One draw per datagram, compared with the setting: what 300 permille
      * drops, 600 permille drops too. */
-    struct udprr_test_impair light = impair_with(300, 0, 9);
-    struct udprr_test_impair heavy = impair_with(600, 0, 9);
+    struct impair light = impair_with(300, 0, 9);
+    struct impair heavy = impair_with(600, 0, 9);
     for (size_t i = 0; i < 10000; i++) {
-        unsigned light_copies = udprr_test_impair_decide(&light, 64).copies;
-        unsigned heavy_copies = udprr_test_impair_decide(&heavy, 64).copies;
+        unsigned light_copies = impair_decide(&light, 64).copies;
+        unsigned heavy_copies = impair_decide(&heavy, 64).copies;
         if (light_copies == 0)
             ck_assert_uint_eq(heavy_copies, 0);
     }
@@ -143,11 +144,11 @@ START_TEST(test_dup_setting_keeps_drop_decisions)
 {
     /* Drop and dup draw from separate streams: turning duplication on must
      * not move which datagrams a seed drops. */
-    struct udprr_test_impair plain = impair_with(500, 0, 5);
-    struct udprr_test_impair doubled = impair_with(500, 700, 5);
+    struct impair plain = impair_with(500, 0, 5);
+    struct impair doubled = impair_with(500, 700, 5);
     for (size_t i = 0; i < 10000; i++) {
-        int plain_lost = udprr_test_impair_decide(&plain, 64).copies == 0;
-        int doubled_lost = udprr_test_impair_decide(&doubled, 64).copies == 0;
+        int plain_lost = impair_decide(&plain, 64).copies == 0;
+        int doubled_lost = impair_decide(&doubled, 64).copies == 0;
         ck_assert_int_eq(plain_lost, doubled_lost);
     }
     ck_assert_uint_eq(plain.counters.dropped, doubled.counters.dropped);
@@ -157,9 +158,9 @@ END_TEST
 
 START_TEST(test_dup_all_sends_two)
 {
-    struct udprr_test_impair imp = impair_with(0, 1000, 3);
+    struct impair imp = impair_with(0, 1000, 3);
     for (size_t i = 0; i < 1000; i++)
-        ck_assert_uint_eq(udprr_test_impair_decide(&imp, 0).copies, 2);
+        ck_assert_uint_eq(impair_decide(&imp, 0).copies, 2);
     ck_assert_uint_eq(imp.counters.seen, 1000);
     ck_assert_uint_eq(imp.counters.duplicated, 1000);
     ck_assert_uint_eq(imp.counters.forwarded, 2000);
@@ -168,9 +169,9 @@ END_TEST
 
 START_TEST(test_dup_exact_for_seed)
 {
-    struct udprr_test_impair imp = impair_with(200, 100, 42);
+    struct impair imp = impair_with(200, 100, 42);
     for (size_t i = 0; i < 10000; i++)
-        udprr_test_impair_decide(&imp, 512);
+        impair_decide(&imp, 512);
     /* dup applies to the ~8000 kept: ~800 */
     ck_assert_uint_ge(imp.counters.duplicated, 700);
     ck_assert_uint_le(imp.counters.duplicated, 900);
@@ -183,9 +184,9 @@ END_TEST
 
 START_TEST(test_lost_is_never_duplicated)
 {
-    struct udprr_test_impair imp = impair_with(1000, 1000, 3);
+    struct impair imp = impair_with(1000, 1000, 3);
     for (size_t i = 0; i < 1000; i++)
-        ck_assert_uint_eq(udprr_test_impair_decide(&imp, 10).copies, 0);
+        ck_assert_uint_eq(impair_decide(&imp, 10).copies, 0);
     ck_assert_uint_eq(imp.counters.duplicated, 0);
     assert_counters_add_up(&imp.counters);
 }
@@ -195,17 +196,17 @@ START_TEST(test_stream_seeds_are_distinct)
 {
     /* Adjacent seeds and the two streams of one seed all start apart, and
      * seed 0 is as good as any. */
-    uint64_t seen[4 * UDPRR_TEST_IMPAIR_STREAMS];
+    uint64_t seen[4 * IMPAIR_STREAMS];
     size_t n = 0;
     for (uint64_t seed = 0; seed < 4; seed++)
-        for (unsigned s = 0; s < UDPRR_TEST_IMPAIR_STREAMS; s++)
-            seen[n++] = udprr_test_impair_stream_seed(seed, s);
+        for (unsigned s = 0; s < IMPAIR_STREAMS; s++)
+            seen[n++] = impair_stream_seed(seed, s);
     for (size_t i = 0; i < n; i++)
         for (size_t j = i + 1; j < n; j++)
             ck_assert_uint_ne(seen[i], seen[j]);
-    struct udprr_test_impair imp = impair_with(500, 0, 0);
+    struct impair imp = impair_with(500, 0, 0);
     for (size_t i = 0; i < 1000; i++)
-        udprr_test_impair_decide(&imp, 1);
+        impair_decide(&imp, 1);
     ck_assert_uint_gt(imp.counters.dropped, 400);
     ck_assert_uint_lt(imp.counters.dropped, 600);
 }
@@ -213,49 +214,49 @@ END_TEST
 
 /* ---- the pure core: timing, damage, blackhole ---------------------------- */
 
-static struct udprr_test_impair impair_config(
-    const struct udprr_test_impair_config *config, uint64_t seed)
+static struct impair impair_from(
+    const struct impair_config *config, uint64_t seed)
 {
-    ck_assert_ptr_null(udprr_test_impair_config_problem(config));
-    struct udprr_test_impair imp;
-    udprr_test_impair_init(&imp, config, seed);
+    ck_assert_ptr_null(impair_config_problem(config));
+    struct impair imp;
+    impair_init(&imp, config, seed);
     return imp;
 }
 
 START_TEST(test_config_problem_new_fields)
 {
-    const struct udprr_test_impair_config fine = {
+    const struct impair_config fine = {
         .reorder_permille = 1000,
         .reorder_delay_us = UINT32_MAX,
         .delay_us = UINT32_MAX,
         .jitter_us = UINT32_MAX,
         .corrupt_permille = 1000,
-        .corrupt_max_bytes = UDPRR_TEST_IMPAIR_CORRUPT_BYTES_MAX,
+        .corrupt_max_bytes = IMPAIR_CORRUPT_BYTES_MAX,
         .truncate_permille = 1000,
         .blackhole_start_us = UINT64_MAX - 5,
         .blackhole_len_us = 5,
     };
-    ck_assert_ptr_null(udprr_test_impair_config_problem(&fine));
-    struct udprr_test_impair_config bad = fine;
+    ck_assert_ptr_null(impair_config_problem(&fine));
+    struct impair_config bad = fine;
     bad.reorder_permille = 1001;
-    ck_assert_ptr_nonnull(udprr_test_impair_config_problem(&bad));
+    ck_assert_ptr_nonnull(impair_config_problem(&bad));
     bad = fine;
     bad.corrupt_permille = 1001;
-    ck_assert_ptr_nonnull(udprr_test_impair_config_problem(&bad));
+    ck_assert_ptr_nonnull(impair_config_problem(&bad));
     bad = fine;
-    bad.corrupt_max_bytes = UDPRR_TEST_IMPAIR_CORRUPT_BYTES_MAX + 1;
-    ck_assert_ptr_nonnull(udprr_test_impair_config_problem(&bad));
+    bad.corrupt_max_bytes = IMPAIR_CORRUPT_BYTES_MAX + 1;
+    ck_assert_ptr_nonnull(impair_config_problem(&bad));
     bad = fine;
     bad.truncate_permille = 1001;
-    ck_assert_ptr_nonnull(udprr_test_impair_config_problem(&bad));
+    ck_assert_ptr_nonnull(impair_config_problem(&bad));
     bad = fine;
     bad.blackhole_len_us = 6; /* would end past 2^64 - 1 */
-    ck_assert_ptr_nonnull(udprr_test_impair_config_problem(&bad));
+    ck_assert_ptr_nonnull(impair_config_problem(&bad));
 }
 END_TEST
 
-static void assert_same_decision(const struct udprr_test_impair_decision *a,
-                                 const struct udprr_test_impair_decision *b)
+static void assert_same_decision(const struct impair_decision *a,
+                                 const struct impair_decision *b)
 {
     ck_assert_uint_eq(a->copies, b->copies);
     for (unsigned c = 0; c < a->copies; c++)
@@ -274,16 +275,16 @@ static void assert_same_decision(const struct udprr_test_impair_decision *a,
 START_TEST(test_decide_is_decide_at_zero)
 {
     /* Callers that predate time (net_exchange) keep their decisions. */
-    const struct udprr_test_impair_config config = {
+    const struct impair_config config = {
         .drop_permille = 200, .dup_permille = 300, .corrupt_permille = 100,
         .truncate_permille = 100, .delay_us = 7};
-    struct udprr_test_impair old = impair_config(&config, 11);
-    struct udprr_test_impair timed = impair_config(&config, 11);
+    struct impair old = impair_from(&config, 11);
+    struct impair timed = impair_from(&config, 11);
     for (size_t i = 0; i < 2000; i++) {
-        struct udprr_test_impair_decision a =
-            udprr_test_impair_decide(&old, i % 300);
-        struct udprr_test_impair_decision b =
-            udprr_test_impair_decide_at(&timed, i % 300, 0);
+        struct impair_decision a =
+            impair_decide(&old, i % 300);
+        struct impair_decision b =
+            impair_decide_at(&timed, i % 300, 0);
         assert_same_decision(&a, &b);
     }
 }
@@ -291,12 +292,12 @@ END_TEST
 
 START_TEST(test_perfect_network_sends_at_arrival_unchanged)
 {
-    const struct udprr_test_impair_config perfect = {0};
-    struct udprr_test_impair imp = impair_config(&perfect, 1);
+    const struct impair_config perfect = {0};
+    struct impair imp = impair_from(&perfect, 1);
     for (uint64_t i = 0; i < 1000; i++) {
         uint64_t now_us = 1000000 + i * 37;
-        struct udprr_test_impair_decision d =
-            udprr_test_impair_decide_at(&imp, i, now_us);
+        struct impair_decision d =
+            impair_decide_at(&imp, i, now_us);
         ck_assert_uint_eq(d.copies, 1);
         ck_assert_uint_eq(d.send_at_us[0], now_us);
         ck_assert_uint_eq(d.send_len_bytes, i);
@@ -308,12 +309,12 @@ END_TEST
 
 START_TEST(test_fixed_delay_is_exact)
 {
-    const struct udprr_test_impair_config config = {.delay_us = 50000,
+    const struct impair_config config = {.delay_us = 50000,
                                                     .dup_permille = 500};
-    struct udprr_test_impair imp = impair_config(&config, 2);
+    struct impair imp = impair_from(&config, 2);
     for (uint64_t now_us = 0; now_us < 1000000; now_us += 997) {
-        struct udprr_test_impair_decision d =
-            udprr_test_impair_decide_at(&imp, 10, now_us);
+        struct impair_decision d =
+            impair_decide_at(&imp, 10, now_us);
         for (unsigned c = 0; c < d.copies; c++)
             ck_assert_uint_eq(d.send_at_us[c], now_us + 50000);
     }
@@ -326,13 +327,13 @@ START_TEST(test_fixed_delay_keeps_arrival_order)
     /* Without jitter or reordering, send times follow arrival times, so a
      * queue ordered by send time (ties first come, first served) keeps the
      * datagrams in order. */
-    const struct udprr_test_impair_config config = {.delay_us = 20000,
+    const struct impair_config config = {.delay_us = 20000,
                                                     .dup_permille = 300};
-    struct udprr_test_impair imp = impair_config(&config, 3);
+    struct impair imp = impair_from(&config, 3);
     uint64_t last_us = 0;
     for (uint64_t i = 0; i < 5000; i++) {
-        struct udprr_test_impair_decision d =
-            udprr_test_impair_decide_at(&imp, 64, i / 3); /* ties, too */
+        struct impair_decision d =
+            impair_decide_at(&imp, 64, i / 3); /* ties, too */
         for (unsigned c = 0; c < d.copies; c++) {
             ck_assert_uint_ge(d.send_at_us[c], last_us);
             last_us = d.send_at_us[c];
@@ -343,15 +344,15 @@ END_TEST
 
 START_TEST(test_jitter_within_bounds_exact_for_seed)
 {
-    const struct udprr_test_impair_config config = {
+    const struct impair_config config = {
         .delay_us = 1000, .jitter_us = 500, .dup_permille = 1000};
-    struct udprr_test_impair imp = impair_config(&config, 42);
+    struct impair imp = impair_from(&config, 42);
     uint64_t total_us = 0, least_us = UINT64_MAX, most_us = 0;
     unsigned copies_differ = 0;
     for (uint64_t i = 0; i < 10000; i++) {
         uint64_t now_us = i * 100;
-        struct udprr_test_impair_decision d =
-            udprr_test_impair_decide_at(&imp, 64, now_us);
+        struct impair_decision d =
+            impair_decide_at(&imp, 64, now_us);
         ck_assert_uint_eq(d.copies, 2);
         for (unsigned c = 0; c < 2; c++) {
             uint64_t extra_us = d.send_at_us[c] - now_us - 1000;
@@ -375,17 +376,17 @@ END_TEST
 
 START_TEST(test_reorder_exact_for_seed)
 {
-    const struct udprr_test_impair_config config = {.reorder_permille = 250,
+    const struct impair_config config = {.reorder_permille = 250,
                                                     .delay_us = 100};
-    struct udprr_test_impair imp = impair_config(&config, 42);
+    struct impair imp = impair_from(&config, 42);
     for (uint64_t i = 0; i < 10000; i++) {
         uint64_t now_us = i * 10;
-        struct udprr_test_impair_decision d =
-            udprr_test_impair_decide_at(&imp, 64, now_us);
+        struct impair_decision d =
+            impair_decide_at(&imp, 64, now_us);
         /* held for the default extra time, or not at all */
         ck_assert_uint_eq(d.send_at_us[0],
                           now_us + 100 +
-                              (d.reordered ? UDPRR_TEST_IMPAIR_REORDER_DELAY_US
+                              (d.reordered ? IMPAIR_REORDER_DELAY_US
                                            : 0));
     }
     ck_assert_uint_ge(imp.counters.reordered, 2300);
@@ -400,12 +401,12 @@ START_TEST(test_reordered_is_overtaken_by_what_comes_meanwhile)
     /* Arrivals every 1 ms, a hold of 5.5 ms: a held datagram leaves after
      * the next five that are not held, and before the sixth. */
     enum { N = 2000 };
-    const struct udprr_test_impair_config config = {
+    const struct impair_config config = {
         .reorder_permille = 200, .reorder_delay_us = 5500};
-    struct udprr_test_impair imp = impair_config(&config, 8);
-    static struct udprr_test_impair_decision d[N];
+    struct impair imp = impair_from(&config, 8);
+    static struct impair_decision d[N];
     for (uint64_t i = 0; i < N; i++)
-        d[i] = udprr_test_impair_decide_at(&imp, 64, i * 1000);
+        d[i] = impair_decide_at(&imp, 64, i * 1000);
     unsigned checked = 0;
     for (size_t i = 0; i + 6 < N; i++) {
         if (!d[i].reordered)
@@ -421,7 +422,7 @@ START_TEST(test_reordered_is_overtaken_by_what_comes_meanwhile)
 END_TEST
 
 /* The bytes a corruption decision damages, checked for its promises. */
-static void assert_corruption_sound(const struct udprr_test_impair_decision *d,
+static void assert_corruption_sound(const struct impair_decision *d,
                                     size_t len_bytes, unsigned max_bytes)
 {
     ck_assert_uint_ge(d->corrupt_count, 1);
@@ -437,13 +438,13 @@ static void assert_corruption_sound(const struct udprr_test_impair_decision *d,
 
 START_TEST(test_corrupt_exact_for_seed)
 {
-    const struct udprr_test_impair_config config = {.corrupt_permille = 300,
+    const struct impair_config config = {.corrupt_permille = 300,
                                                     .corrupt_max_bytes = 4};
-    struct udprr_test_impair imp = impair_config(&config, 42);
+    struct impair imp = impair_from(&config, 42);
     uint64_t bytes = 0, offsets = 0;
     for (size_t i = 0; i < 10000; i++) {
-        struct udprr_test_impair_decision d =
-            udprr_test_impair_decide_at(&imp, 100, 0);
+        struct impair_decision d =
+            impair_decide_at(&imp, 100, 0);
         ck_assert_uint_eq(d.send_len_bytes, 100); /* length kept */
         if (d.corrupt_count == 0)
             continue;
@@ -464,21 +465,21 @@ START_TEST(test_corrupt_fits_short_datagrams)
 {
     /* Never more bytes than there are, always distinct, and an empty
      * datagram has nothing to damage. */
-    const struct udprr_test_impair_config config = {
+    const struct impair_config config = {
         .corrupt_permille = 1000,
-        .corrupt_max_bytes = UDPRR_TEST_IMPAIR_CORRUPT_BYTES_MAX};
-    struct udprr_test_impair imp = impair_config(&config, 5);
+        .corrupt_max_bytes = IMPAIR_CORRUPT_BYTES_MAX};
+    struct impair imp = impair_from(&config, 5);
     unsigned whole = 0;
     for (size_t i = 0; i < 3000; i++) {
         size_t len = 1 + i % 4;
-        struct udprr_test_impair_decision d =
-            udprr_test_impair_decide_at(&imp, len, 0);
-        assert_corruption_sound(&d, len, UDPRR_TEST_IMPAIR_CORRUPT_BYTES_MAX);
+        struct impair_decision d =
+            impair_decide_at(&imp, len, 0);
+        assert_corruption_sound(&d, len, IMPAIR_CORRUPT_BYTES_MAX);
         whole += d.corrupt_count == len;
     }
     ck_assert_uint_gt(whole, 1000);
-    struct udprr_test_impair_decision d =
-        udprr_test_impair_decide_at(&imp, 0, 0);
+    struct impair_decision d =
+        impair_decide_at(&imp, 0, 0);
     ck_assert_uint_eq(d.copies, 1);
     ck_assert_uint_eq(d.corrupt_count, 0);
     ck_assert_uint_eq(imp.counters.corrupted, 3000);
@@ -487,12 +488,12 @@ END_TEST
 
 START_TEST(test_truncate_exact_for_seed)
 {
-    const struct udprr_test_impair_config config = {.truncate_permille = 400};
-    struct udprr_test_impair imp = impair_config(&config, 42);
+    const struct impair_config config = {.truncate_permille = 400};
+    struct impair imp = impair_from(&config, 42);
     uint64_t kept = 0, emptied = 0;
     for (size_t i = 0; i < 10000; i++) {
-        struct udprr_test_impair_decision d =
-            udprr_test_impair_decide_at(&imp, 100, 0);
+        struct impair_decision d =
+            impair_decide_at(&imp, 100, 0);
         if (!d.truncated) {
             ck_assert_uint_eq(d.send_len_bytes, 100);
             continue;
@@ -511,14 +512,14 @@ END_TEST
 
 START_TEST(test_truncate_leaves_empty_datagrams_alone)
 {
-    const struct udprr_test_impair_config config = {.truncate_permille = 1000};
-    struct udprr_test_impair imp = impair_config(&config, 1);
-    struct udprr_test_impair_decision d =
-        udprr_test_impair_decide_at(&imp, 0, 0);
+    const struct impair_config config = {.truncate_permille = 1000};
+    struct impair imp = impair_from(&config, 1);
+    struct impair_decision d =
+        impair_decide_at(&imp, 0, 0);
     ck_assert_uint_eq(d.copies, 1);
     ck_assert(!d.truncated);
     ck_assert_uint_eq(d.send_len_bytes, 0);
-    d = udprr_test_impair_decide_at(&imp, 1, 0);
+    d = impair_decide_at(&imp, 1, 0);
     ck_assert(d.truncated);
     ck_assert_uint_eq(d.send_len_bytes, 0);
     ck_assert_uint_eq(imp.counters.truncated, 1);
@@ -527,12 +528,12 @@ END_TEST
 
 START_TEST(test_blackhole_drops_exactly_its_window)
 {
-    const struct udprr_test_impair_config config = {
+    const struct impair_config config = {
         .blackhole_start_us = 1000, .blackhole_len_us = 2000};
-    struct udprr_test_impair imp = impair_config(&config, 1);
+    struct impair imp = impair_from(&config, 1);
     for (uint64_t now_us = 0; now_us < 5000; now_us++) {
-        struct udprr_test_impair_decision d =
-            udprr_test_impair_decide_at(&imp, 8, now_us);
+        struct impair_decision d =
+            impair_decide_at(&imp, 8, now_us);
         int inside = now_us >= 1000 && now_us < 3000;
         ck_assert_uint_eq(d.copies, inside ? 0 : 1);
         ck_assert_int_eq(d.blackholed, inside);
@@ -547,17 +548,17 @@ START_TEST(test_blackhole_catches_datagrams_in_flight)
 {
     /* With a 500 us delay a datagram is in the relay from its arrival to
      * 500 us later; it is lost if any of that meets [1000, 2000). */
-    const struct udprr_test_impair_config config = {
+    const struct impair_config config = {
         .delay_us = 500, .blackhole_start_us = 1000, .blackhole_len_us = 1000};
     struct {
         uint64_t arrives_us;
         unsigned copies;
     } cases[] = {{0, 1},    {499, 1},  {500, 0},  {999, 0},
                  {1500, 0}, {1999, 0}, {2000, 1}, {2500, 1}};
-    struct udprr_test_impair imp = impair_config(&config, 1);
+    struct impair imp = impair_from(&config, 1);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct udprr_test_impair_decision d =
-            udprr_test_impair_decide_at(&imp, 8, cases[i].arrives_us);
+        struct impair_decision d =
+            impair_decide_at(&imp, 8, cases[i].arrives_us);
         ck_assert_msg(d.copies == cases[i].copies, "arriving at %llu us",
                       (unsigned long long)cases[i].arrives_us);
     }
@@ -568,19 +569,19 @@ START_TEST(test_blackhole_keeps_the_other_decisions)
 {
     /* Every stream draws during the window too, so once it is over the
      * seed's decisions are the ones it would have made without it. */
-    struct udprr_test_impair_config config = {
+    struct impair_config config = {
         .drop_permille = 200, .dup_permille = 200, .reorder_permille = 200,
         .jitter_us = 300, .corrupt_permille = 200, .truncate_permille = 200};
-    struct udprr_test_impair plain = impair_config(&config, 77);
+    struct impair plain = impair_from(&config, 77);
     config.blackhole_start_us = 100000;
     config.blackhole_len_us = 200000;
-    struct udprr_test_impair holed = impair_config(&config, 77);
+    struct impair holed = impair_from(&config, 77);
     for (uint64_t i = 0; i < 1000; i++) {
         uint64_t now_us = i * 1000;
-        struct udprr_test_impair_decision a =
-            udprr_test_impair_decide_at(&plain, 50, now_us);
-        struct udprr_test_impair_decision b =
-            udprr_test_impair_decide_at(&holed, 50, now_us);
+        struct impair_decision a =
+            impair_decide_at(&plain, 50, now_us);
+        struct impair_decision b =
+            impair_decide_at(&holed, 50, now_us);
         if (now_us >= 400000)
             assert_same_decision(&a, &b);
     }
@@ -590,19 +591,19 @@ END_TEST
 
 START_TEST(test_lost_datagram_carries_nothing_else)
 {
-    const struct udprr_test_impair_config config = {
+    const struct impair_config config = {
         .drop_permille = 1000, .dup_permille = 1000, .reorder_permille = 1000,
         .delay_us = 10, .jitter_us = 10, .corrupt_permille = 1000,
         .truncate_permille = 1000};
-    struct udprr_test_impair imp = impair_config(&config, 1);
+    struct impair imp = impair_from(&config, 1);
     for (size_t i = 0; i < 100; i++) {
-        struct udprr_test_impair_decision d =
-            udprr_test_impair_decide_at(&imp, 20, i);
+        struct impair_decision d =
+            impair_decide_at(&imp, 20, i);
         ck_assert_uint_eq(d.copies, 0);
         ck_assert_uint_eq(d.corrupt_count, 0);
         ck_assert(!d.reordered && !d.truncated && !d.blackholed);
     }
-    const struct udprr_test_impair_counters *c = &imp.counters;
+    const struct impair_counters *c = &imp.counters;
     ck_assert_uint_eq(c->dropped, 100);
     ck_assert_uint_eq(c->duplicated + c->reordered + c->corrupted +
                           c->truncated + c->blackholed,
@@ -615,7 +616,7 @@ END_TEST
 enum independent_impairment { IND_DROP, IND_REORDER, IND_JITTER, IND_CORRUPT,
                               IND_TRUNCATE, IND_COUNT };
 
-static void set_only(struct udprr_test_impair_config *c,
+static void set_only(struct impair_config *c,
                      enum independent_impairment which)
 {
     switch (which) {
@@ -637,7 +638,7 @@ static void set_only(struct udprr_test_impair_config *c,
 START_TEST(test_new_streams_are_independent)
 {
     enum independent_impairment which = (enum independent_impairment)_i;
-    struct udprr_test_impair_config alone = {0}, crowded = {0};
+    struct impair_config alone = {0}, crowded = {0};
     set_only(&alone, which);
     for (int other = 0; other < IND_COUNT; other++)
         if (other != _i)
@@ -645,15 +646,15 @@ START_TEST(test_new_streams_are_independent)
     set_only(&crowded, which);
     crowded.dup_permille = 400;
     crowded.delay_us = 250;
-    struct udprr_test_impair a = impair_config(&alone, 31);
-    struct udprr_test_impair b = impair_config(&crowded, 31);
+    struct impair a = impair_from(&alone, 31);
+    struct impair b = impair_from(&crowded, 31);
     unsigned compared = 0;
     for (uint64_t i = 0; i < 5000; i++) {
         uint64_t now_us = i * 100;
-        struct udprr_test_impair_decision x =
-            udprr_test_impair_decide_at(&a, 40, now_us);
-        struct udprr_test_impair_decision y =
-            udprr_test_impair_decide_at(&b, 40, now_us);
+        struct impair_decision x =
+            impair_decide_at(&a, 40, now_us);
+        struct impair_decision y =
+            impair_decide_at(&b, 40, now_us);
         if (which == IND_DROP) {
             ck_assert_int_eq(x.copies == 0, y.copies == 0);
             continue;
@@ -791,24 +792,24 @@ static uint64_t echo_stop(struct echo_server *e)
     return echoed;
 }
 
-static udprr_test_relay *
+static struct relay *
 relay_to(const struct echo_server *e,
-         const struct udprr_test_impair_config *to_server,
-         const struct udprr_test_impair_config *to_client, uint64_t seed)
+         const struct impair_config *to_server,
+         const struct impair_config *to_client, uint64_t seed)
 {
-    udprr_test_relay *r =
-        udprr_test_relay_start((const struct sockaddr *)&e->addr, e->addr_len,
-                               to_server, to_client, seed);
+    struct relay *r =
+        relay_start((const struct sockaddr *)&e->addr, e->addr_len,
+                    to_server, to_client, seed);
     ck_assert_ptr_nonnull(r);
     return r;
 }
 
 /* A client socket connect()ed to the relay, so it hears only the relay. */
-static int client_of(const udprr_test_relay *r)
+static int client_of(const struct relay *r)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    udprr_test_relay_addr(r, &addr, &len);
+    relay_addr(r, &addr, &len);
     int fd = socket(addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, len), 0);
@@ -825,15 +826,15 @@ struct seen_at_least {
     uint64_t datagrams;
 };
 
-static int has_seen(const struct udprr_test_relay_stats *st, void *arg)
+static int has_seen(const struct relay_stats *st, void *arg)
 {
     const struct seen_at_least *want = arg;
-    const struct udprr_test_relay_direction_stats *dir =
+    const struct relay_direction_stats *dir =
         want->to_client ? &st->to_client : &st->to_server;
     return dir->impair.seen >= want->datagrams;
 }
 
-static int has_refused(const struct udprr_test_relay_stats *st, void *arg)
+static int has_refused(const struct relay_stats *st, void *arg)
 {
     (void)arg;
     return st->to_server.refused >= 1;
@@ -852,51 +853,51 @@ START_TEST(test_refuses_what_is_not_loopback)
 {
     struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons(9)};
     inet_pton(AF_INET, "192.0.2.1", &in.sin_addr);
-    ck_assert_ptr_null(udprr_test_relay_start((struct sockaddr *)&in,
-                                              sizeof in, NULL, NULL, 1));
+    ck_assert_ptr_null(relay_start((struct sockaddr *)&in,
+                                   sizeof in, NULL, NULL, 1));
     struct sockaddr_in6 in6 = {.sin6_family = AF_INET6,
                                .sin6_port = htons(9)};
     inet_pton(AF_INET6, "2001:db8::1", &in6.sin6_addr);
-    ck_assert_ptr_null(udprr_test_relay_start((struct sockaddr *)&in6,
-                                              sizeof in6, NULL, NULL, 1));
+    ck_assert_ptr_null(relay_start((struct sockaddr *)&in6,
+                                   sizeof in6, NULL, NULL, 1));
     /* the unspecified address would reach every interface */
     in6.sin6_addr = in6addr_any;
-    ck_assert_ptr_null(udprr_test_relay_start((struct sockaddr *)&in6,
-                                              sizeof in6, NULL, NULL, 1));
+    ck_assert_ptr_null(relay_start((struct sockaddr *)&in6,
+                                   sizeof in6, NULL, NULL, 1));
     /* loopback, but nowhere to send */
     inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
     in.sin_port = 0;
-    ck_assert_ptr_null(udprr_test_relay_start((struct sockaddr *)&in,
-                                              sizeof in, NULL, NULL, 1));
+    ck_assert_ptr_null(relay_start((struct sockaddr *)&in,
+                                   sizeof in, NULL, NULL, 1));
     in.sin_port = htons(9);
-    ck_assert_ptr_null(udprr_test_relay_start((struct sockaddr *)&in,
-                                              sizeof in - 1, NULL, NULL, 1));
-    struct udprr_test_impair_config bad = {.drop_permille = 1001};
-    ck_assert_ptr_null(udprr_test_relay_start((struct sockaddr *)&in,
-                                              sizeof in, NULL, &bad, 1));
+    ck_assert_ptr_null(relay_start((struct sockaddr *)&in,
+                                   sizeof in - 1, NULL, NULL, 1));
+    struct impair_config bad = {.drop_permille = 1001};
+    ck_assert_ptr_null(relay_start((struct sockaddr *)&in,
+                                   sizeof in, NULL, &bad, 1));
     ck_assert_ptr_null(
-        udprr_test_relay_start(NULL, sizeof in, NULL, NULL, 1));
+        relay_start(NULL, sizeof in, NULL, NULL, 1));
 }
 END_TEST
 
 START_TEST(test_stop_null_is_a_no_op)
 {
-    struct udprr_test_relay_stats st;
+    struct relay_stats st;
     memset(&st, 0xff, sizeof st);
-    udprr_test_relay_stop(NULL, &st);
+    relay_stop(NULL, &st);
     ck_assert_uint_eq(st.to_server.impair.seen, 0);
     ck_assert_uint_eq(st.to_client.sent, 0);
-    udprr_test_relay_stop(NULL, NULL);
+    relay_stop(NULL, NULL);
 }
 END_TEST
 
 START_TEST(test_client_address_is_loopback)
 {
     struct echo_server *e = echo_start(families[_i]);
-    udprr_test_relay *r = relay_to(e, NULL, NULL, 1);
+    struct relay *r = relay_to(e, NULL, NULL, 1);
     struct sockaddr_storage addr, want;
     socklen_t len;
-    udprr_test_relay_addr(r, &addr, &len);
+    relay_addr(r, &addr, &len);
     ck_assert_uint_eq(len, loopback(families[_i], &want));
     ck_assert_int_eq(addr.ss_family, families[_i]);
     if (families[_i] == AF_INET) {
@@ -908,7 +909,7 @@ START_TEST(test_client_address_is_loopback)
         ck_assert(IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr));
         ck_assert_uint_ne(in6->sin6_port, 0);
     }
-    udprr_test_relay_stop(r, NULL);
+    relay_stop(r, NULL);
     echo_stop(e);
 }
 END_TEST
@@ -918,7 +919,7 @@ START_TEST(test_round_trip_is_byte_exact)
     enum { N = 100 };
     static unsigned char sent[60000], got[65536];
     struct echo_server *e = echo_start(families[_i]);
-    udprr_test_relay *r = relay_to(e, NULL, NULL, 1);
+    struct relay *r = relay_to(e, NULL, NULL, 1);
     int fd = client_of(r);
     uint64_t state = 2024;
     for (size_t i = 0; i < N; i++) {
@@ -931,8 +932,8 @@ START_TEST(test_round_trip_is_byte_exact)
         ck_assert_int_eq(n, (ssize_t)len);
         ck_assert_mem_eq(got, sent, len);
     }
-    struct udprr_test_relay_stats st;
-    udprr_test_relay_stop(r, &st);
+    struct relay_stats st;
+    relay_stop(r, &st);
     ck_assert_uint_eq(echo_stop(e), N);
     ck_assert_uint_eq(st.to_server.impair.seen, N);
     ck_assert_uint_eq(st.to_server.impair.forwarded, N);
@@ -948,21 +949,21 @@ END_TEST
 START_TEST(test_to_client_drop_all_delivers_nothing)
 {
     enum { N = 10 };
-    struct udprr_test_impair_config drop_all = {.drop_permille = 1000};
+    struct impair_config drop_all = {.drop_permille = 1000};
     struct echo_server *e = echo_start(families[_i]);
-    udprr_test_relay *r = relay_to(e, NULL, &drop_all, 1);
+    struct relay *r = relay_to(e, NULL, &drop_all, 1);
     int fd = client_of(r);
     for (unsigned i = 0; i < N; i++)
         send_all(fd, &i, sizeof i);
     /* Every reply has reached the relay and been decided... */
     struct seen_at_least replies = {.to_client = 1, .datagrams = N};
-    ck_assert(udprr_test_relay_wait(r, has_seen, &replies, ARRIVES_MS));
+    ck_assert(relay_wait(r, has_seen, &replies, ARRIVES_MS));
     /* ...so anything that could still come would already be on its way. */
     unsigned char got[64];
     ck_assert_int_eq(recv_within(fd, got, sizeof got, NOTHING_MS), -1);
 
-    struct udprr_test_relay_stats st;
-    udprr_test_relay_stop(r, &st);
+    struct relay_stats st;
+    relay_stop(r, &st);
     ck_assert_uint_eq(echo_stop(e), N);
     ck_assert_uint_eq(st.to_server.impair.forwarded, N);
     ck_assert_uint_eq(st.to_server.sent, N);
@@ -980,18 +981,18 @@ START_TEST(test_to_server_drop_follows_the_seed)
      * (relay.h), so the test knows which requests will be answered. */
     enum { N = 64 };
     const uint64_t seed = 1234;
-    struct udprr_test_impair_config half = {.drop_permille = 500};
-    struct udprr_test_impair replay;
-    udprr_test_impair_init(&replay, &half, seed);
+    struct impair_config half = {.drop_permille = 500};
+    struct impair replay;
+    impair_init(&replay, &half, seed);
 
     struct echo_server *e = echo_start(families[_i]);
-    udprr_test_relay *r = relay_to(e, &half, NULL, seed);
+    struct relay *r = relay_to(e, &half, NULL, seed);
     int fd = client_of(r);
     for (uint32_t i = 0; i < N; i++) {
         send_all(fd, &i, sizeof i);
         struct seen_at_least requests = {.datagrams = i + 1};
-        ck_assert(udprr_test_relay_wait(r, has_seen, &requests, ARRIVES_MS));
-        if (udprr_test_impair_decide(&replay, sizeof i).copies == 0)
+        ck_assert(relay_wait(r, has_seen, &requests, ARRIVES_MS));
+        if (impair_decide(&replay, sizeof i).copies == 0)
             continue;
         uint32_t echoed;
         ck_assert_int_eq(recv_within(fd, &echoed, sizeof echoed, ARRIVES_MS),
@@ -1001,8 +1002,8 @@ START_TEST(test_to_server_drop_follows_the_seed)
     unsigned char got[64];
     ck_assert_int_eq(recv_within(fd, got, sizeof got, NOTHING_MS), -1);
 
-    struct udprr_test_relay_stats st;
-    udprr_test_relay_stop(r, &st);
+    struct relay_stats st;
+    relay_stop(r, &st);
     ck_assert_mem_eq(&st.to_server.impair, &replay.counters,
                      sizeof replay.counters);
     /* the seed gives a real mix, or this test would prove little */
@@ -1017,9 +1018,9 @@ END_TEST
 START_TEST(test_to_client_dup_all_delivers_twice)
 {
     enum { N = 5 };
-    struct udprr_test_impair_config dup_all = {.dup_permille = 1000};
+    struct impair_config dup_all = {.dup_permille = 1000};
     struct echo_server *e = echo_start(families[_i]);
-    udprr_test_relay *r = relay_to(e, NULL, &dup_all, 1);
+    struct relay *r = relay_to(e, NULL, &dup_all, 1);
     int fd = client_of(r);
     for (uint32_t i = 0; i < N; i++) {
         send_all(fd, &i, sizeof i);
@@ -1034,8 +1035,8 @@ START_TEST(test_to_client_dup_all_delivers_twice)
     unsigned char got[64];
     ck_assert_int_eq(recv_within(fd, got, sizeof got, NOTHING_MS), -1);
 
-    struct udprr_test_relay_stats st;
-    udprr_test_relay_stop(r, &st);
+    struct relay_stats st;
+    relay_stop(r, &st);
     ck_assert_uint_eq(echo_stop(e), N);
     ck_assert_uint_eq(st.to_server.impair.duplicated, 0);
     ck_assert_uint_eq(st.to_client.impair.seen, N);
@@ -1075,7 +1076,7 @@ START_TEST(test_refused_is_counted_and_survived)
     ck_assert_int_eq(bind(server, (struct sockaddr *)&addr, addr_len), 0);
     ck_assert_int_eq(getsockname(server, (struct sockaddr *)&addr, &addr_len),
                      0);
-    udprr_test_relay *r = udprr_test_relay_start(
+    struct relay *r = relay_start(
         (struct sockaddr *)&addr, addr_len, NULL, NULL, 1);
     ck_assert_ptr_nonnull(r);
     int fd = client_of(r);
@@ -1089,7 +1090,7 @@ START_TEST(test_refused_is_counted_and_survived)
      * and the kernel answers the relay with port unreachable. */
     ck_assert_int_eq(connect(server, (struct sockaddr *)&addr, addr_len), 0);
     send_all(fd, "lost", 4);
-    ck_assert(udprr_test_relay_wait(r, has_refused, NULL, ARRIVES_MS));
+    ck_assert(relay_wait(r, has_refused, NULL, ARRIVES_MS));
 
     /* Back: connected to the relay's side it hears the relay again. (A
      * disconnect would let go of the port: it was bound as port 0.) */
@@ -1100,8 +1101,8 @@ START_TEST(test_refused_is_counted_and_survived)
     ck_assert_int_eq(recv_within(fd, got, sizeof got, ARRIVES_MS), 5);
     ck_assert_mem_eq(got, "again", 5);
 
-    struct udprr_test_relay_stats st;
-    udprr_test_relay_stop(r, &st);
+    struct relay_stats st;
+    relay_stop(r, &st);
     ck_assert_uint_eq(st.to_server.impair.seen, 3);
     ck_assert_uint_eq(st.to_server.sent, 3);
     ck_assert_uint_eq(st.to_server.refused, 1);
@@ -1115,25 +1116,25 @@ END_TEST
 START_TEST(test_stop_is_prompt)
 {
     /* Stop wakes the thread instead of waiting out its idle poll; well
-     * under UDPRR_TEST_RELAY_IDLE_MS even under valgrind. */
-    const uint64_t prompt_ms = UDPRR_TEST_RELAY_IDLE_MS / 4;
+     * under RELAY_IDLE_MS even under valgrind. */
+    const uint64_t prompt_ms = RELAY_IDLE_MS / 4;
     struct echo_server *e = echo_start(families[_i]);
     struct timespec t0;
 
-    udprr_test_relay *idle = relay_to(e, NULL, NULL, 1);
+    struct relay *idle = relay_to(e, NULL, NULL, 1);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    udprr_test_relay_stop(idle, NULL);
+    relay_stop(idle, NULL);
     ck_assert_uint_lt(elapsed_ms(&t0), prompt_ms);
 
-    udprr_test_relay *r = relay_to(e, NULL, NULL, 1);
+    struct relay *r = relay_to(e, NULL, NULL, 1);
     int fd = client_of(r);
     send_all(fd, "x", 1);
     char got[4];
     ck_assert_int_eq(recv_within(fd, got, sizeof got, ARRIVES_MS), 1);
     struct seen_at_least reply = {.to_client = 1, .datagrams = 1};
-    ck_assert(udprr_test_relay_wait(r, has_seen, &reply, ARRIVES_MS));
+    ck_assert(relay_wait(r, has_seen, &reply, ARRIVES_MS));
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    udprr_test_relay_stop(r, NULL);
+    relay_stop(r, NULL);
     ck_assert_uint_lt(elapsed_ms(&t0), prompt_ms);
 
     close(fd);
@@ -1144,25 +1145,25 @@ END_TEST
 START_TEST(test_wait_times_out)
 {
     struct echo_server *e = echo_start(families[_i]);
-    udprr_test_relay *r = relay_to(e, NULL, NULL, 1);
+    struct relay *r = relay_to(e, NULL, NULL, 1);
     struct seen_at_least never = {.datagrams = 1};
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    ck_assert(!udprr_test_relay_wait(r, has_seen, &never, 50));
+    ck_assert(!relay_wait(r, has_seen, &never, 50));
     ck_assert_uint_ge(elapsed_ms(&t0), 49);
-    udprr_test_relay_stop(r, NULL);
+    relay_stop(r, NULL);
     echo_stop(e);
 }
 END_TEST
 
 /* ---- the relay: timing, damage, blackhole, queue, log --------------------- */
 
-static udprr_test_relay *relay_with(const struct echo_server *e,
-                                    struct udprr_test_relay_options *opts)
+static struct relay *relay_with(const struct echo_server *e,
+                                struct relay_options *opts)
 {
     opts->server = (const struct sockaddr *)&e->addr;
     opts->server_len = e->addr_len;
-    udprr_test_relay *r = udprr_test_relay_start_with(opts);
+    struct relay *r = relay_start_with(opts);
     ck_assert_ptr_nonnull(r);
     return r;
 }
@@ -1189,12 +1190,12 @@ START_TEST(test_fixed_delay_is_never_undercut)
     /* 30 ms on the way out, 20 on the way back: no reply can come back
      * sooner than 50 ms after its request left. */
     enum { N = 5 };
-    struct udprr_test_relay_options opts = {
+    struct relay_options opts = {
         .to_server = {.delay_us = 30000},
         .to_client = {.delay_us = 20000},
     };
     struct echo_server *e = echo_start(families[_i]);
-    udprr_test_relay *r = relay_with(e, &opts);
+    struct relay *r = relay_with(e, &opts);
     int fd = client_of(r);
     for (uint32_t i = 0; i < N; i++) {
         struct timespec t0;
@@ -1206,8 +1207,8 @@ START_TEST(test_fixed_delay_is_never_undercut)
         ck_assert_uint_ge(elapsed_us(&t0), 50000);
         ck_assert_uint_eq(echoed, i);
     }
-    struct udprr_test_relay_stats st;
-    udprr_test_relay_stop(r, &st);
+    struct relay_stats st;
+    relay_stop(r, &st);
     ck_assert_uint_eq(st.to_server.sent, N);
     ck_assert_uint_eq(st.to_client.sent, N);
     ck_assert_uint_eq(st.to_server.pending + st.to_client.pending, 0);
@@ -1219,9 +1220,9 @@ END_TEST
 START_TEST(test_fixed_delay_keeps_order)
 {
     enum { N = 50 };
-    struct udprr_test_relay_options opts = {.to_server = {.delay_us = 20000}};
+    struct relay_options opts = {.to_server = {.delay_us = 20000}};
     struct echo_server *e = echo_start(families[_i]);
-    udprr_test_relay *r = relay_with(e, &opts);
+    struct relay *r = relay_with(e, &opts);
     int fd = client_of(r);
     for (uint32_t i = 0; i < N; i++)
         send_all(fd, &i, sizeof i);
@@ -1229,7 +1230,7 @@ START_TEST(test_fixed_delay_keeps_order)
     recv_numbered(fd, got, N);
     for (uint32_t i = 0; i < N; i++)
         ck_assert_uint_eq(got[i], i);
-    udprr_test_relay_stop(r, NULL);
+    relay_stop(r, NULL);
     echo_stop(e);
     close(fd);
 }
@@ -1243,20 +1244,20 @@ START_TEST(test_reorder_reorders_and_delivers_all)
      * once, overtaking it. */
     enum { N = 12 };
     const uint32_t hold_us = 300000;
-    struct udprr_test_relay_options opts = {
+    struct relay_options opts = {
         .to_server = {.reorder_permille = 300, .reorder_delay_us = hold_us},
     };
-    struct udprr_test_impair replay;
+    struct impair replay;
     int held[N];
     for (opts.seed = 1;; opts.seed++) {
-        udprr_test_impair_init(&replay, &opts.to_server, opts.seed);
+        impair_init(&replay, &opts.to_server, opts.seed);
         for (size_t i = 0; i < N; i++)
-            held[i] = udprr_test_impair_decide(&replay, 4).reordered;
+            held[i] = impair_decide(&replay, 4).reordered;
         if (held[0] && !held[1])
             break;
     }
     struct echo_server *e = echo_start(families[_i]);
-    udprr_test_relay *r = relay_with(e, &opts);
+    struct relay *r = relay_with(e, &opts);
     int fd = client_of(r);
     struct timespec sent_at[N];
     for (uint32_t i = 0; i < N; i++) {
@@ -1275,8 +1276,8 @@ START_TEST(test_reorder_reorders_and_delivers_all)
     }
     ck_assert_uint_ne(got[0], 0); /* the order changed */
 
-    struct udprr_test_relay_stats st;
-    udprr_test_relay_stop(r, &st);
+    struct relay_stats st;
+    relay_stop(r, &st);
     ck_assert_uint_eq(st.to_server.impair.reordered,
                       replay.counters.reordered);
     ck_assert_uint_eq(st.to_server.sent, N);
@@ -1289,22 +1290,22 @@ START_TEST(test_corrupt_changes_bytes_keeps_length)
 {
     /* The relay damages exactly the bytes its seed says, and no others. */
     enum { N = 20, LEN = 32 };
-    struct udprr_test_relay_options opts = {
+    struct relay_options opts = {
         .to_server = {.corrupt_permille = 1000, .corrupt_max_bytes = 4},
         .seed = 99,
     };
-    struct udprr_test_impair replay;
-    udprr_test_impair_init(&replay, &opts.to_server, opts.seed);
+    struct impair replay;
+    impair_init(&replay, &opts.to_server, opts.seed);
     struct echo_server *e = echo_start(families[_i]);
-    udprr_test_relay *r = relay_with(e, &opts);
+    struct relay *r = relay_with(e, &opts);
     int fd = client_of(r);
     for (unsigned i = 0; i < N; i++) {
         unsigned char sent[LEN], want[LEN], got[LEN + 1];
         for (size_t k = 0; k < LEN; k++)
             sent[k] = (unsigned char)(i * 31 + k);
         memcpy(want, sent, LEN);
-        struct udprr_test_impair_decision d =
-            udprr_test_impair_decide(&replay, LEN);
+        struct impair_decision d =
+            impair_decide(&replay, LEN);
         for (unsigned k = 0; k < d.corrupt_count; k++)
             want[d.corrupt_offset[k]] ^= d.corrupt_xor[k];
         send_all(fd, sent, LEN);
@@ -1312,8 +1313,8 @@ START_TEST(test_corrupt_changes_bytes_keeps_length)
         ck_assert_mem_eq(got, want, LEN);
         ck_assert(memcmp(got, sent, LEN) != 0);
     }
-    struct udprr_test_relay_stats st;
-    udprr_test_relay_stop(r, &st);
+    struct relay_stats st;
+    relay_stop(r, &st);
     ck_assert_uint_eq(st.to_server.impair.corrupted, N);
     ck_assert_uint_eq(st.to_client.impair.corrupted, 0);
     echo_stop(e);
@@ -1326,28 +1327,28 @@ START_TEST(test_truncate_shortens)
     /* Cut on the way back: the reply is a shorter prefix of the request,
      * as long as the to_client seed (~seed) says. */
     enum { N = 20, LEN = 32 };
-    struct udprr_test_relay_options opts = {
+    struct relay_options opts = {
         .to_client = {.truncate_permille = 1000},
         .seed = 5,
     };
-    struct udprr_test_impair replay;
-    udprr_test_impair_init(&replay, &opts.to_client, ~opts.seed);
+    struct impair replay;
+    impair_init(&replay, &opts.to_client, ~opts.seed);
     struct echo_server *e = echo_start(families[_i]);
-    udprr_test_relay *r = relay_with(e, &opts);
+    struct relay *r = relay_with(e, &opts);
     int fd = client_of(r);
     for (unsigned i = 0; i < N; i++) {
         unsigned char sent[LEN], got[LEN + 1];
         for (size_t k = 0; k < LEN; k++)
             sent[k] = (unsigned char)(i + k);
-        size_t want_len = udprr_test_impair_decide(&replay, LEN).send_len_bytes;
+        size_t want_len = impair_decide(&replay, LEN).send_len_bytes;
         ck_assert_uint_lt(want_len, LEN);
         send_all(fd, sent, LEN);
         ck_assert_int_eq(recv_within(fd, got, sizeof got, ARRIVES_MS),
                          (ssize_t)want_len);
         ck_assert_mem_eq(got, sent, want_len);
     }
-    struct udprr_test_relay_stats st;
-    udprr_test_relay_stop(r, &st);
+    struct relay_stats st;
+    relay_stop(r, &st);
     ck_assert_uint_eq(st.to_client.impair.truncated, N);
     ck_assert_uint_eq(st.to_server.impair.truncated, 0);
     ck_assert_uint_eq(echo_stop(e), N);
@@ -1361,26 +1362,26 @@ START_TEST(test_blackhole_drops_its_window_then_recovers)
      * clock read before the start and after it brackets the relay's zero,
      * so "inside" and "after" are known, not hoped for. */
     enum { N = 5, WINDOW_MS = 500 };
-    struct udprr_test_relay_options opts = {
+    struct relay_options opts = {
         .to_server = {.blackhole_start_us = 0,
                       .blackhole_len_us = WINDOW_MS * 1000},
     };
     struct echo_server *e = echo_start(families[_i]);
     struct timespec before, after;
     clock_gettime(CLOCK_MONOTONIC, &before);
-    udprr_test_relay *r = relay_with(e, &opts);
+    struct relay *r = relay_with(e, &opts);
     clock_gettime(CLOCK_MONOTONIC, &after);
     int fd = client_of(r);
 
     for (uint32_t i = 0; i < N; i++)
         send_all(fd, &i, sizeof i);
     struct seen_at_least all = {.datagrams = N};
-    ck_assert(udprr_test_relay_wait(r, has_seen, &all, ARRIVES_MS));
+    ck_assert(relay_wait(r, has_seen, &all, ARRIVES_MS));
     /* Decided within WINDOW_MS of the relay's zero: inside the window. */
     ck_assert_msg(elapsed_us(&before) < WINDOW_MS * 1000,
                   "too slow to land inside the window");
-    struct udprr_test_relay_stats st;
-    udprr_test_relay_stats(r, &st);
+    struct relay_stats st;
+    relay_stats(r, &st);
     ck_assert_uint_eq(st.to_server.impair.blackholed, N);
     ck_assert_uint_eq(st.to_server.sent + st.to_server.pending, 0);
 
@@ -1401,7 +1402,7 @@ START_TEST(test_blackhole_drops_its_window_then_recovers)
                          sizeof echoed);
         ck_assert_uint_eq(echoed, i); /* none of the lost ones came late */
     }
-    udprr_test_relay_stop(r, &st);
+    relay_stop(r, &st);
     ck_assert_uint_eq(st.to_server.impair.seen, 2 * N);
     ck_assert_uint_eq(st.to_server.impair.blackholed, N);
     ck_assert_uint_eq(st.to_server.impair.dropped, N);
@@ -1410,7 +1411,7 @@ START_TEST(test_blackhole_drops_its_window_then_recovers)
 }
 END_TEST
 
-static int has_pending(const struct udprr_test_relay_stats *st, void *arg)
+static int has_pending(const struct relay_stats *st, void *arg)
 {
     const uint64_t *want = arg;
     return st->to_server.pending + st->to_server.overflowed >= *want;
@@ -1421,23 +1422,23 @@ START_TEST(test_full_queue_drops_and_counts)
     /* Held for 3 s, four places in the queue: of ten requests, four wait
      * and six overflow. Stopping discards the four, still counted. */
     enum { N = 10, QUEUE = 4, DELAY_MS = 3000 };
-    struct udprr_test_relay_options opts = {
+    struct relay_options opts = {
         .to_server = {.delay_us = DELAY_MS * 1000},
         .queue_max = QUEUE,
     };
     struct echo_server *e = echo_start(families[_i]);
-    udprr_test_relay *r = relay_with(e, &opts);
+    struct relay *r = relay_with(e, &opts);
     int fd = client_of(r);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (uint32_t i = 0; i < N; i++)
         send_all(fd, &i, sizeof i);
     uint64_t want = N;
-    ck_assert(udprr_test_relay_wait(r, has_pending, &want, ARRIVES_MS));
+    ck_assert(relay_wait(r, has_pending, &want, ARRIVES_MS));
     ck_assert_msg(elapsed_us(&t0) < DELAY_MS * 1000,
                   "too slow: the first ones may have left");
-    struct udprr_test_relay_stats st;
-    udprr_test_relay_stop(r, &st);
+    struct relay_stats st;
+    relay_stop(r, &st);
     ck_assert_uint_eq(st.to_server.impair.forwarded, N);
     ck_assert_uint_eq(st.to_server.pending, QUEUE);
     ck_assert_uint_eq(st.to_server.overflowed, N - QUEUE);
@@ -1451,17 +1452,17 @@ START_TEST(test_listen_port_is_used)
 {
     /* A relay asked for a port another relay holds cannot start. */
     struct echo_server *e = echo_start(families[_i]);
-    struct udprr_test_relay_options opts = {0};
-    udprr_test_relay *first = relay_with(e, &opts);
+    struct relay_options opts = {0};
+    struct relay *first = relay_with(e, &opts);
     struct sockaddr_storage addr;
     socklen_t len;
-    udprr_test_relay_addr(first, &addr, &len);
+    relay_addr(first, &addr, &len);
     opts.listen_port = ntohs(addr.ss_family == AF_INET
                                  ? ((struct sockaddr_in *)&addr)->sin_port
                                  : ((struct sockaddr_in6 *)&addr)->sin6_port);
     ck_assert_uint_ne(opts.listen_port, 0);
-    ck_assert_ptr_null(udprr_test_relay_start_with(&opts));
-    udprr_test_relay_stop(first, NULL);
+    ck_assert_ptr_null(relay_start_with(&opts));
+    relay_stop(first, NULL);
     echo_stop(e);
 }
 END_TEST
@@ -1470,26 +1471,26 @@ START_TEST(test_log_says_what_happened)
 {
     /* One request, duplicated and delayed 1 ms; both echoes cut short on
      * the way back, to lengths the to_client seed fixes. */
-    struct udprr_test_relay_options opts = {
+    struct relay_options opts = {
         .to_server = {.dup_permille = 1000, .delay_us = 1000},
         .to_client = {.truncate_permille = 1000},
         .seed = 3,
         .log = tmpfile(),
     };
     ck_assert_ptr_nonnull(opts.log);
-    struct udprr_test_impair replay;
-    udprr_test_impair_init(&replay, &opts.to_client, ~opts.seed);
+    struct impair replay;
+    impair_init(&replay, &opts.to_client, ~opts.seed);
     size_t cut[2];
     for (int k = 0; k < 2; k++)
-        cut[k] = udprr_test_impair_decide(&replay, 8).send_len_bytes;
+        cut[k] = impair_decide(&replay, 8).send_len_bytes;
 
     struct echo_server *e = echo_start(families[_i]);
-    udprr_test_relay *r = relay_with(e, &opts);
+    struct relay *r = relay_with(e, &opts);
     int fd = client_of(r);
     send_all(fd, "12345678", 8);
     struct seen_at_least echoes = {.to_client = 1, .datagrams = 2};
-    ck_assert(udprr_test_relay_wait(r, has_seen, &echoes, ARRIVES_MS));
-    udprr_test_relay_stop(r, NULL);
+    ck_assert(relay_wait(r, has_seen, &echoes, ARRIVES_MS));
+    relay_stop(r, NULL);
 
     char want[3][80];
     snprintf(want[0], sizeof want[0],

@@ -4,31 +4,42 @@
  */
 #include "impair.h"
 
-#include "seeded_rand.h"
+/* xorshift64*: small, seedable, the same sequence on every machine. The
+ * relay owns its generator, so its decisions for a seed never change
+ * because a test or the library changed theirs. A zero state would stay
+ * zero; it is replaced by a fixed odd constant. */
+static uint32_t next_rand(uint64_t *state)
+{
+    uint64_t x = *state ? *state : 0x9E3779B97F4A7C15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return (uint32_t)((x * 0x2545F4914F6CDD1Dull) >> 32);
+}
 
-const char *udprr_test_impair_config_problem(
-    const struct udprr_test_impair_config *config)
+const char *impair_config_problem(const struct impair_config *config)
 {
     if (config == NULL)
         return "no impairment config";
-    if (config->drop_permille > UDPRR_TEST_PERMILLE_MAX)
+    if (config->drop_permille > IMPAIR_PERMILLE_MAX)
         return "drop_permille is above 1000";
-    if (config->dup_permille > UDPRR_TEST_PERMILLE_MAX)
+    if (config->dup_permille > IMPAIR_PERMILLE_MAX)
         return "dup_permille is above 1000";
-    if (config->reorder_permille > UDPRR_TEST_PERMILLE_MAX)
+    if (config->reorder_permille > IMPAIR_PERMILLE_MAX)
         return "reorder_permille is above 1000";
-    if (config->corrupt_permille > UDPRR_TEST_PERMILLE_MAX)
+    if (config->corrupt_permille > IMPAIR_PERMILLE_MAX)
         return "corrupt_permille is above 1000";
-    if (config->corrupt_max_bytes > UDPRR_TEST_IMPAIR_CORRUPT_BYTES_MAX)
+    if (config->corrupt_max_bytes > IMPAIR_CORRUPT_BYTES_MAX)
         return "corrupt_max_bytes is above 16";
-    if (config->truncate_permille > UDPRR_TEST_PERMILLE_MAX)
+    if (config->truncate_permille > IMPAIR_PERMILLE_MAX)
         return "truncate_permille is above 1000";
     if (config->blackhole_len_us > UINT64_MAX - config->blackhole_start_us)
         return "the blackhole window ends past the end of time";
     return NULL;
 }
 
-uint64_t udprr_test_impair_stream_seed(uint64_t seed, unsigned stream)
+uint64_t impair_stream_seed(uint64_t seed, unsigned stream)
 {
     /* SplitMix64's finalizer: xorshift64* started from states that differ
      * in a bit or two gives visibly correlated first outputs, and seeds
@@ -39,20 +50,18 @@ uint64_t udprr_test_impair_stream_seed(uint64_t seed, unsigned stream)
     return z ^ (z >> 31);
 }
 
-void udprr_test_impair_init(struct udprr_test_impair *imp,
-                            const struct udprr_test_impair_config *config,
-                            uint64_t seed)
+void impair_init(struct impair *imp, const struct impair_config *config,
+                 uint64_t seed)
 {
     imp->config = *config;
-    for (unsigned s = 0; s < UDPRR_TEST_IMPAIR_STREAMS; s++)
-        imp->rand_state[s] = udprr_test_impair_stream_seed(seed, s);
-    imp->counters = (struct udprr_test_impair_counters){0};
+    for (unsigned s = 0; s < IMPAIR_STREAMS; s++)
+        imp->rand_state[s] = impair_stream_seed(seed, s);
+    imp->counters = (struct impair_counters){0};
 }
 
-static uint32_t draw(struct udprr_test_impair *imp,
-                     enum udprr_test_impair_stream stream)
+static uint32_t draw(struct impair *imp, enum impair_stream stream)
 {
-    return udprr_test_rand(&imp->rand_state[stream]);
+    return next_rand(&imp->rand_state[stream]);
 }
 
 /* Uniform in 0..n-1 from one draw; n is at most 2^32. */
@@ -62,22 +71,22 @@ static uint64_t below(uint32_t r, uint64_t n)
 }
 
 /* One draw from a stream, taken whatever the setting (see impair.h). */
-static int happens(struct udprr_test_impair *imp,
-                   enum udprr_test_impair_stream stream, unsigned permille)
+static int happens(struct impair *imp, enum impair_stream stream,
+                   unsigned permille)
 {
-    return below(draw(imp, stream), UDPRR_TEST_PERMILLE_MAX) < permille;
+    return below(draw(imp, stream), IMPAIR_PERMILLE_MAX) < permille;
 }
 
 /* Picks `count` distinct offsets below len_bytes (count <= len_bytes) and
  * a nonzero mask for each, from a generator of their own seeded by
  * `choice`, so the number of draws here never shifts the stream. */
-static void choose_corruption(struct udprr_test_impair_decision *d,
+static void choose_corruption(struct impair_decision *d,
                               uint64_t choice, unsigned count,
                               size_t len_bytes)
 {
-    uint64_t state = udprr_test_impair_stream_seed(choice, 0);
+    uint64_t state = impair_stream_seed(choice, 0);
     for (unsigned k = 0; k < count; k++) {
-        size_t offset = (size_t)below(udprr_test_rand(&state), len_bytes);
+        size_t offset = (size_t)below(next_rand(&state), len_bytes);
         /* Taken already: the next free byte after it, wrapping around.
          * One exists, since fewer than len_bytes are taken. */
         for (unsigned j = 0; j < k;) {
@@ -90,44 +99,43 @@ static void choose_corruption(struct udprr_test_impair_decision *d,
         }
         d->corrupt_offset[k] = offset;
         d->corrupt_xor[k] =
-            (unsigned char)(1 + below(udprr_test_rand(&state), 255));
+            (unsigned char)(1 + below(next_rand(&state), 255));
     }
     d->corrupt_count = count;
 }
 
-struct udprr_test_impair_decision
-udprr_test_impair_decide_at(struct udprr_test_impair *imp, size_t len_bytes,
-                            uint64_t now_us)
+struct impair_decision
+impair_decide_at(struct impair *imp, size_t len_bytes, uint64_t now_us)
 {
-    const struct udprr_test_impair_config *cf = &imp->config;
-    struct udprr_test_impair_decision d = {.copies = 1};
+    const struct impair_config *cf = &imp->config;
+    struct impair_decision d = {.copies = 1};
     /* UDP lengths are far below this; it keeps below()'s product exact. */
     uint64_t len = len_bytes > UINT32_MAX ? UINT32_MAX : len_bytes;
 
     /* Every draw first, whatever the settings and the outcome. */
-    int lost = happens(imp, UDPRR_TEST_IMPAIR_STREAM_DROP, cf->drop_permille);
+    int lost = happens(imp, IMPAIR_STREAM_DROP, cf->drop_permille);
     int doubled =
-        happens(imp, UDPRR_TEST_IMPAIR_STREAM_DUP, cf->dup_permille);
-    int held = happens(imp, UDPRR_TEST_IMPAIR_STREAM_REORDER,
+        happens(imp, IMPAIR_STREAM_DUP, cf->dup_permille);
+    int held = happens(imp, IMPAIR_STREAM_REORDER,
                        cf->reorder_permille);
-    uint32_t jitter_draw[UDPRR_TEST_IMPAIR_COPIES_MAX];
-    for (unsigned c = 0; c < UDPRR_TEST_IMPAIR_COPIES_MAX; c++)
-        jitter_draw[c] = draw(imp, UDPRR_TEST_IMPAIR_STREAM_JITTER);
-    int damaged = happens(imp, UDPRR_TEST_IMPAIR_STREAM_CORRUPT,
+    uint32_t jitter_draw[IMPAIR_COPIES_MAX];
+    for (unsigned c = 0; c < IMPAIR_COPIES_MAX; c++)
+        jitter_draw[c] = draw(imp, IMPAIR_STREAM_JITTER);
+    int damaged = happens(imp, IMPAIR_STREAM_CORRUPT,
                           cf->corrupt_permille);
     uint64_t corrupt_choice =
-        (uint64_t)draw(imp, UDPRR_TEST_IMPAIR_STREAM_CORRUPT) << 32;
-    corrupt_choice |= draw(imp, UDPRR_TEST_IMPAIR_STREAM_CORRUPT);
-    int cut = happens(imp, UDPRR_TEST_IMPAIR_STREAM_TRUNCATE,
+        (uint64_t)draw(imp, IMPAIR_STREAM_CORRUPT) << 32;
+    corrupt_choice |= draw(imp, IMPAIR_STREAM_CORRUPT);
+    int cut = happens(imp, IMPAIR_STREAM_TRUNCATE,
                       cf->truncate_permille);
-    uint32_t cut_draw = draw(imp, UDPRR_TEST_IMPAIR_STREAM_TRUNCATE);
+    uint32_t cut_draw = draw(imp, IMPAIR_STREAM_TRUNCATE);
 
     if (doubled)
         d.copies = 2;
     uint64_t hold_us = 0;
     if (held)
         hold_us = cf->reorder_delay_us ? cf->reorder_delay_us
-                                       : UDPRR_TEST_IMPAIR_REORDER_DELAY_US;
+                                       : IMPAIR_REORDER_DELAY_US;
     uint64_t last_leaves_us = now_us;
     for (unsigned c = 0; c < d.copies; c++) {
         d.send_at_us[c] = now_us + cf->delay_us +
@@ -142,7 +150,7 @@ udprr_test_impair_decide_at(struct udprr_test_impair *imp, size_t len_bytes,
                      last_leaves_us >= cf->blackhole_start_us;
 
     if (lost || blackholed) {
-        d = (struct udprr_test_impair_decision){.blackholed = blackholed};
+        d = (struct impair_decision){.blackholed = blackholed};
     } else {
         d.reordered = held;
         d.send_len_bytes = len_bytes;
@@ -171,8 +179,8 @@ udprr_test_impair_decide_at(struct udprr_test_impair *imp, size_t len_bytes,
     return d;
 }
 
-struct udprr_test_impair_decision
-udprr_test_impair_decide(struct udprr_test_impair *imp, size_t len_bytes)
+struct impair_decision
+impair_decide(struct impair *imp, size_t len_bytes)
 {
-    return udprr_test_impair_decide_at(imp, len_bytes, 0);
+    return impair_decide_at(imp, len_bytes, 0);
 }

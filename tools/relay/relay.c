@@ -49,11 +49,11 @@ struct send_queue {
     struct queued_copy *items;
     size_t count, capacity;
     size_t max_count;
-    size_t bytes; /* over all items, against UDPRR_TEST_RELAY_QUEUE_BYTES */
+    size_t bytes; /* over all items, against RELAY_QUEUE_BYTES */
     uint64_t next_order;
 };
 
-struct udprr_test_relay {
+struct relay {
     int client_fd; /* bound to loopback; clients send here */
     int server_fd; /* connect()ed to the server */
     int wake_rd;   /* stop writes a byte to wake_wr; poll sees it here */
@@ -71,23 +71,23 @@ struct udprr_test_relay {
     unsigned char datagram[DATAGRAM_MAX_BYTES];
 
     /* The lock guards the impairment state and the counters; the condition
-     * is broadcast whenever a counter moves, for udprr_test_relay_wait. */
+     * is broadcast whenever a counter moves, for relay_wait. */
     pthread_mutex_t lock;
     pthread_cond_t counted;
     int lock_ready, counted_ready;
-    struct udprr_test_impair impair[2];
-    struct udprr_test_relay_stats stats;
+    struct impair impair[2];
+    struct relay_stats stats;
 };
 
-static struct udprr_test_relay_direction_stats *
-dir_stats(struct udprr_test_relay *r, enum direction dir)
+static struct relay_direction_stats *
+dir_stats(struct relay *r, enum direction dir)
 {
     return dir == TO_SERVER ? &r->stats.to_server : &r->stats.to_client;
 }
 
 /* Microseconds since the relay started, rounded down (has a send time come?)
  * or up (when did a datagram arrive?), so a delay is never cut short. */
-static uint64_t relay_time_us(const struct udprr_test_relay *r, int round_up)
+static uint64_t relay_time_us(const struct relay *r, int round_up)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -119,7 +119,7 @@ static void swap_copies(struct queued_copy *a, struct queued_copy *b)
 static int queue_push(struct send_queue *q, struct queued_copy *c)
 {
     if (q->count >= q->max_count ||
-        c->len_bytes > UDPRR_TEST_RELAY_QUEUE_BYTES - q->bytes)
+        c->len_bytes > RELAY_QUEUE_BYTES - q->bytes)
         return 0;
     if (q->count == q->capacity) {
         size_t capacity = q->capacity ? 2 * q->capacity : 64;
@@ -246,10 +246,10 @@ static int bound_loopback_socket(int family, uint16_t port)
     return fd;
 }
 
-static void log_line(struct udprr_test_relay *r, const char *fmt, ...)
+static void log_line(struct relay *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-static void log_line(struct udprr_test_relay *r, const char *fmt, ...)
+static void log_line(struct relay *r, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -260,11 +260,11 @@ static void log_line(struct udprr_test_relay *r, const char *fmt, ...)
 
 /* Sends one copy. Counts under the lock, which is held; returns 0, or the
  * errno of a send that failed for good. */
-static int send_copy(struct udprr_test_relay *r, enum direction dir,
+static int send_copy(struct relay *r, enum direction dir,
                      const unsigned char *bytes, size_t len_bytes,
                      const struct sockaddr_storage *to, socklen_t to_len)
 {
-    struct udprr_test_relay_direction_stats *st = dir_stats(r, dir);
+    struct relay_direction_stats *st = dir_stats(r, dir);
     /* A refusal the kernel holds for an earlier datagram comes out of the
      * next send instead, and that send did not go: try it once more. */
     int err = 0;
@@ -293,7 +293,7 @@ static int send_copy(struct udprr_test_relay *r, enum direction dir,
 }
 
 /* Sends every queued copy whose send time has come, oldest due first. */
-static void send_due(struct udprr_test_relay *r)
+static void send_due(struct relay *r)
 {
     struct send_queue *q = &r->queue;
     if (q->count == 0)
@@ -334,10 +334,10 @@ static void say(char *line, size_t cap, size_t *used, const char *fmt, ...)
 }
 
 /* What happened to a datagram, as one line: see docs/relay.md. */
-static void log_decision(struct udprr_test_relay *r, enum direction dir,
+static void log_decision(struct relay *r, enum direction dir,
                          uint64_t datagram_no, size_t len_bytes,
                          uint64_t now_us,
-                         const struct udprr_test_impair_decision *d)
+                         const struct impair_decision *d)
 {
     char what[256] = "";
     size_t used = 0, cap = sizeof what;
@@ -377,7 +377,7 @@ static void log_decision(struct udprr_test_relay *r, enum direction dir,
 
 /* Decides and forwards (or queues) the datagram just received into
  * r->datagram, from or to the current client. */
-static void forward(struct udprr_test_relay *r, enum direction dir,
+static void forward(struct relay *r, enum direction dir,
                     size_t len_bytes)
 {
     /* Copies already due go first: they were decided earlier. */
@@ -385,16 +385,16 @@ static void forward(struct udprr_test_relay *r, enum direction dir,
     uint64_t now_us = relay_time_us(r, 1);
 
     pthread_mutex_lock(&r->lock);
-    struct udprr_test_relay_direction_stats *st = dir_stats(r, dir);
-    struct udprr_test_impair_decision d =
-        udprr_test_impair_decide_at(&r->impair[dir], len_bytes, now_us);
+    struct relay_direction_stats *st = dir_stats(r, dir);
+    struct impair_decision d =
+        impair_decide_at(&r->impair[dir], len_bytes, now_us);
     st->impair = r->impair[dir].counters;
     uint64_t datagram_no = st->impair.seen;
     for (unsigned k = 0; k < d.corrupt_count; k++)
         r->datagram[d.corrupt_offset[k]] ^= d.corrupt_xor[k];
 
-    int failed[UDPRR_TEST_IMPAIR_COPIES_MAX] = {0};
-    int overflowed[UDPRR_TEST_IMPAIR_COPIES_MAX] = {0};
+    int failed[IMPAIR_COPIES_MAX] = {0};
+    int overflowed[IMPAIR_COPIES_MAX] = {0};
     for (unsigned c = 0; c < d.copies; c++) {
         /* Undelayed, and nothing queued for the same moment: straight out.
          * A copy only ever waits for its own send time or for copies due
@@ -443,7 +443,7 @@ static void forward(struct udprr_test_relay *r, enum direction dir,
     }
 }
 
-static void count(struct udprr_test_relay *r, uint64_t *counter)
+static void count(struct relay *r, uint64_t *counter)
 {
     pthread_mutex_lock(&r->lock);
     (*counter)++;
@@ -451,7 +451,7 @@ static void count(struct udprr_test_relay *r, uint64_t *counter)
     pthread_mutex_unlock(&r->lock);
 }
 
-static void from_clients(struct udprr_test_relay *r)
+static void from_clients(struct relay *r)
 {
     for (int i = 0; i < BATCH_DATAGRAMS; i++) {
         struct sockaddr_storage from;
@@ -471,7 +471,7 @@ static void from_clients(struct udprr_test_relay *r)
     }
 }
 
-static void from_server(struct udprr_test_relay *r)
+static void from_server(struct relay *r)
 {
     for (int i = 0; i < BATCH_DATAGRAMS; i++) {
         ssize_t n = recv(r->server_fd, r->datagram, sizeof r->datagram, 0);
@@ -498,10 +498,10 @@ static void from_server(struct udprr_test_relay *r)
 }
 
 /* How long poll may wait: until the first queued copy is due, at most
- * UDPRR_TEST_RELAY_IDLE_MS. */
-static struct timespec poll_timeout(struct udprr_test_relay *r)
+ * RELAY_IDLE_MS. */
+static struct timespec poll_timeout(struct relay *r)
 {
-    uint64_t wait_us = (uint64_t)UDPRR_TEST_RELAY_IDLE_MS * 1000;
+    uint64_t wait_us = (uint64_t)RELAY_IDLE_MS * 1000;
     if (r->queue.count > 0) {
         uint64_t now_us = relay_time_us(r, 0);
         uint64_t due_us = r->queue.items[0].due_us;
@@ -515,7 +515,7 @@ static struct timespec poll_timeout(struct udprr_test_relay *r)
 
 static void *relay_thread(void *arg)
 {
-    struct udprr_test_relay *r = arg;
+    struct relay *r = arg;
     enum { WAKE, CLIENTS, SERVER };
     struct pollfd fds[3] = {
         [WAKE] = {.fd = r->wake_rd, .events = POLLIN},
@@ -544,7 +544,7 @@ static void *relay_thread(void *arg)
     }
 }
 
-static void relay_free(struct udprr_test_relay *r)
+static void relay_free(struct relay *r)
 {
     queue_free(&r->queue);
     if (r->client_fd >= 0)
@@ -562,16 +562,16 @@ static void relay_free(struct udprr_test_relay *r)
     free(r);
 }
 
-static udprr_test_relay *start_failed(struct udprr_test_relay *r,
-                                      const char *what, int err)
+static struct relay *start_failed(struct relay *r,
+                                  const char *what, int err)
 {
     fprintf(stderr, "relay: %s: %s\n", what, strerror(err));
     relay_free(r);
     return NULL;
 }
 
-udprr_test_relay *
-udprr_test_relay_start_with(const struct udprr_test_relay_options *opts)
+struct relay *
+relay_start_with(const struct relay_options *opts)
 {
     const char *why = NULL;
     if (opts == NULL) {
@@ -582,16 +582,16 @@ udprr_test_relay_start_with(const struct udprr_test_relay_options *opts)
         fprintf(stderr, "relay: refused: %s\n", why);
         return NULL;
     }
-    if ((why = udprr_test_impair_config_problem(&opts->to_server)) != NULL) {
+    if ((why = impair_config_problem(&opts->to_server)) != NULL) {
         fprintf(stderr, "relay: to_server: %s\n", why);
         return NULL;
     }
-    if ((why = udprr_test_impair_config_problem(&opts->to_client)) != NULL) {
+    if ((why = impair_config_problem(&opts->to_client)) != NULL) {
         fprintf(stderr, "relay: to_client: %s\n", why);
         return NULL;
     }
 
-    struct udprr_test_relay *r = calloc(1, sizeof *r);
+    struct relay *r = calloc(1, sizeof *r);
     if (r == NULL) {
         fprintf(stderr, "relay: out of memory\n");
         return NULL;
@@ -599,17 +599,17 @@ udprr_test_relay_start_with(const struct udprr_test_relay_options *opts)
     r->client_fd = r->server_fd = r->wake_rd = r->wake_wr = -1;
     r->log = opts->log;
     r->queue.max_count =
-        opts->queue_max ? opts->queue_max : UDPRR_TEST_RELAY_QUEUE_DATAGRAMS;
-    udprr_test_impair_init(&r->impair[TO_SERVER], &opts->to_server,
-                           opts->seed);
-    udprr_test_impair_init(&r->impair[TO_CLIENT], &opts->to_client,
-                           ~opts->seed);
+        opts->queue_max ? opts->queue_max : RELAY_QUEUE_DATAGRAMS;
+    impair_init(&r->impair[TO_SERVER], &opts->to_server,
+                opts->seed);
+    impair_init(&r->impair[TO_CLIENT], &opts->to_client,
+                ~opts->seed);
 
     int err = pthread_mutex_init(&r->lock, NULL);
     if (err)
         return start_failed(r, "pthread_mutex_init", err);
     r->lock_ready = 1;
-    /* udprr_test_relay_wait measures its timeout on the monotonic clock,
+    /* relay_wait measures its timeout on the monotonic clock,
      * so a wall-clock step cannot stretch or cut it. */
     pthread_condattr_t attr;
     if ((err = pthread_condattr_init(&attr)) != 0)
@@ -645,12 +645,12 @@ udprr_test_relay_start_with(const struct udprr_test_relay_options *opts)
     return r;
 }
 
-udprr_test_relay *udprr_test_relay_start(
+struct relay *relay_start(
     const struct sockaddr *server, socklen_t server_len,
-    const struct udprr_test_impair_config *to_server,
-    const struct udprr_test_impair_config *to_client, uint64_t seed)
+    const struct impair_config *to_server,
+    const struct impair_config *to_client, uint64_t seed)
 {
-    struct udprr_test_relay_options opts = {
+    struct relay_options opts = {
         .server = server,
         .server_len = server_len,
         .seed = seed,
@@ -659,26 +659,26 @@ udprr_test_relay *udprr_test_relay_start(
         opts.to_server = *to_server;
     if (to_client != NULL)
         opts.to_client = *to_client;
-    return udprr_test_relay_start_with(&opts);
+    return relay_start_with(&opts);
 }
 
-void udprr_test_relay_addr(const udprr_test_relay *r,
-                           struct sockaddr_storage *addr, socklen_t *len)
+void relay_addr(const struct relay *r,
+                struct sockaddr_storage *addr, socklen_t *len)
 {
     memcpy(addr, &r->addr, r->addr_len);
     *len = r->addr_len;
 }
 
-void udprr_test_relay_stats(udprr_test_relay *r,
-                            struct udprr_test_relay_stats *out)
+void relay_stats(struct relay *r,
+                 struct relay_stats *out)
 {
     pthread_mutex_lock(&r->lock);
     *out = r->stats;
     pthread_mutex_unlock(&r->lock);
 }
 
-int udprr_test_relay_wait(udprr_test_relay *r, udprr_test_relay_until until,
-                          void *arg, int timeout_ms)
+int relay_wait(struct relay *r, relay_until until,
+               void *arg, int timeout_ms)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -701,12 +701,12 @@ int udprr_test_relay_wait(udprr_test_relay *r, udprr_test_relay_until until,
     return held != 0;
 }
 
-void udprr_test_relay_stop(udprr_test_relay *r,
-                           struct udprr_test_relay_stats *out)
+void relay_stop(struct relay *r,
+                struct relay_stats *out)
 {
     if (r == NULL) {
         if (out != NULL)
-            *out = (struct udprr_test_relay_stats){0};
+            *out = (struct relay_stats){0};
         return;
     }
     /* The pipe is empty and non-blocking, so this one byte goes in at

@@ -103,7 +103,7 @@ static int parse_permille(const char *option, const char *text,
     double p = strtod(text, &end);
     if (end == text || *end != '\0' || errno != 0 || !(p >= 0 && p <= 1))
         return fail(option, text, "not a probability from 0 to 1");
-    *out = (unsigned)(p * UDPRR_TEST_PERMILLE_MAX + 0.5);
+    *out = (unsigned)(p * IMPAIR_PERMILLE_MAX + 0.5);
     return 0;
 }
 
@@ -193,7 +193,7 @@ struct run_limits {
 
 /* 0: go on; 1: --help done; -1: bad usage (said why). */
 static int parse_args(int argc, char **argv,
-                      struct udprr_test_relay_options *opts,
+                      struct relay_options *opts,
                       struct sockaddr_storage *server, struct run_limits *lim)
 {
     static const struct option longopts[] = {
@@ -295,7 +295,7 @@ static int parse_args(int argc, char **argv,
             break;
         case OPT_CORRUPT_BYTES:
             if (parse_unsigned(name, optarg,
-                               UDPRR_TEST_IMPAIR_CORRUPT_BYTES_MAX, &n) < 0)
+                               IMPAIR_CORRUPT_BYTES_MAX, &n) < 0)
                 return -1;
             if (n == 0)
                 return fail(name, optarg, "must be 1..16");
@@ -349,7 +349,7 @@ static void format_addr(const struct sockaddr_storage *ss, socklen_t len,
 }
 
 static void print_config(const char *dir,
-                         const struct udprr_test_impair_config *c)
+                         const struct impair_config *c)
 {
     printf("%s:", dir);
     int any = 0;
@@ -371,7 +371,7 @@ static void print_config(const char *dir,
     if (c->reorder_permille) {
         printf(" reorder %.3f (held %.3fms)", c->reorder_permille / 1000.0,
                (c->reorder_delay_us ? c->reorder_delay_us
-                                    : UDPRR_TEST_IMPAIR_REORDER_DELAY_US) /
+                                    : IMPAIR_REORDER_DELAY_US) /
                    1e3);
         any = 1;
     }
@@ -395,9 +395,9 @@ static void print_config(const char *dir,
 }
 
 static void print_stats(const char *dir,
-                        const struct udprr_test_relay_direction_stats *s)
+                        const struct relay_direction_stats *s)
 {
-    const struct udprr_test_impair_counters *c = &s->impair;
+    const struct impair_counters *c = &s->impair;
     printf("%s: %" PRIu64 " datagrams: %" PRIu64 " dropped (%" PRIu64
            " in the blackhole), %" PRIu64 " duplicated, %" PRIu64
            " reordered, %" PRIu64 " corrupted, %" PRIu64 " truncated; %" PRIu64
@@ -414,7 +414,7 @@ struct stop_when {
 };
 
 /* --count reached, and every copy due has left. */
-static int count_done(const struct udprr_test_relay_stats *st, void *arg)
+static int count_done(const struct relay_stats *st, void *arg)
 {
     const struct stop_when *w = arg;
     return w->count > 0 &&
@@ -433,7 +433,7 @@ static double seconds_since(const struct timespec *t0)
 
 int main(int argc, char **argv)
 {
-    struct udprr_test_relay_options opts = {.seed = 1};
+    struct relay_options opts = {.seed = 1};
     struct sockaddr_storage server;
     struct run_limits lim = {.seconds = DEFAULT_SECONDS};
 
@@ -449,14 +449,14 @@ int main(int argc, char **argv)
 
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    udprr_test_relay *r = udprr_test_relay_start_with(&opts);
+    struct relay *r = relay_start_with(&opts);
     if (r == NULL)
         return 1; /* the relay said why */
 
     struct sockaddr_storage listen;
     socklen_t listen_len;
     char listen_text[80], server_text[80];
-    udprr_test_relay_addr(r, &listen, &listen_len);
+    relay_addr(r, &listen, &listen_len);
     format_addr(&listen, listen_len, listen_text, sizeof listen_text);
     format_addr(&server, opts.server_len, server_text, sizeof server_text);
     printf("udprr-relay: clients send to %s; server %s; seed %" PRIu64
@@ -480,14 +480,14 @@ int main(int argc, char **argv)
             break;
         int slice_ms = left_ms < SIGNAL_CHECK_MS ? (int)left_ms + 1
                                                  : SIGNAL_CHECK_MS;
-        if (udprr_test_relay_wait(r, count_done, &when, slice_ms)) {
+        if (relay_wait(r, count_done, &when, slice_ms)) {
             why = "--count reached";
             break;
         }
     }
 
-    struct udprr_test_relay_stats st;
-    udprr_test_relay_stop(r, &st);
+    struct relay_stats st;
+    relay_stop(r, &st);
     printf("udprr-relay: stopped after %.3f s: %s\n", seconds_since(&t0),
            why);
     print_stats("to_server", &st.to_server);

@@ -3,18 +3,18 @@
  * impair.h - what an impaired network does to each datagram, decided
  * without a network.
  *
- * A pure core for the test relay (relay.h): it is given one datagram's
- * length and the time it arrived, and returns what to do with it: how many
- * copies to send, when each leaves, which bytes to damage and how many bytes
- * to keep. It never touches a socket or a clock (time comes in as a value),
- * so every decision for a seed can be replayed and asserted exactly. One
- * struct udprr_test_impair serves one direction of traffic.
+ * The pure core of the impairment relay (relay.h): it is given one
+ * datagram's length and the time it arrived, and returns what to do with
+ * it: how many copies to send, when each leaves, which bytes to damage and
+ * how many bytes to keep. It never touches a socket or a clock (time comes
+ * in as a value), so every decision for a seed can be replayed and asserted
+ * exactly. One struct impair serves one direction of traffic.
  *
  * Time: microseconds on the caller's timeline; the relay passes the time
  * since it started, so blackhole windows are relative to its start. Send
  * times come back on the same timeline.
  *
- * Randomness: each impairment draws from its own stream of udprr_test_rand,
+ * Randomness: each impairment draws from its own stream of xorshift64*,
  * derived from the direction's seed and the impairment's fixed stream
  * number, and takes the same number of draws per datagram whatever its
  * setting and whatever happens to the datagram (even when it is dropped or
@@ -45,7 +45,7 @@
  *              that arrive less than jitter_us apart, as on a real path.
  *   reorder    the datagram is held back: both copies leave reorder_delay_us
  *              later than they otherwise would (default
- *              UDPRR_TEST_IMPAIR_REORDER_DELAY_US when 0). Every datagram
+ *              IMPAIR_REORDER_DELAY_US when 0). Every datagram
  *              that arrives within that time and is not held overtakes it.
  *   truncate   the datagram is cut to a length uniform in 0..len-1 (so
  *              possibly empty). An empty datagram cannot be cut.
@@ -60,25 +60,25 @@
  * nothing else; it counts as lost, not as duplicated, reordered, corrupted
  * or truncated.
  */
-#ifndef UDPRR_TEST_IMPAIR_H
-#define UDPRR_TEST_IMPAIR_H
+#ifndef IMPAIR_H
+#define IMPAIR_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define UDPRR_TEST_PERMILLE_MAX 1000u
+#define IMPAIR_PERMILLE_MAX 1000u
 /* How long a reordered datagram is held when reorder_delay_us is 0. */
-#define UDPRR_TEST_IMPAIR_REORDER_DELAY_US 10000u
+#define IMPAIR_REORDER_DELAY_US 10000u
 /* The most bytes one datagram can have corrupted (corrupt_max_bytes). */
-#define UDPRR_TEST_IMPAIR_CORRUPT_BYTES_MAX 16u
+#define IMPAIR_CORRUPT_BYTES_MAX 16u
 /* Copies of one datagram: 1, or 2 when duplicated. */
-#define UDPRR_TEST_IMPAIR_COPIES_MAX 2u
+#define IMPAIR_COPIES_MAX 2u
 
 /* All zero is a perfect network. Fields are only ever appended, each zero
  * when off, so a zeroed or partly filled config keeps meaning the same. A
  * parameter of an impairment (reorder_delay_us, corrupt_max_bytes) matters
  * only when its permille is above 0, and 0 there means its default. */
-struct udprr_test_impair_config {
+struct impair_config {
     unsigned drop_permille; /* chance a datagram is lost */
     unsigned dup_permille;  /* chance a datagram not lost is sent twice */
     unsigned reorder_permille; /* chance a datagram is held back... */
@@ -98,19 +98,19 @@ struct udprr_test_impair_config {
  * and reorder; one per possible copy (2) for jitter; three for corrupt (the
  * decision, and 64 bits that seed the choice of bytes); two for truncate
  * (the decision, the length). */
-enum udprr_test_impair_stream {
-    UDPRR_TEST_IMPAIR_STREAM_DROP = 0,
-    UDPRR_TEST_IMPAIR_STREAM_DUP = 1,
-    UDPRR_TEST_IMPAIR_STREAM_REORDER = 2,
-    UDPRR_TEST_IMPAIR_STREAM_JITTER = 3,
-    UDPRR_TEST_IMPAIR_STREAM_CORRUPT = 4,
-    UDPRR_TEST_IMPAIR_STREAM_TRUNCATE = 5,
-    UDPRR_TEST_IMPAIR_STREAMS
+enum impair_stream {
+    IMPAIR_STREAM_DROP = 0,
+    IMPAIR_STREAM_DUP = 1,
+    IMPAIR_STREAM_REORDER = 2,
+    IMPAIR_STREAM_JITTER = 3,
+    IMPAIR_STREAM_CORRUPT = 4,
+    IMPAIR_STREAM_TRUNCATE = 5,
+    IMPAIR_STREAMS
 };
 
 /* Always: forwarded == seen - dropped + duplicated, and blackholed <=
  * dropped. The last four count datagrams sent (at least one copy). */
-struct udprr_test_impair_counters {
+struct impair_counters {
     uint64_t seen;       /* datagrams decided */
     uint64_t dropped;    /* decided with 0 copies, blackholed ones included */
     uint64_t duplicated; /* decided with 2 copies */
@@ -121,27 +121,27 @@ struct udprr_test_impair_counters {
     uint64_t truncated;  /* cut short */
 };
 
-struct udprr_test_impair {
-    struct udprr_test_impair_config config;
-    uint64_t rand_state[UDPRR_TEST_IMPAIR_STREAMS];
-    struct udprr_test_impair_counters counters;
+struct impair {
+    struct impair_config config;
+    uint64_t rand_state[IMPAIR_STREAMS];
+    struct impair_counters counters;
 };
 
 /* What to do with one datagram. copies stays first; fields are appended.
  * For a lost datagram everything but copies (0) and blackholed is zero. */
-struct udprr_test_impair_decision {
+struct impair_decision {
     unsigned copies; /* 0: lost, 1: forwarded, 2: duplicated */
     /* When copy c (c < copies) leaves, on the caller's timeline:
      * arrival + delay_us + its jitter + the reorder hold, if held. */
-    uint64_t send_at_us[UDPRR_TEST_IMPAIR_COPIES_MAX];
+    uint64_t send_at_us[IMPAIR_COPIES_MAX];
     /* Bytes each copy carries: the datagram's length, or less when cut. */
     size_t send_len_bytes;
     /* XOR corrupt_xor[k] (nonzero) into byte corrupt_offset[k], k <
      * corrupt_count; offsets are distinct and below the datagram's length
      * as it arrived (not necessarily below send_len_bytes). */
     unsigned corrupt_count;
-    size_t corrupt_offset[UDPRR_TEST_IMPAIR_CORRUPT_BYTES_MAX];
-    unsigned char corrupt_xor[UDPRR_TEST_IMPAIR_CORRUPT_BYTES_MAX];
+    size_t corrupt_offset[IMPAIR_CORRUPT_BYTES_MAX];
+    unsigned char corrupt_xor[IMPAIR_CORRUPT_BYTES_MAX];
     int blackholed; /* lost to the blackhole (then copies is 0) */
     int reordered;  /* held back by reorder_delay_us */
     int truncated;  /* send_len_bytes is below the length */
@@ -150,30 +150,26 @@ struct udprr_test_impair_decision {
 /* NULL when the config is usable; otherwise a fixed message naming the
  * first field out of range: permilles above 1000, corrupt_max_bytes above
  * 16, or a blackhole window that ends past 2^64 - 1 microseconds. */
-const char *udprr_test_impair_config_problem(
-    const struct udprr_test_impair_config *config);
+const char *impair_config_problem(const struct impair_config *config);
 
 /* The starting state of stream `stream` for a direction seeded with
  * `seed`: distinct, well-mixed states even for adjacent seeds. */
-uint64_t udprr_test_impair_stream_seed(uint64_t seed, unsigned stream);
+uint64_t impair_stream_seed(uint64_t seed, unsigned stream);
 
 /* Starts one direction with zero counters. The config must have passed
- * udprr_test_impair_config_problem; it is copied. */
-void udprr_test_impair_init(struct udprr_test_impair *imp,
-                            const struct udprr_test_impair_config *config,
-                            uint64_t seed);
+ * impair_config_problem; it is copied. */
+void impair_init(struct impair *imp, const struct impair_config *config,
+                 uint64_t seed);
 
 /* Decides the fate of the next datagram, of len_bytes bytes (below 2^32),
  * which arrived at now_us, and counts it. Datagrams are decided in the
  * order they arrive, so now_us never goes down from one call to the next;
  * send times may (reordering, jitter). */
-struct udprr_test_impair_decision
-udprr_test_impair_decide_at(struct udprr_test_impair *imp, size_t len_bytes,
-                            uint64_t now_us);
+struct impair_decision
+impair_decide_at(struct impair *imp, size_t len_bytes, uint64_t now_us);
 
-/* udprr_test_impair_decide_at(imp, len_bytes, 0): for callers that use no
- * timing impairments, whose copies then all leave at once. */
-struct udprr_test_impair_decision
-udprr_test_impair_decide(struct udprr_test_impair *imp, size_t len_bytes);
+/* impair_decide_at(imp, len_bytes, 0): for callers that use no timing
+ * impairments, whose copies then all leave at once. */
+struct impair_decision impair_decide(struct impair *imp, size_t len_bytes);
 
-#endif /* UDPRR_TEST_IMPAIR_H */
+#endif /* IMPAIR_H */

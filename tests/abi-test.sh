@@ -13,9 +13,8 @@ CC=${CC:-cc}
 top=$(pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-pass() { echo "ok: $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $1"; failed=$((failed + 1)); }
+tally_name=abi-test
+. tests/tally.sh
 
 # --- the grown library: header and sources patched in a copy ---------------
 grown=$tmp/grown
@@ -104,7 +103,4 @@ run() { # LABEL LIBDIR
 run "against the grown library" "$grown"
 run "against the library as built" "$top/lib"
 
-echo "abi-test: $passed passed, $failed failed"
-mkdir -p build
-echo "$passed $failed" >>build/tally
-[ "$failed" -eq 0 ]
+tally_finish

@@ -7,14 +7,13 @@
 # client's, the relay's and the server's counters agreeing.
 # Records its result in build/tally.
 set -u
-passed=0 failed=0
+tally_name=demo-test
+. tests/tally.sh
 check() {
     if [ "$2" = "$3" ]; then
-        echo "ok: $1 ($2)"
-        passed=$((passed + 1))
+        pass "$1 ($2)"
     else
-        echo "FAIL: $1: got '$2', want '$3'"
-        failed=$((failed + 1))
+        fail "$1: got '$2', want '$3'"
     fi
 }
 yes_if() { if eval "$1"; then echo yes; else echo "no: $1"; fi; }
@@ -65,7 +64,4 @@ check "the seeded relay lost requests and replies" \
     "$(yes_if "[ $lost_up -ge 1 ] && [ $lost_down -ge 1 ]")" yes
 check "every lost datagram cost a retransmission" \
     "$(yes_if "[ $retrans -ge $((lost_up + lost_down)) ]")" yes
-mkdir -p build
-echo "$passed $failed" >>build/tally
-echo "demo-test: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tally_finish

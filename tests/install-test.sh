@@ -8,10 +8,8 @@ CC=${CC:-cc}
 top=$(pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-
-pass() { echo "ok: $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $1"; failed=$((failed + 1)); }
+tally_name=install-test
+. tests/tally.sh
 
 # consumer LABEL LIBDIR FLAGS: build tests/pkg/consumer.c with FLAGS alone
 # and run it against the shared library in LIBDIR.
@@ -97,7 +95,4 @@ extra=$(nm -D --defined-only "$top/lib/libudprr.so" | awk '{print $3}' | grep -v
 [ -z "$extra" ] && pass "exported symbols are all udprr_*" ||
     fail "symbols exported beyond udprr_*: $extra"
 
-mkdir -p build
-echo "$passed $failed" >>build/tally
-echo "install-test: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tally_finish

@@ -14,10 +14,9 @@ set -u
 bin=${1:-build/examples}
 tmp=$(mktemp -d)
 peers=""
-passed=0 failed=0
 
-pass() { echo "ok: $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $1"; failed=$((failed + 1)); }
+tally_name=interop-test
+. tests/tally.sh
 
 # exited PID: true once the process is gone or a zombie waiting to be reaped.
 exited() {
@@ -254,7 +253,4 @@ else
     fail "$label: not run, coap-server -l 1 did not start"
 fi
 
-mkdir -p build
-echo "$passed $failed" >>build/tally
-echo "interop-test: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tally_finish

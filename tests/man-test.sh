@@ -15,15 +15,10 @@ top=$(pwd)
 hdr=include/udprr.h
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-
-pass() { echo "ok: $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $1"; failed=$((failed + 1)); }
+tally_name=man-test
+. tests/tally.sh
 finish() {
-    mkdir -p "$top/build"
-    echo "$passed $failed" >>"$top/build/tally"
-    echo "man-test: $passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
+    tally_finish
     exit
 }
 

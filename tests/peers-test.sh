@@ -13,23 +13,19 @@ bin=build/examples
 tmp=$(mktemp -d)
 pids=""
 trap 'for p in $pids; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { echo "ok: $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL: $1"; failed=$((failed + 1)); }
+tally_name=peers-test
+. tests/tally.sh
 finish() {
-    mkdir -p build
-    echo "$passed $failed" >>build/tally
-    echo "peers-test: $passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit $?
+    tally_finish
+    exit
 }
 
 if [ ! -f "$peer" ]; then
-    bad "plain peer not found at $peer (shared/ must sit beside the project)"
+    fail "plain peer not found at $peer (shared/ must sit beside the project)"
     finish
 fi
 if ! command -v python3 >/dev/null 2>&1; then
-    bad "python3 is needed to run $peer"
+    fail "python3 is needed to run $peer"
     finish
 fi
 
@@ -62,7 +58,7 @@ for attempt in 1 2 3; do
     kill "$server" 2>/dev/null # the port was taken meanwhile: try another
 done
 if [ -z "$started" ]; then
-    bad "plain_peer.py server did not start: $(cat "$tmp/server.log")"
+    fail "plain_peer.py server did not start: $(cat "$tmp/server.log")"
 else
     # --deadline 0: retry until answered (the drops are seeded, so the run
     # is the same every time; timeout only guards against a hang).
@@ -72,14 +68,14 @@ else
     answers=$(grep -c "^The server replied 'Your data was 18 bytes long'$" "$tmp/client.log")
     drops=$(grep -c "^Pretending to drop" "$tmp/server.log")
     if [ "$rc" -eq 0 ] && [ "$answers" -eq 10 ]; then
-        ok "udp_local client got all 10 answers from plain_peer.py server"
+        pass "udp_local client got all 10 answers from plain_peer.py server"
     else
-        bad "udp_local client: exit $rc, $answers of 10 answers: $(cat "$tmp/client.log")"
+        fail "udp_local client: exit $rc, $answers of 10 answers: $(cat "$tmp/client.log")"
     fi
     if [ "$drops" -gt 0 ]; then
-        ok "the plain server dropped $drops requests and the client retried past them"
+        pass "the plain server dropped $drops requests and the client retried past them"
     else
-        bad "the plain server (seed 7, --drop 0.5) dropped nothing: the retry path was not exercised"
+        fail "the plain server (seed 7, --drop 0.5) dropped nothing: the retry path was not exercised"
     fi
     kill "$server" 2>/dev/null
 fi
@@ -93,16 +89,16 @@ if wait_for "$tmp/local.log" "^Listening at 127.0.0.1:"; then
         >"$tmp/plain.log" 2>&1
     rc=$?
     if [ "$rc" -eq 0 ] && grep -q "^The server says b'Your data was 18 bytes long'$" "$tmp/plain.log"; then
-        ok "plain_peer.py client got its answer from the udp_local server"
+        pass "plain_peer.py client got its answer from the udp_local server"
     else
-        bad "plain_peer.py client: exit $rc: $(cat "$tmp/plain.log")"
+        fail "plain_peer.py client: exit $rc: $(cat "$tmp/plain.log")"
     fi
     if grep -q "^The client at 127.0.0.1:[0-9]* says 'This is my message'$" "$tmp/local.log"; then
-        ok "udp_local server saw the plain client's text"
+        pass "udp_local server saw the plain client's text"
     else
-        bad "udp_local server log: $(cat "$tmp/local.log")"
+        fail "udp_local server log: $(cat "$tmp/local.log")"
     fi
 else
-    bad "udp_local server did not start: $(cat "$tmp/local.log")"
+    fail "udp_local server did not start: $(cat "$tmp/local.log")"
 fi
 finish

@@ -47,27 +47,82 @@ static void server_defaults(void *out)
     memcpy(out, &o, sizeof o);
 }
 
-/* What the library knows of one options struct. */
-struct opts_kind {
-    void (*defaults)(void *out);
-    size_t lib_size;
-    /* Sizes released headers gave the struct, this library's among them. */
-    size_t released[2];
+/*
+ * The options structs as 0.1.0's header declared them, frozen: never edit
+ * these. A program's struct is recognised by its size, and of an older
+ * version's struct only the bytes up to the end of its last field are
+ * read: its padding may hold anything, and a field appended later may be
+ * laid out inside that padding (a 4-byte field after id_len would be).
+ * Frozen copies, rather than today's struct, also keep the old sizes
+ * right if an appended field ever raises the struct's alignment.
+ */
+struct client_opts_0_1 {
+    size_t size;
+    unsigned deadline_ms, max_attempts, initial_rto_ms, min_rto_ms;
+    unsigned max_rto_ms, backoff_pct, jitter_pct;
+    int fixed_rto;
+    udprr_attempt_fn on_attempt;
+    void *on_attempt_user;
+    int framing;
+    size_t id_offset;
+    unsigned id_len;
 };
 
-/* 0.1's structs ended at id_len. */
+struct server_opts_0_1 {
+    size_t size;
+    int reply_cache;
+    size_t cache_entries, cache_bytes;
+    unsigned cache_lifetime_ms;
+    int framing;
+    size_t id_offset;
+    unsigned id_len;
+};
+
+#define FIELD_END(type, field)                                                 \
+    (offsetof(type, field) + sizeof(((type *)0)->field))
+
+/* Fields are only appended: today's structs begin with 0.1's. */
+_Static_assert(offsetof(udprr_client_opts, id_len) ==
+                       offsetof(struct client_opts_0_1, id_len) &&
+                   offsetof(udprr_client_opts, on_attempt) ==
+                       offsetof(struct client_opts_0_1, on_attempt),
+               "udprr_client_opts no longer begins with 0.1's fields");
+_Static_assert(offsetof(udprr_server_opts, id_len) ==
+                       offsetof(struct server_opts_0_1, id_len) &&
+                   offsetof(udprr_server_opts, cache_lifetime_ms) ==
+                       offsetof(struct server_opts_0_1, cache_lifetime_ms),
+               "udprr_server_opts no longer begins with 0.1's fields");
+
+/* One version of an options struct: the size that names it, and how many
+ * of its bytes are fields (the rest is padding). */
+struct opts_version {
+    size_t size;
+    size_t field_bytes;
+};
+
+/* What the library knows of one options struct. When a field is appended,
+ * the library's own version's field_bytes moves to the new last field and
+ * the version released before joins `older`. */
+struct opts_kind {
+    void (*defaults)(void *out);
+    struct opts_version own;
+    struct opts_version older[1];
+};
+
 static const struct opts_kind client_kind = {
     client_defaults,
-    sizeof(udprr_client_opts),
-    {UDPRR__SIZE_THROUGH(udprr_client_opts, id_len),
-     sizeof(udprr_client_opts)},
+    {sizeof(udprr_client_opts), FIELD_END(udprr_client_opts, id_len)},
+    {{sizeof(struct client_opts_0_1),
+      FIELD_END(struct client_opts_0_1, id_len)}},
 };
 static const struct opts_kind server_kind = {
     server_defaults,
-    sizeof(udprr_server_opts),
-    {UDPRR__SIZE_THROUGH(udprr_server_opts, id_len),
-     sizeof(udprr_server_opts)},
+    {sizeof(udprr_server_opts), FIELD_END(udprr_server_opts, id_len)},
+    {{sizeof(struct server_opts_0_1),
+      FIELD_END(struct server_opts_0_1, id_len)}},
 };
+
+#define N_OLDER (sizeof client_kind.older / sizeof client_kind.older[0])
 
 /* Room for the defaults of any options struct. */
 union any_opts {
@@ -81,10 +136,34 @@ static void init(void *opts, size_t size, const struct opts_kind *k)
         return;
     union any_opts d;
     k->defaults(&d);
-    size_t known = size < k->lib_size ? size : k->lib_size;
+    size_t known = size < k->own.size ? size : k->own.size;
     memcpy(opts, &d, known);
     memset((uint8_t *)opts + known, 0, size - known);
     memcpy(opts, &size, sizeof size);
+}
+
+/* How many bytes of a program's struct of given_size to copy over the
+ * defaults, by the rules in opts.h; 0 when the size is refused. */
+static size_t bytes_to_take(const void *given, size_t given_size,
+                            const struct opts_kind *k)
+{
+    if (given_size > UDPRR__OPTS_MAX_BYTES)
+        return 0;
+    if (given_size > k->own.size) {
+        /* A newer header's struct: the fields this library does not know
+         * start at or after its own size (opts.h), and must be zero. */
+        const uint8_t *newer = (const uint8_t *)given + k->own.size;
+        for (size_t i = 0; i < given_size - k->own.size; i++)
+            if (newer[i] != 0)
+                return 0;
+        return k->own.field_bytes;
+    }
+    if (given_size == k->own.size)
+        return k->own.field_bytes;
+    for (size_t i = 0; i < N_OLDER; i++)
+        if (given_size == k->older[i].size)
+            return k->older[i].field_bytes;
+    return 0;
 }
 
 static int take(void *out, const void *given, const struct opts_kind *k)
@@ -94,20 +173,11 @@ static int take(void *out, const void *given, const struct opts_kind *k)
         return UDPRR_OK;
     size_t given_size;
     memcpy(&given_size, given, sizeof given_size);
-    if (given_size > UDPRR__OPTS_MAX_BYTES)
+    size_t n = bytes_to_take(given, given_size, k);
+    if (n == 0)
         return UDPRR_EINVAL;
-    if (given_size > k->lib_size) {
-        const uint8_t *extra = (const uint8_t *)given + k->lib_size;
-        for (size_t i = 0; i < given_size - k->lib_size; i++)
-            if (extra[i] != 0)
-                return UDPRR_EINVAL;
-        given_size = k->lib_size;
-    } else if (given_size != k->released[0] &&
-               given_size != k->released[1]) {
-        return UDPRR_EINVAL;
-    }
-    memcpy(out, given, given_size);
-    memcpy(out, &k->lib_size, sizeof k->lib_size);
+    memcpy((uint8_t *)out + sizeof given_size,
+           (const uint8_t *)given + sizeof given_size, n - sizeof given_size);
     return UDPRR_OK;
 }
 
@@ -125,12 +195,12 @@ void udprr_server_opts_init_sized(udprr_server_opts *opts, size_t size)
  * structs, so exactly 0.1's size is written. */
 void(udprr_client_opts_init)(udprr_client_opts *opts)
 {
-    init(opts, client_kind.released[0], &client_kind);
+    init(opts, client_kind.older[0].size, &client_kind);
 }
 
 void(udprr_server_opts_init)(udprr_server_opts *opts)
 {
-    init(opts, server_kind.released[0], &server_kind);
+    init(opts, server_kind.older[0].size, &server_kind);
 }
 
 int udprr__client_opts_take(udprr_client_opts *out,

@@ -267,17 +267,20 @@ typedef struct udprr_client_opts {
  *     this header declares the struct, to udprr_client_opts_init_sized(),
  *     which writes the library's defaults into exactly that many bytes and
  *     stores the size in opts->size.
- *   - udprr_client_open() reads exactly opts->size bytes. A size that a
- *     released header had (a program built against an older header) is
- *     taken field by field, and the fields its version lacks keep their
- *     defaults. A larger size (a program built against a newer header than
- *     the library it runs with) is accepted when every byte the library
- *     does not know is zero, i.e. the program left the newer fields at the
- *     value init gave them; otherwise, and for any other size (0 from a
- *     struct that was never initialized, a size that ends inside a field,
- *     more than 4096), open fails with UDPRR_EINVAL.
+ *   - udprr_client_open() reads at most opts->size bytes. A size that an
+ *     older header gave the struct is taken field by field (its padding
+ *     is never read), and the fields that version lacks keep their
+ *     defaults. This header's size is taken as it is. A larger size (a
+ *     program built against a newer header than the library it runs with)
+ *     is accepted when every byte past the library's struct is zero, i.e.
+ *     the program left the newer fields at the zero init gave them (the
+ *     zero of every appended field means its default); otherwise, and for
+ *     any other size (0 from a struct that was never initialized, a size
+ *     no version had, more than 4096), open fails with UDPRR_EINVAL.
  *   - Fields are only ever appended, never removed or reordered, within a
- *     soname (NEWS.md states the policy).
+ *     soname, and each version's fields start past the previous version's
+ *     size, so that every version has a size of its own (NEWS.md states
+ *     the policy).
  *
  * Programs built against 0.1.x called a function named
  * udprr_client_opts_init; the library still exports it, and it writes
@@ -307,8 +310,8 @@ UDPRR_API void(udprr_client_opts_init)(udprr_client_opts *opts);
  * caller frees with udprr_client_close().
  *
  * Returns UDPRR_OK; UDPRR_EINVAL (out, host or service NULL; an option out
- * of range; opts->size not the size of any released version of the
- * struct, e.g. from a newer header than this library); UDPRR_ERESOLVE (no
+ * of range; an opts->size the library cannot take, see "Options and
+ * ABI" above); UDPRR_ERESOLVE (no
  * address for host/service); UDPRR_ESYS (no socket could be made or
  * connected, or the kernel's random source failed; errno says why);
  * UDPRR_ENOMEM. On failure *out is unchanged.

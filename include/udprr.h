@@ -496,8 +496,9 @@ typedef struct udprr_request {
  * still cached in id-at-offset framing, so retransmissions get nothing
  * either).
  *
- * (In 0.1, UDPRR_NO_REPLY was 1 and so `return 1;` dropped the request;
- * programs that use the names need only be recompiled.)
+ * (In 0.1, UDPRR_NO_REPLY was 1 and so `return 1;` dropped the request.
+ * A program built against 0.1 keeps 0.1's meaning of 1 until it is
+ * rebuilt: see udprr_server_run.)
  */
 #define UDPRR_REPLY 0
 #define UDPRR_DECLINE UDPRR_EREMOTE
@@ -570,8 +571,19 @@ UDPRR_API int udprr_server_sockname(const udprr_server *s,
  * every request whose handler ran has been handed to the kernel (or
  * counted in send_errors) before run returns. The handler gets
  * *reply_len == 0 on entry.
+ *
+ * udprr_server_run is a macro over udprr_server_run_v2, which takes the
+ * handler results above. Programs built against 0.1's header call a
+ * function named udprr_server_run; the library still exports it, and
+ * through it a handler's 1 (0.1's UDPRR_NO_REPLY) still sends nothing, so
+ * a 0.1 program keeps its behaviour until it is rebuilt against this
+ * header. Calling it directly, as (udprr_server_run)(s, h, user), is for
+ * that purpose only.
  */
-UDPRR_API int udprr_server_run(udprr_server *s, udprr_handler h, void *user);
+UDPRR_API int udprr_server_run_v2(udprr_server *s, udprr_handler h,
+                                  void *user);
+UDPRR_API int(udprr_server_run)(udprr_server *s, udprr_handler h, void *user);
+#define udprr_server_run(s, h, user) udprr_server_run_v2((s), (h), (user))
 
 /* Makes udprr_server_run() return promptly. Async-signal-safe and
  * thread-safe; NULL is a no-op. It must not be called once

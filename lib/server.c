@@ -16,6 +16,9 @@
 #include "udprr.h"
 #include "wire.h"
 
+/* What UDPRR_NO_REPLY was in 0.1's header. */
+#define NO_REPLY_0_1 1
+
 /* Datagrams taken per receive step before waiting again. */
 #define RECV_BATCH 64
 
@@ -45,6 +48,9 @@ struct udprr_server {
     udprr__dedup *cache; /* NULL when the reply cache is off */
     struct udprr__framing framing;
     struct server_counters stats;
+    /* Set while run was entered through the 0.1 symbol: its handler was
+     * built against 0.1's header, where UDPRR_NO_REPLY was 1. */
+    int results_0_1;
     /* Last: open zeroes only what comes before them (see there). */
     uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
     uint8_t reply[UDPRR_MAX_DATAGRAM];
@@ -182,6 +188,8 @@ static void handle_datagram(udprr_server *s, size_t len,
     size_t reply_len = 0;
     int rc = h(user, &req, s->reply, cap, &reply_len);
     s->stats.handled++;
+    if (s->results_0_1 && rc == NO_REPLY_0_1)
+        rc = UDPRR_NO_REPLY;
     if (rc == UDPRR_NO_REPLY) {
         s->stats.not_answered++;
         return;
@@ -224,10 +232,8 @@ static void receive_step(udprr_server *s, udprr_handler h, void *user)
     }
 }
 
-int udprr_server_run(udprr_server *s, udprr_handler h, void *user)
+static int run(udprr_server *s, udprr_handler h, void *user)
 {
-    if (s == NULL || h == NULL)
-        return UDPRR_EINVAL;
     while (!atomic_load(&s->stopping)) {
         int readable = udprr__sock_wait(s->fd, s->wake_fd, UINT64_MAX);
         if (readable < 0) {
@@ -239,6 +245,24 @@ int udprr_server_run(udprr_server *s, udprr_handler h, void *user)
             receive_step(s, h, user);
     }
     return UDPRR_OK;
+}
+
+int udprr_server_run_v2(udprr_server *s, udprr_handler h, void *user)
+{
+    if (s == NULL || h == NULL)
+        return UDPRR_EINVAL;
+    s->results_0_1 = 0;
+    return run(s, h, user);
+}
+
+/* The symbol programs built against 0.1's header call: their handlers'
+ * results are 0.1's. */
+int(udprr_server_run)(udprr_server *s, udprr_handler h, void *user)
+{
+    if (s == NULL || h == NULL)
+        return UDPRR_EINVAL;
+    s->results_0_1 = 1;
+    return run(s, h, user);
 }
 
 int udprr_server_stats(const udprr_server *s, struct udprr_server_stats *out)

@@ -329,6 +329,90 @@ START_TEST(test_no_reply_sends_nothing)
 }
 END_TEST
 
+/* A program built against 0.1 calls the symbol udprr_server_run, and its
+ * handler's 1 was 0.1's UDPRR_NO_REPLY: it must still send nothing. */
+struct legacy_server {
+    udprr_server *server;
+    struct verdict *v;
+    int run_status;
+};
+
+static void *legacy_run(void *arg)
+{
+    struct legacy_server *ls = arg;
+    ls->run_status = (udprr_server_run)(ls->server, verdict_handler, ls->v);
+    return NULL;
+}
+
+/* Runs one request against a server run through the 0.1 symbol with a
+ * handler that returns `result`; returns the request's status and fills
+ * the server's stats. */
+static int request_via_0_1_run(int result, struct udprr_server_stats *ss,
+                               unsigned *calls)
+{
+    struct verdict v = {result, 3, 0};
+    struct legacy_server ls = {NULL, &v, -1};
+    ck_assert_int_eq(udprr_server_open(&ls.server, "127.0.0.1", "0", NULL),
+                     UDPRR_OK);
+    struct sockaddr_in sin;
+    socklen_t len = sizeof sin;
+    ck_assert_int_eq(udprr_server_sockname(ls.server, (struct sockaddr *)&sin,
+                                           &len),
+                     UDPRR_OK);
+    char port[16];
+    snprintf(port, sizeof port, "%u", ntohs(sin.sin_port));
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, legacy_run, &ls), 0);
+
+    udprr_client_opts o;
+    udprr_client_opts_init(&o);
+    o.initial_rto_ms = 20;
+    o.max_attempts = 3;
+    o.deadline_ms = 0;
+    udprr_client *c = NULL;
+    ck_assert_int_eq(udprr_client_open(&c, "127.0.0.1", port, &o), UDPRR_OK);
+    char reply[8];
+    size_t got;
+    int rc = udprr_client_request(c, "q", 1, reply, sizeof reply, &got);
+    struct udprr_client_stats cs = {.size = sizeof cs};
+    ck_assert_int_eq(udprr_client_stats(c, &cs), UDPRR_OK);
+    udprr_client_close(c);
+    /* As in test_no_reply_sends_nothing: let the server take every
+     * transmission the client made before it is stopped. */
+    uint64_t until = test_now_us() + 10 * 1000 * 1000;
+    while (atomic_load(&v.calls) < cs.attempts && test_now_us() < until) {
+        struct timespec pause = {0, 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    udprr_server_stop(ls.server);
+    ck_assert_int_eq(pthread_join(thread, NULL), 0);
+    ck_assert_int_eq(ls.run_status, UDPRR_OK);
+    ss->size = sizeof *ss;
+    ck_assert_int_eq(udprr_server_stats(ls.server, ss), UDPRR_OK);
+    udprr_server_close(ls.server);
+    *calls = atomic_load(&v.calls);
+    return rc;
+}
+
+START_TEST(test_0_1_run_symbol_keeps_0_1_results)
+{
+    struct udprr_server_stats ss;
+    unsigned calls;
+    /* 1: nothing sent, every transmission runs the handler. */
+    ck_assert_int_eq(request_via_0_1_run(1, &ss, &calls), UDPRR_ETIMEDOUT);
+    ck_assert_uint_eq(calls, 3);
+    ck_assert_uint_eq(ss.not_answered, 3);
+    ck_assert_uint_eq(ss.answered, 0);
+    /* Other nonzero results declined in 0.1 too. */
+    ck_assert_int_eq(request_via_0_1_run(-1, &ss, &calls), UDPRR_EREMOTE);
+    ck_assert_uint_eq(calls, 1);
+    ck_assert_uint_eq(ss.declined, 1);
+    /* And 0 replied. */
+    ck_assert_int_eq(request_via_0_1_run(0, &ss, &calls), UDPRR_OK);
+    ck_assert_uint_eq(ss.answered, 1);
+}
+END_TEST
+
 START_TEST(test_result_names_are_distinct)
 {
     ck_assert_int_eq(UDPRR_REPLY, 0);
@@ -359,6 +443,7 @@ int main(void)
     tcase_add_test(h, test_reply_sends_the_bytes);
     tcase_add_test(h, test_reply_longer_than_cap_declines);
     tcase_add_test(h, test_no_reply_sends_nothing);
+    tcase_add_test(h, test_0_1_run_symbol_keeps_0_1_results);
     tcase_add_test(h, test_result_names_are_distinct);
     suite_add_tcase(s, h);
     return udprr_test_run(s);

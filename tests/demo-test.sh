@@ -57,9 +57,16 @@ lost_up=$(num "$to_server" dropped)
 sent_up=$(num "$to_server" 'copies sent')
 seen_down=$(num "$to_client" datagrams)
 lost_down=$(num "$to_client" dropped)
-check "the relay saw every datagram the client sent" "$seen_up" "$sent"
-check "the server got what the relay passed on" "$received" "$sent_up"
-check "the relay saw every answer the server sent" "$seen_down" "$answered"
+# Across processes, a datagram can still be on its way when the relay and
+# the server are stopped (a retransmission sent just before the last reply
+# arrived): so no process can count more than the one before it passed
+# on, and the exact checks above stay within one process.
+check "the relay saw no more than the client sent" \
+    "$(yes_if "[ $seen_up -le $sent ] && [ $seen_up -ge $requests ]")" yes
+check "the server got no more than the relay passed on" \
+    "$(yes_if "[ $received -le $sent_up ]")" yes
+check "the relay saw no more answers than the server sent" \
+    "$(yes_if "[ $seen_down -le $answered ] && [ $seen_down -ge $requests ]")" yes
 check "the seeded relay lost requests and replies" \
     "$(yes_if "[ $lost_up -ge 1 ] && [ $lost_down -ge 1 ]")" yes
 check "every lost datagram cost a retransmission" \

@@ -211,16 +211,18 @@ static const int declining[] = {1,  -1,      -EIO,    UDPRR_DECLINE,
                                 42, INT_MIN, INT_MAX, UDPRR_NO_REPLY + 1};
 #define DECLINING (int)(sizeof declining / sizeof declining[0])
 
-/* The client of these tests would retry for seconds if a result were
- * taken for "no reply"; a decline must end the request on attempt 1. */
+/* The client of these tests would wait 20 s before its first
+ * retransmission: a result taken for "no reply" would show as a second
+ * attempt, or as the test's time limit, never pass; a decline must end the
+ * request on attempt 1. */
 static udprr_client *patient_client(const char *port)
 {
     udprr_client_opts o;
     udprr_client_opts_init(&o);
-    o.initial_rto_ms = 2000;
-    o.min_rto_ms = 2000;
-    o.max_rto_ms = 2000;
-    o.deadline_ms = 30000;
+    o.initial_rto_ms = 20000;
+    o.min_rto_ms = 20000;
+    o.max_rto_ms = 20000;
+    o.deadline_ms = 25000;
     udprr_client *c = NULL;
     ck_assert_int_eq(udprr_client_open(&c, "127.0.0.1", port, &o), UDPRR_OK);
     return c;
@@ -234,22 +236,18 @@ START_TEST(test_every_other_result_declines_on_the_first_attempt)
     udprr_client *c = patient_client(ts.port);
     char reply[8];
     size_t got = 99;
-    uint64_t t0 = test_now_us();
     ck_assert_int_eq(udprr_client_request(c, "q", 1, reply, sizeof reply,
                                           &got),
                      UDPRR_EREMOTE);
-    uint64_t took_us = test_now_us() - t0;
     struct udprr_client_stats cs = {.size = sizeof cs};
     ck_assert_int_eq(udprr_client_stats(c, &cs), UDPRR_OK);
     udprr_client_close(c);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
 
-    /* Answered by the first transmission: no retransmission was needed
-     * (the RTO is 2 s, so the decline came back well inside it). */
+    /* Answered by the first transmission. */
     ck_assert_uint_eq(cs.attempts, 1);
     ck_assert_uint_eq(cs.declined, 1);
-    ck_assert_uint_lt(took_us, 2000 * 1000);
     ck_assert_uint_eq(atomic_load(&v.calls), 1);
     ck_assert_uint_eq(ss.declined, 1);
     ck_assert_uint_eq(ss.not_answered, 0);

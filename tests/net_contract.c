@@ -205,6 +205,18 @@ static int verdict_handler(void *user, const udprr_request *req, void *reply,
     return v->result;
 }
 
+/* Waits, 10 s at the most, until the handler has run `calls` times: a
+ * transmission the client made may still wait in the server's socket on
+ * a loaded machine, and stopping the server would leave it unread. */
+static void wait_for_calls(struct verdict *v, uint64_t calls)
+{
+    uint64_t until = test_now_us() + 10 * 1000 * 1000;
+    while (atomic_load(&v->calls) < calls && test_now_us() < until) {
+        struct timespec pause = {0, 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
 /* Results that must decline: what error paths return by habit, the named
  * decline, and values no convention gives a meaning. */
 static const int declining[] = {1,  -1,      -EIO,    UDPRR_DECLINE,
@@ -311,13 +323,8 @@ START_TEST(test_no_reply_sends_nothing)
     udprr_client_close(c);
     /* The third transmission was sent at least 64 ms before the request
      * timed out, but a loaded machine (valgrind) may not have run the
-     * server's thread since: wait, bounded, for it to be handled before
-     * stopping the server, which would leave it unread. */
-    uint64_t until = test_now_us() + 10 * 1000 * 1000;
-    while (atomic_load(&v.calls) < 3 && test_now_us() < until) {
-        struct timespec pause = {0, 1000 * 1000};
-        nanosleep(&pause, NULL);
-    }
+     * server's thread since. */
+    wait_for_calls(&v, 3);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
     ck_assert_uint_eq(atomic_load(&v.calls), 3);
@@ -375,13 +382,7 @@ static int request_via_0_1_run(int result, struct udprr_server_stats *ss,
     struct udprr_client_stats cs = {.size = sizeof cs};
     ck_assert_int_eq(udprr_client_stats(c, &cs), UDPRR_OK);
     udprr_client_close(c);
-    /* As in test_no_reply_sends_nothing: let the server take every
-     * transmission the client made before it is stopped. */
-    uint64_t until = test_now_us() + 10 * 1000 * 1000;
-    while (atomic_load(&v.calls) < cs.attempts && test_now_us() < until) {
-        struct timespec pause = {0, 1000 * 1000};
-        nanosleep(&pause, NULL);
-    }
+    wait_for_calls(&v, cs.attempts);
     udprr_server_stop(ls.server);
     ck_assert_int_eq(pthread_join(thread, NULL), 0);
     ck_assert_int_eq(ls.run_status, UDPRR_OK);

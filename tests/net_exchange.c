@@ -107,7 +107,7 @@ START_TEST(test_thousand_requests_byte_exact)
     for (int i = 0; i < 1000; i++) {
         size_t len = sizes[i % 4];
         for (size_t j = 0; j < len; j++)
-            req[j] = (uint8_t)udprr_test_rand(&seed);
+            req[j] = (uint8_t)seeded_rand(&seed);
         if (len >= 4)
             req[0] = 'x'; /* never "big:" or "decline" */
         size_t got = 12345;

@@ -427,8 +427,8 @@ START_TEST(test_bounds_hold_under_load)
     static size_t lens[N];
     for (unsigned i = 0; i < N; i++) {
         struct udprr__dedup_key k = key_of(i % 97, i);
-        lens[i] = udprr_test_rand(&seed) % 2000;
-        now_us += udprr_test_rand(&seed) % 100;
+        lens[i] = seeded_rand(&seed) % 2000;
+        now_us += seeded_rand(&seed) % 100;
         insert_ok(d, &k, now_us, lens[i], i);
         struct udprr__dedup_stats s = stats_of(d);
         REQUIRE(s.bytes <= max_bytes);
@@ -523,13 +523,13 @@ START_TEST(test_matches_a_simple_model)
     uint64_t seed = 7, now_us = 0;
 
     for (int step = 0; step < 30000; step++) {
-        now_us += udprr_test_rand(&seed) % 40;
-        if (udprr_test_rand(&seed) % 50 == 0)
+        now_us += seeded_rand(&seed) % 40;
+        if (seeded_rand(&seed) % 50 == 0)
             now_us += life_us; /* a quiet spell: everything expires */
-        unsigned ki = udprr_test_rand(&seed) % KEYS;
-        unsigned op = udprr_test_rand(&seed) % 10;
+        unsigned ki = seeded_rand(&seed) % KEYS;
+        unsigned op = seeded_rand(&seed) % 10;
         if (op < 5) {
-            size_t len = udprr_test_rand(&seed) % 600;
+            size_t len = seeded_rand(&seed) % 600;
             if (len > 500)
                 len = 0;
             int kind = len == 0 ? UDPRR__KIND_DECLINE : UDPRR__KIND_REPLY;

@@ -68,8 +68,8 @@ static int fake_random64(void *ctx, uint64_t *out)
     if (w->constant_id)
         *out = w->constant_id;
     else
-        *out = (uint64_t)udprr_test_rand(&w->seed) << 32 |
-               udprr_test_rand(&w->seed);
+        *out = (uint64_t)seeded_rand(&w->seed) << 32 |
+               seeded_rand(&w->seed);
     return UDPRR_OK;
 }
 
@@ -502,7 +502,7 @@ START_TEST(test_many_outstanding_fire_in_order)
     memset(o, 0, sizeof o);
     world_init(&w, 2, 0);
     for (int i = 0; i < N; i++) {
-        now += udprr_test_rand(&seed) % 5000;
+        now += seeded_rand(&seed) % 5000;
         ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, now, record,
                                                 &o[i], &ids[i]),
                          UDPRR_OK);

@@ -224,7 +224,7 @@ START_TEST(test_jitter_bounds_over_many_seeds)
             uint64_t seen_lo = UINT64_MAX, seen_hi = 0;
             for (int k = 0; k < 50; k++) {
                 uint64_t w = udprr__rtt_wait_us(&rtt, n,
-                                                udprr_test_rand(&state));
+                                                seeded_rand(&state));
                 ck_assert_uint_ge(w, lo);
                 ck_assert_uint_le(w, base);
                 seen_lo = w < seen_lo ? w : seen_lo;
@@ -245,7 +245,7 @@ START_TEST(test_jitter_is_spread_evenly)
     uint64_t state = 7, sum = 0;
     const int draws = 100000;
     for (int k = 0; k < draws; k++)
-        sum += udprr__rtt_wait_us(&rtt, 2, udprr_test_rand(&state));
+        sum += udprr__rtt_wait_us(&rtt, 2, seeded_rand(&state));
     uint64_t mean = sum / draws;
     ck_assert_uint_ge(mean, 898000);
     ck_assert_uint_le(mean, 902000);
@@ -263,7 +263,7 @@ START_TEST(test_unlimited_retry_settles_at_cap)
     for (size_t i = 0; i < sizeof attempts / sizeof attempts[0]; i++)
         for (int k = 0; k < 100; k++) {
             uint64_t w = udprr__rtt_wait_us(&rtt, attempts[i],
-                                            udprr_test_rand(&state));
+                                            seeded_rand(&state));
             ck_assert_uint_ge(w, 8 * SEC);
             ck_assert_uint_le(w, 10 * SEC);
         }

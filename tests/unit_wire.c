@@ -206,14 +206,14 @@ START_TEST(test_random_bytes_never_misdecode)
     uint64_t seed = 20261122;
     uint8_t buf[40];
     for (int round = 0; round < 20000; round++) {
-        size_t len = udprr_test_rand(&seed) % (sizeof buf + 1);
+        size_t len = seeded_rand(&seed) % (sizeof buf + 1);
         for (size_t i = 0; i < len; i++)
-            buf[i] = (uint8_t)udprr_test_rand(&seed);
+            buf[i] = (uint8_t)seeded_rand(&seed);
         if (round % 4 == 0 && len >= 4) { /* make valid headers likely too */
             buf[0] = 'U';
             buf[1] = 'R';
             buf[2] = 1;
-            buf[3] = (uint8_t)(1 + udprr_test_rand(&seed) % 3);
+            buf[3] = (uint8_t)(1 + seeded_rand(&seed) % 3);
             if (len >= 8)
                 buf[6] = buf[7] = 0;
         }
@@ -238,7 +238,7 @@ static size_t make_valid(uint8_t *buf, uint64_t seed)
 {
     struct udprr__wire_header h = {UDPRR__KIND_REQUEST, 3, seed * 7919};
     for (size_t j = 0; j < 100; j++)
-        buf[UDPRR__WIRE_HEADER_BYTES + j] = (uint8_t)udprr_test_rand(&seed);
+        buf[UDPRR__WIRE_HEADER_BYTES + j] = (uint8_t)seeded_rand(&seed);
     ck_assert_int_eq(udprr__wire_encode(&h, buf + UDPRR__WIRE_HEADER_BYTES,
                                         100, buf),
                      UDPRR_OK);
@@ -281,10 +281,10 @@ START_TEST(test_checksum_catches_seeded_multi_byte_damage)
     uint64_t seed = 77;
     for (int round = 0; round < 20000; round++) {
         size_t len = make_valid(buf, (uint64_t)round + 10);
-        unsigned flips = 1 + udprr_test_rand(&seed) % 16;
+        unsigned flips = 1 + seeded_rand(&seed) % 16;
         for (unsigned f = 0; f < flips; f++) {
-            uint8_t x = (uint8_t)(1 + udprr_test_rand(&seed) % 255);
-            buf[udprr_test_rand(&seed) % len] ^= x;
+            uint8_t x = (uint8_t)(1 + seeded_rand(&seed) % 255);
+            buf[seeded_rand(&seed) % len] ^= x;
         }
         struct udprr__wire_header h;
         if (decode_exact(buf, len, &h, NULL) == UDPRR__WIRE_VALID) {

@@ -4,19 +4,7 @@
  */
 #include "impair.h"
 
-/* xorshift64*: small, seedable, the same sequence on every machine. The
- * relay owns its generator, so its decisions for a seed never change
- * because a test or the library changed theirs. A zero state would stay
- * zero; it is replaced by a fixed odd constant. */
-static uint32_t next_rand(uint64_t *state)
-{
-    uint64_t x = *state ? *state : 0x9E3779B97F4A7C15ull;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return (uint32_t)((x * 0x2545F4914F6CDD1Dull) >> 32);
-}
+#include "seeded_rand.h"
 
 const char *impair_config_problem(const struct impair_config *config)
 {
@@ -61,7 +49,7 @@ void impair_init(struct impair *imp, const struct impair_config *config,
 
 static uint32_t draw(struct impair *imp, enum impair_stream stream)
 {
-    return next_rand(&imp->rand_state[stream]);
+    return seeded_rand(&imp->rand_state[stream]);
 }
 
 /* Uniform in 0..n-1 from one draw; n is at most 2^32. */
@@ -86,7 +74,7 @@ static void choose_corruption(struct impair_decision *d,
 {
     uint64_t state = impair_stream_seed(choice, 0);
     for (unsigned k = 0; k < count; k++) {
-        size_t offset = (size_t)below(next_rand(&state), len_bytes);
+        size_t offset = (size_t)below(seeded_rand(&state), len_bytes);
         /* Taken already: the next free byte after it, wrapping around.
          * One exists, since fewer than len_bytes are taken. */
         for (unsigned j = 0; j < k;) {
@@ -99,7 +87,7 @@ static void choose_corruption(struct impair_decision *d,
         }
         d->corrupt_offset[k] = offset;
         d->corrupt_xor[k] =
-            (unsigned char)(1 + below(next_rand(&state), 255));
+            (unsigned char)(1 + below(seeded_rand(&state), 255));
     }
     d->corrupt_count = count;
 }

@@ -69,7 +69,11 @@ extern "C" {
     XX(ENOMEM, -7, "out of memory")                                            \
     XX(ESYS, -8, "system call failed (errno has the reason)")                  \
     XX(EREMOTE, -9, "the server's handler declined the request")              \
-    XX(ECANCELED, -10, "request canceled")
+    XX(ECANCELED, -10, "request canceled")                                    \
+    XX(EBUSY, -11, "too many requests pending on the handle (max_pending or " \
+                   "max_pending_bytes): retry once some have completed")      \
+    XX(ENOTPENDING, -12, "no such request pending: it has already ended, "    \
+                         "or was never sent")
 
 typedef enum udprr_status {
 #define UDPRR__STATUS_ENUM(name, value, message) UDPRR_##name = (value),
@@ -193,7 +197,9 @@ UDPRR_API const char *udprr_version(void);
  * handles are independent. udprr_client_request blocks, never longer than
  * its deadline when one is set; udprr_client_open blocks while
  * getaddrinfo resolves a name (numeric addresses do not wait). Nothing else
- * blocks. Signals do not interrupt a request; EINTR is retried.
+ * blocks. Signals do not interrupt a request; EINTR is retried. Done
+ * callbacks of asynchronous requests run on the thread that made the call
+ * that ran them (udprr_client_process, _cancel, _close or _request).
  * ------------------------------------------------------------------------ */
 
 typedef struct udprr_client udprr_client;
@@ -255,6 +261,21 @@ typedef struct udprr_client_opts {
     int framing;                 /* UDPRR_FRAMING_*. Default native */
     size_t id_offset;            /* id-at-offset: where the ID starts */
     unsigned id_len;             /* id-at-offset: its bytes, 1..8 */
+    /* Since 0.2: the asynchronous client (see udprr_client_send). A zero
+     * means the default. */
+    size_t max_pending;          /* requests accepted and not yet ended,
+                                    in flight or waiting, 1..1048576;
+                                    beyond it a send fails with
+                                    UDPRR_EBUSY. Default 65536 */
+    size_t max_pending_bytes;    /* the memory they may hold: each counts
+                                    its bytes plus UDPRR_PENDING_OVERHEAD;
+                                    beyond it a send fails with
+                                    UDPRR_EBUSY. At least
+                                    UDPRR_PENDING_OVERHEAD + the largest
+                                    request. Default 64 MiB */
+    unsigned max_window;         /* most requests in flight at once,
+                                    1..65535: the ceiling of the congestion
+                                    window (docs/async.md). Default 64 */
 } udprr_client_opts;
 
 /*
@@ -360,16 +381,18 @@ UDPRR_API int udprr_client_request(udprr_client *c, const void *req,
  * Client counters since open. Set size to sizeof(struct udprr_client_stats)
  * before the call (the library fills only what fits, so fields can be
  * appended in later versions).
- * The counters add up: attempts == requests + retransmissions, and every
- * request that has ended is counted in exactly one of completed, timeouts,
- * refused, declined, canceled, failed (and in none while it is still
- * outstanding). A request whose very first send fails at once (refused, or
- * too big for the local stack) returns that error and is not counted at
- * all.
+ * The counters add up: attempts + unsent == requests + retransmissions,
+ * requests == in_flight + queued + every request that has ended, and
+ * every request that has ended is counted in exactly one of completed,
+ * timeouts, refused, declined, canceled, failed (and in none while it is
+ * still pending). A request whose very first send fails at once, inside
+ * udprr_client_request or udprr_client_send (refused, or too big for the
+ * local stack), returns that error and is not counted at all.
  */
 struct udprr_client_stats {
     size_t size;
-    uint64_t requests;          /* requests sent */
+    uint64_t requests;          /* requests accepted (sent at once, or
+                                   queued to be sent) */
     uint64_t completed;         /* a reply arrived: UDPRR_OK, or
                                    UDPRR_ETRUNC when it did not fit */
     uint64_t attempts;          /* transmissions, first ones included
@@ -401,6 +424,17 @@ struct udprr_client_stats {
     uint64_t srtt_us;           /* smoothed RTT; 0 before the first sample */
     uint64_t rttvar_us;         /* RTT variation; 0 before the first sample */
     uint64_t rto_us;            /* the current RTO */
+    /* Since 0.2. */
+    uint64_t window;            /* the congestion window now: most
+                                   requests in flight (1..max_window) */
+    uint64_t in_flight;         /* requests sent and not yet ended */
+    uint64_t queued;            /* accepted, waiting for room in the
+                                   window (or, in raw framing, for the
+                                   request in flight) */
+    uint64_t unsent;            /* ended without ever being sent: canceled
+                                   or past their deadline while queued, or
+                                   their first send failed at once */
+    uint64_t window_reductions; /* times a loss halved the window */
 };
 
 /* Fills *out with as much as out->size covers, and sets out->size to the
@@ -420,7 +454,156 @@ UDPRR_API int udprr_client_stats(const udprr_client *c,
  */
 UDPRR_API int udprr_client_fd(const udprr_client *c);
 
-/* Closes the socket and frees the handle. NULL is a no-op. */
+/* ------------------------------------------------------------------------
+ * Asynchronous requests, driven by the application's event loop
+ *
+ * udprr_client_send queues a request and returns at once; the handle's
+ * socket (udprr_client_fd), the time until its next timer
+ * (udprr_client_timeout_ms) and a step that never blocks
+ * (udprr_client_process) let any event loop drive it: poll(2), epoll,
+ * libuv, libevent. examples/poll_client.c and examples/uv_client.c show
+ * both; docs/async.md is the guide.
+ *
+ *     udprr_client_send(c, req, len, done, user);      ... more sends
+ *     while (requests are pending) {
+ *         struct pollfd p = {udprr_client_fd(c), POLLIN, 0};
+ *         poll(&p, 1, udprr_client_timeout_ms(c));
+ *         udprr_client_process(c);                     runs done callbacks
+ *     }
+ *
+ * Each request is the blocking call's: a fresh ID, the same retries and
+ * RTO, the handle's deadline (or its own), and exactly one call of its
+ * done callback, with its reply or the status it ended with.
+ *
+ * How many are in flight: a congestion window (RFC 8085, section 3.1)
+ * allows at most `window` requests sent and not yet answered. It starts
+ * at 4 (or max_window if smaller), grows by one per reply while it is
+ * full (doubling each round trip) up to a threshold, then by one per
+ * window's worth of replies, and halves when a request's timer runs out
+ * (once per round trip), never below 1 nor above max_window.
+ * docs/async.md gives the algorithm and the reasons for its constants.
+ * Requests beyond the window wait in a queue, in the order they were
+ * sent. In raw framing, which cannot tell replies apart, one request is in
+ * flight and the others wait; with an ID shorter than 8 bytes no two
+ * requests in flight ever carry the same ID (those that would wait).
+ *
+ * Memory: a pending request (in flight or queued) holds a copy of its
+ * bytes plus at most UDPRR_PENDING_OVERHEAD bytes of bookkeeping;
+ * max_pending and max_pending_bytes bound both (UDPRR_EBUSY beyond them).
+ *
+ * A blocking udprr_client_request on a handle with asynchronous requests
+ * pending shares the window and the queue with them: its request waits
+ * its turn like any other, and while it waits the done callbacks of the
+ * others run from inside it.
+ * ------------------------------------------------------------------------ */
+
+/* What a pending request costs beyond its bytes, at most. */
+#define UDPRR_PENDING_OVERHEAD 384
+
+/*
+ * The done callback: runs exactly once for every request that
+ * udprr_client_send accepted, from inside udprr_client_process,
+ * udprr_client_cancel, udprr_client_close or udprr_client_request (never
+ * from inside the send that queued it).
+ *
+ * status is UDPRR_OK with the reply in reply[0..reply_len), valid during
+ * the call only (copy what you keep); or the status the request ended
+ * with (reply NULL, reply_len 0): UDPRR_ETIMEDOUT, UDPRR_EREFUSED,
+ * UDPRR_EREMOTE, UDPRR_ECANCELED (udprr_client_cancel, or
+ * udprr_client_close with the request pending), UDPRR_ETOOBIG (the local
+ * stack refused a datagram that size), UDPRR_ESYS.
+ *
+ * From a done callback the program may send, cancel, and close the
+ * handle (then the handle is freed when the library call that ran the
+ * callback returns; do not touch it after close). udprr_client_process
+ * and udprr_client_request, called from a done callback of the same
+ * handle, fail with UDPRR_EINVAL.
+ */
+typedef void (*udprr_done_fn)(void *user, int status, const void *reply,
+                              size_t reply_len);
+
+/*
+ * Per-request options, for udprr_client_send_ex. Start from
+ * udprr_send_opts_init(), as for the handle's options (the size rules of
+ * "Options and ABI" apply).
+ */
+typedef struct udprr_send_opts {
+    size_t size;          /* the program's sizeof(udprr_send_opts); set by
+                             udprr_send_opts_init() */
+    unsigned deadline_ms; /* this request's deadline, counted from the
+                             send (time spent queued included); 0: the
+                             handle's deadline_ms. Default 0 */
+} udprr_send_opts;
+
+UDPRR_API void udprr_send_opts_init_sized(udprr_send_opts *opts,
+                                          size_t size);
+#define udprr_send_opts_init(opts)                                             \
+    udprr_send_opts_init_sized((opts), sizeof *(opts))
+
+/*
+ * udprr_client_send - copies req[0..len) and queues it as a request.
+ *
+ * It is sent at once when the window has room and nothing waits before
+ * it, else when its turn comes (inside a later udprr_client_process).
+ * On UDPRR_OK, done(user, ...) runs exactly once, later. On failure
+ * nothing was queued and done is never called: UDPRR_EINVAL (c or done
+ * NULL, req NULL with len > 0, an id-at-offset request too short to hold
+ * the ID, the handle is being closed); UDPRR_ETOOBIG (len over what the
+ * framing carries, or the local stack refused the size at once);
+ * UDPRR_EREFUSED (sent at once, and the kernel reported that nothing
+ * listens there); UDPRR_EBUSY (max_pending or max_pending_bytes
+ * reached); UDPRR_ENOMEM; UDPRR_ESYS (the random source).
+ *
+ * udprr_client_send_ex adds per-request options (opts NULL: the
+ * defaults) and, when ticket is not NULL, stores in *ticket a number that
+ * names this request for udprr_client_cancel. Tickets count up from 1 and
+ * are never reused by a handle, so a stale ticket never names another
+ * request.
+ */
+UDPRR_API int udprr_client_send(udprr_client *c, const void *req,
+                                size_t len, udprr_done_fn done, void *user);
+UDPRR_API int udprr_client_send_ex(udprr_client *c, const void *req,
+                                   size_t len, const udprr_send_opts *opts,
+                                   udprr_done_fn done, void *user,
+                                   uint64_t *ticket);
+
+/*
+ * udprr_client_cancel - ends the pending request named by ticket: its done
+ * callback runs once, with UDPRR_ECANCELED, before cancel returns.
+ * UDPRR_OK; UDPRR_ENOTPENDING when no request with that ticket is pending
+ * (it already ended, its done callback already ran: a harmless no-op);
+ * UDPRR_EINVAL for a NULL c. A datagram already sent cannot be recalled:
+ * the server may still run the request.
+ */
+UDPRR_API int udprr_client_cancel(udprr_client *c, uint64_t ticket);
+
+/*
+ * udprr_client_timeout_ms - how long the event loop may wait before it
+ * calls udprr_client_process, if the socket stays quiet: -1 when no
+ * request is pending (wait for the socket, or not at all); 0 when a timer
+ * is due now; else the milliseconds to the next retransmission or
+ * deadline, rounded up, so that waiting that long never wakes early and
+ * spins (at most INT_MAX). Never blocks.
+ */
+UDPRR_API int udprr_client_timeout_ms(const udprr_client *c);
+
+/*
+ * udprr_client_process - does what is ready, without blocking: takes
+ * every datagram waiting on the socket (in batches, by recvmmsg(2)),
+ * completing the requests they answer; sends what a timer has made due
+ * (retransmissions), ends what is past its deadline or its last attempt;
+ * sends queued requests the window now has room for. Done callbacks run
+ * from inside it. Call it when udprr_client_fd is readable or
+ * udprr_client_timeout_ms has passed; calling it at other times is
+ * harmless. UDPRR_OK, or UDPRR_EINVAL (c NULL, or called from a done
+ * callback of c).
+ */
+UDPRR_API int udprr_client_process(udprr_client *c);
+
+/* Completes every pending request with UDPRR_ECANCELED (their done
+ * callbacks run from inside the call, once each; sends from them fail with
+ * UDPRR_EINVAL), closes the socket and frees the handle. May be called
+ * from a done callback (see udprr_done_fn). NULL is a no-op. */
 UDPRR_API void udprr_client_close(udprr_client *c);
 
 /* ------------------------------------------------------------------------

@@ -568,6 +568,45 @@ START_TEST(test_done_run_by_cancel_closes_the_handle)
 }
 END_TEST
 
+/* The same when the done that closes runs from inside a blocking
+ * udprr_client_request (queued behind the others): the blocking request
+ * ends with UDPRR_ECANCELED like every other, and the handle is gone when
+ * it returns. */
+START_TEST(test_done_run_by_blocking_request_closes_the_handle)
+{
+    reset_globals();
+    static struct closer k;
+    memset(&k, 0, sizeof k);
+    struct fixture_server ts;
+    test_server_start(&ts, "127.0.0.1", NULL, hold_or_echo, NULL);
+    k.c = open_client(ts.port, NULL);
+    k.go.ctx = &k;
+    ck_assert_int_eq(send_text(k.c, "go", close_on_done, &k.go, NULL),
+                     UDPRR_OK);
+    for (unsigned i = 0; i < CLOSER_HELD; i++) {
+        k.held[i].index = i;
+        k.held[i].ctx = &k;
+        ck_assert_int_eq(send_text(k.c, "hold", held_done_sends, &k.held[i],
+                                   NULL),
+                         UDPRR_OK);
+    }
+    char reply[16];
+    size_t got = 0;
+    in_blocking = 1;
+    int rc = udprr_client_request(k.c, "hold-blocking", 13, reply,
+                                  sizeof reply, &got);
+    in_blocking = 0;
+    ck_assert_int_eq(rc, UDPRR_ECANCELED);
+    ck_assert(k.closed);
+    assert_reply_is(&k.go, "go", 2);
+    ck_assert_uint_eq(k.go.calls, 1);
+    assert_held_canceled_once(&k);
+    ck_assert_uint_eq(done_in_blocking, 1 + CLOSER_HELD);
+    ck_assert_uint_eq(done_seq, 1 + CLOSER_HELD);
+    test_server_stop(&ts, NULL);
+}
+END_TEST
+
 /* --- close and cancel ---------------------------------------------------- */
 
 START_TEST(test_close_with_a_thousand_pending)
@@ -1236,6 +1275,7 @@ int main(void)
     tcase_add_test(cb, test_done_that_cancels_another_request);
     tcase_add_test(cb, test_done_that_closes_the_handle);
     tcase_add_test(cb, test_done_run_by_cancel_closes_the_handle);
+    tcase_add_test(cb, test_done_run_by_blocking_request_closes_the_handle);
     tcase_add_test(cb, test_process_and_request_from_done_are_einval);
     suite_add_tcase(s, cb);
 

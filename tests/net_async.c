@@ -186,10 +186,13 @@ static struct udprr_client_stats client_stats(const udprr_client *c)
     return st;
 }
 
-/* Every request that ended is in exactly one outcome counter. */
+/* Every request is queued, or was sent (one attempt, and its
+ * retransmissions), or ended unsent; and every request that ended is in
+ * exactly one outcome counter. (udprr.h's attempts + unsent == requests +
+ * retransmissions is this with nothing queued.) */
 static void assert_ended_add_up(const struct udprr_client_stats *st)
 {
-    ck_assert_uint_eq(st->attempts + st->unsent,
+    ck_assert_uint_eq(st->attempts + st->unsent + st->queued,
                       st->requests + st->retransmissions);
     ck_assert_uint_eq(st->requests,
                       st->in_flight + st->queued + st->completed +
@@ -238,6 +241,7 @@ static void pipelined_done(void *user, int status, const void *reply,
     ck_assert_msg(memcmp(reply, pipe_state.req[o->index], len) == 0,
                   "request %u got another request's reply", o->index);
     struct udprr_client_stats st = client_stats(pipe_state.c);
+    assert_ended_add_up(&st);
     ck_assert_uint_ge(st.window, 1);
     ck_assert_uint_le(st.window, PIPE_MAX_WINDOW);
     ck_assert_uint_le(st.in_flight, PIPE_MAX_WINDOW);
@@ -646,6 +650,69 @@ static int reply_dropped(void *arg)
     struct udprr_client_stats st = client_stats(arg);
     return st.dropped_stale + st.dropped_duplicate > 0;
 }
+
+enum { TALLY_N = 10 };
+
+struct tally {
+    udprr_client *c;
+    struct outcome o[TALLY_N];
+    struct udprr_client_stats seen[TALLY_N]; /* read by each done */
+};
+
+static void tally_done(void *user, int status, const void *reply, size_t len)
+{
+    struct outcome *o = user;
+    struct tally *t = o->ctx;
+    record(o, status, reply, len);
+    t->seen[o->index] = client_stats(t->c);
+}
+
+/* The counters add up whenever they are read, also from the done
+ * callbacks that close runs: each request still pending is in in_flight
+ * or queued, each that ended in one outcome counter. */
+START_TEST(test_stats_add_up_inside_close_callbacks)
+{
+    reset_globals();
+    static struct tally t;
+    memset(&t, 0, sizeof t);
+    char port[16];
+    int fd = test_plain_socket("127.0.0.1", port); /* never answers */
+    t.c = open_client(port, NULL);
+    for (unsigned i = 0; i < TALLY_N; i++) {
+        t.o[i].index = i;
+        t.o[i].ctx = &t;
+        ck_assert_int_eq(send_text(t.c, "pending", tally_done, &t.o[i], NULL),
+                         UDPRR_OK);
+    }
+    struct udprr_client_stats st = client_stats(t.c);
+    ck_assert_uint_gt(st.in_flight, 0);
+    ck_assert_uint_gt(st.queued, 0); /* both kinds are pending */
+    assert_ended_add_up(&st);
+    udprr_client_close(t.c);
+    for (unsigned i = 0; i < TALLY_N; i++) {
+        ck_assert_uint_eq(t.o[i].calls, 1);
+        const struct udprr_client_stats *s = &t.seen[i];
+        ck_assert_msg(s->attempts + s->unsent + s->queued ==
+                              s->requests + s->retransmissions &&
+                          s->requests == s->in_flight + s->queued +
+                                             s->completed + s->timeouts +
+                                             s->refused + s->declined +
+                                             s->canceled + s->failed,
+                      "done %u of %u (run by close) read counters that do "
+                      "not add up: requests %llu, in_flight %llu, queued "
+                      "%llu, canceled %llu, attempts %llu, unsent %llu, "
+                      "retransmissions %llu",
+                      t.o[i].seq, TALLY_N, (unsigned long long)s->requests,
+                      (unsigned long long)s->in_flight,
+                      (unsigned long long)s->queued,
+                      (unsigned long long)s->canceled,
+                      (unsigned long long)s->attempts,
+                      (unsigned long long)s->unsent,
+                      (unsigned long long)s->retransmissions);
+    }
+    close(fd);
+}
+END_TEST
 
 /* Cancel a request in flight, then let its reply arrive: the reply is
  * dropped and counted, never delivered. The peer is a plain socket, so the
@@ -1282,6 +1349,7 @@ int main(void)
     TCase *end = tcase_create("cancel_close");
     tcase_set_timeout(end, 60);
     tcase_add_test(end, test_close_with_a_thousand_pending);
+    tcase_add_test(end, test_stats_add_up_inside_close_callbacks);
     tcase_add_test(end, test_cancel_before_completion_drops_the_late_reply);
     tcase_add_test(end, test_cancel_of_a_queued_request_sends_nothing);
     tcase_add_test(end, test_cancel_after_completion_is_enotpending);

@@ -196,6 +196,29 @@ static inline void pipeline_note_in_flight(struct pipeline *p)
         p->peak_in_flight = s.in_flight;
 }
 
+/* The done callback of every request: its user pointer is the request. */
+static inline void pipeline_done(void *user, int status, const void *reply,
+                                 size_t reply_len)
+{
+    pipeline_record(user, status, reply, reply_len);
+}
+
+/* Sends what has not been sent yet; stops early when the handle holds
+ * max_pending requests (UDPRR_EBUSY), to go on once some have ended. */
+static inline void pipeline_send_more(struct pipeline *p)
+{
+    struct pipeline_request *r;
+    while ((r = pipeline_next(p)) != NULL) {
+        char bytes[PIPELINE_MAX_BYTES + 1];
+        size_t len = pipeline_request_bytes(r->index, bytes);
+        int rc = udprr_client_send(p->client, bytes, len, pipeline_done, r);
+        if (rc == UDPRR_EBUSY)
+            break;
+        pipeline_sent(p, r, rc);
+    }
+    pipeline_note_in_flight(p);
+}
+
 /* Takes the handle's counters, closes it (any request still pending ends
  * with UDPRR_ECANCELED: a failure) and prints the summary line. Returns
  * the exit status: 0 only when every request completed with its own

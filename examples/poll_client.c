@@ -25,28 +25,6 @@
 
 #include "pipeline.h"
 
-static void on_done(void *user, int status, const void *reply,
-                    size_t reply_len)
-{
-    pipeline_record(user, status, reply, reply_len);
-}
-
-/* Sends what has not been sent yet; stops early when the handle holds
- * max_pending requests (UDPRR_EBUSY), to go on once some have ended. */
-static void send_requests(struct pipeline *p)
-{
-    struct pipeline_request *r;
-    while ((r = pipeline_next(p)) != NULL) {
-        char bytes[PIPELINE_MAX_BYTES + 1];
-        size_t len = pipeline_request_bytes(r->index, bytes);
-        int rc = udprr_client_send(p->client, bytes, len, on_done, r);
-        if (rc == UDPRR_EBUSY)
-            break;
-        pipeline_sent(p, r, rc);
-    }
-    pipeline_note_in_flight(p);
-}
-
 int main(int argc, char **argv)
 {
     struct pipeline p;
@@ -65,7 +43,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    send_requests(&p);
+    pipeline_send_more(&p);
     /* Bounded: every request ends by its deadline (the handle's, 10 s by
      * default) at the latest, and then its done callback has run. */
     while (!pipeline_finished(&p)) {
@@ -83,7 +61,7 @@ int main(int argc, char **argv)
             break;
         }
         udprr_client_process(p.client);
-        send_requests(&p);
+        pipeline_send_more(&p);
     }
     return pipeline_close(&p);
 }

@@ -38,28 +38,6 @@ struct uv_client {
     int loop_failed;    /* libuv reported an error: exit 1 */
 };
 
-static void on_done(void *user, int status, const void *reply,
-                    size_t reply_len)
-{
-    pipeline_record(user, status, reply, reply_len);
-}
-
-/* As in poll_client.c: sends what has not been sent yet, until the handle
- * holds max_pending requests (UDPRR_EBUSY). */
-static void send_requests(struct pipeline *p)
-{
-    struct pipeline_request *r;
-    while ((r = pipeline_next(p)) != NULL) {
-        char bytes[PIPELINE_MAX_BYTES + 1];
-        size_t len = pipeline_request_bytes(r->index, bytes);
-        int rc = udprr_client_send(p->client, bytes, len, on_done, r);
-        if (rc == UDPRR_EBUSY)
-            break;
-        pipeline_sent(p, r, rc);
-    }
-    pipeline_note_in_flight(p);
-}
-
 /* Closing both handles leaves the loop nothing to do: uv_run returns. */
 static void stop(struct uv_client *uc)
 {
@@ -78,7 +56,7 @@ static void drive(struct uv_client *uc)
 {
     struct pipeline *p = &uc->pipeline;
     udprr_client_process(p->client);
-    send_requests(p);
+    pipeline_send_more(p);
     if (pipeline_finished(p)) {
         stop(uc);
         return;

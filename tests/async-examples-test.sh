@@ -23,36 +23,11 @@ requests=200
 seed=3
 loss=0.1
 tmp=$(mktemp -d)
-procs=""
 
 tally_name=async-examples-test
 . tests/tally.sh
 
-# exited PID: true once the process is gone or a zombie waiting to be reaped.
-exited() {
-    [ -r "/proc/$1/stat" ] || return 0
-    [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" = Z ]
-}
-
-# stop PID: SIGTERM, at most 5 s to exit, then SIGKILL; reaps it and
-# forgets it, so cleanup never signals a PID the system may have reused.
-stop() {
-    kill -TERM "$1" 2>/dev/null
-    for _ in $(seq 50); do
-        exited "$1" && break
-        sleep 0.1
-    done
-    exited "$1" || kill -KILL "$1" 2>/dev/null
-    wait "$1" 2>/dev/null
-    procs=$(echo " $procs " | sed "s/ $1 / /g")
-}
-
-cleanup() {
-    for pid in $procs; do stop "$pid"; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+. tests/procs.sh
 
 # wait_for PID FILE SED: at most 5 s until sed finds SED in FILE (while
 # PID runs); prints what it found.
@@ -69,14 +44,6 @@ wait_for() {
     return 1
 }
 
-check() {
-    if [ "$2" = "$3" ]; then
-        pass "$1 ($2)"
-    else
-        fail "$1: got '$2', want '$3'"
-    fi
-}
-yes_if() { if eval "$1"; then echo yes; else echo "no: $1"; fi; }
 
 # The number after "$2 " in line $1, or before " $2" with num_before (the
 # summary has both orders); -1 when absent, so checks fail.

@@ -1119,19 +1119,13 @@ START_TEST(test_pending_bounds)
     lim.max_pending_bytes = 2 * (UDPRR_PENDING_OVERHEAD + 100);
     ck_assert_int_eq(udprr__exchange_init(&w.x, NULL, &p, &lim, &io),
                      UDPRR_OK);
-    static uint8_t body[101];
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, body, 100, 0, 0,
-                                            count_calls, &calls, NULL),
-                     UDPRR_OK);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, body, 101, 0, 0,
-                                            count_calls, &calls, NULL),
-                     UDPRR_EBUSY);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, body, 100, 0, 0,
-                                            count_calls, &calls, NULL),
-                     UDPRR_OK);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, body, 0, 0, 0,
-                                            count_calls, &calls, NULL),
-                     UDPRR_EBUSY);
+    static const uint8_t body[101];
+    const size_t lens[] = {100, 101, 100, 0};
+    const int want[] = {UDPRR_OK, UDPRR_EBUSY, UDPRR_OK, UDPRR_EBUSY};
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_int_eq(udprr__exchange_submit(&w.x, body, lens[i], 0, 0,
+                                                count_calls, &calls, NULL),
+                         want[i]);
     /* Room comes back as requests end. */
     ck_assert_int_eq(udprr__exchange_cancel(&w.x, 1, UDPRR_ECANCELED, 0),
                      UDPRR_OK);

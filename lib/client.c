@@ -1,11 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * client.c - the public client handle: a connected socket around the
- * exchange engine. The blocking request is a loop over the engine's steps
- * (submit, then wait/receive/fire timers until done); there is no second
- * engine.
+ * exchange engine. The asynchronous calls are the engine's steps with the
+ * socket's I/O around them; the blocking request is a loop over the same
+ * steps (submit, then wait/receive/fire timers until done): there is no
+ * second engine.
+ *
+ * Done callbacks may send, cancel and close. Every call that can run them
+ * (process, request, cancel, close) counts itself in `depth` while it
+ * runs; a close from inside one ends every request and marks the handle
+ * closing, and the outermost of those calls frees it as it returns (the
+ * guard hiredis puts around its async callbacks).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -17,7 +25,9 @@
 
 /* How many datagrams one receive step takes before it lets the timers run,
  * so a flood of junk cannot starve retransmissions. */
-#define RECV_BATCH 256
+#define RECV_BUDGET 256
+/* The largest max_pending (udprr.h). */
+#define MAX_PENDING_LIMIT ((size_t)1 << 20)
 /* Random bytes fetched from the kernel at once. */
 #define RANDOM_POOL_BYTES 256
 
@@ -28,8 +38,11 @@ struct udprr_client {
     void *on_attempt_user;
     uint8_t random_pool[RANDOM_POOL_BYTES];
     size_t random_used;
+    unsigned depth; /* calls on the stack that may run done callbacks */
+    int closing;    /* close was called; freed when depth returns to 0 */
+    size_t rxlen[UDPRR__RECV_BATCH];
     /* Last: open zeroes only what comes before it (see there). */
-    uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
+    uint8_t rxbuf[UDPRR__RECV_BATCH][UDPRR__RECV_BUFFER_BYTES];
 };
 
 static int make_policy(const udprr_client_opts *o,
@@ -45,7 +58,13 @@ static int make_policy(const udprr_client_opts *o,
     p->adaptive = !o->fixed_rto;
     lim->max_attempts = o->max_attempts;
     lim->deadline_us = (uint64_t)o->deadline_ms * 1000;
-    if (o->max_attempts > 65535)
+    lim->max_pending = o->max_pending;
+    lim->max_pending_bytes = o->max_pending_bytes;
+    lim->initial_window = 0; /* the window core's */
+    lim->max_window = o->max_window;
+    if (o->max_attempts > 65535 || o->max_window > UDPRR__WINDOW_MAX ||
+        o->max_pending > MAX_PENDING_LIMIT ||
+        o->max_pending_bytes < UDPRR_PENDING_OVERHEAD + UDPRR_MAX_DATAGRAM)
         return UDPRR_EINVAL;
     return udprr__rtt_policy_check(p);
 }
@@ -144,35 +163,56 @@ int udprr_client_fd(const udprr_client *c)
     return c == NULL ? -1 : c->fd;
 }
 
-void udprr_client_close(udprr_client *c)
+/* Frees the handle once no call that runs done callbacks is on the stack;
+ * returns 1 when it did (the caller must not touch c again). */
+static int leave(udprr_client *c)
 {
-    if (c == NULL)
-        return;
+    if (--c->depth > 0 || !c->closing)
+        return 0;
     udprr__exchange_destroy(&c->x);
     udprr__sock_close(c->fd);
     udprr__free(c);
+    return 1;
+}
+
+void udprr_client_close(udprr_client *c)
+{
+    if (c == NULL || c->closing)
+        return; /* a done callback run by this close closing again */
+    c->closing = 1;
+    c->depth++;
+    udprr__exchange_shutdown(&c->x); /* every request: UDPRR_ECANCELED */
+    leave(c);
 }
 
 /* --- the steps ----------------------------------------------------------- */
 
-/* Takes what the socket has (up to a batch) into the engine. */
+/* Takes what the socket has (up to a budget) into the engine, in batches.
+ * Stops early when a done callback closed the handle. */
 static void receive_step(udprr_client *c)
 {
     int refused = 0;
-    for (int i = 0; i < RECV_BATCH; i++) {
+    for (size_t taken = 0; taken < RECV_BUDGET;) {
         int refused_now;
-        ssize_t n = udprr__sock_recv(c->fd, c->rxbuf, sizeof c->rxbuf,
-                                     &refused_now);
-        if (n >= 0) {
-            udprr__exchange_datagram(&c->x, c->rxbuf, (size_t)n,
-                                     udprr__now_us());
+        size_t n = udprr__sock_recv_many(c->fd, &c->rxbuf[0][0],
+                                         sizeof c->rxbuf[0],
+                                         UDPRR__RECV_BATCH, c->rxlen,
+                                         &refused_now);
+        uint64_t now = udprr__now_us();
+        for (size_t i = 0; i < n; i++) {
+            udprr__exchange_datagram(&c->x, c->rxbuf[i], c->rxlen[i], now);
+            if (c->closing)
+                return;
+        }
+        taken += n;
+        if (refused_now) {
+            refused = 1;
             continue;
         }
         /* Drained, or an error other than "refused" (an ICMP host or
          * network unreachable): left to the retries and the deadline. */
-        if (!refused_now)
+        if (n < UDPRR__RECV_BATCH)
             break;
-        refused = 1;
     }
     /* Nothing listens at the server's port now, so no retry of what is
      * still outstanding can be answered. */
@@ -180,11 +220,69 @@ static void receive_step(udprr_client *c)
         udprr__exchange_fail_all(&c->x, UDPRR_EREFUSED);
 }
 
-/* One step of the engine that never blocks: receive, then fire timers. */
+/* One step of the engine that never blocks: receive, then fire timers
+ * (which also sends what the queue may now send). */
 static void process_step(udprr_client *c)
 {
     receive_step(c);
-    udprr__exchange_timers(&c->x, udprr__now_us());
+    if (!c->closing)
+        udprr__exchange_timers(&c->x, udprr__now_us());
+}
+
+/* --- the asynchronous face ----------------------------------------------- */
+
+int udprr_client_send_ex(udprr_client *c, const void *req, size_t len,
+                         const udprr_send_opts *opts, udprr_done_fn done,
+                         void *user, uint64_t *ticket)
+{
+    udprr_send_opts o;
+    if (c == NULL || c->closing || udprr__send_opts_take(&o, opts) != UDPRR_OK)
+        return UDPRR_EINVAL;
+    return udprr__exchange_submit(&c->x, req, len, udprr__now_us(),
+                                  (uint64_t)o.deadline_ms * 1000, done, user,
+                                  ticket);
+}
+
+int udprr_client_send(udprr_client *c, const void *req, size_t len,
+                      udprr_done_fn done, void *user)
+{
+    return udprr_client_send_ex(c, req, len, NULL, done, user, NULL);
+}
+
+int udprr_client_cancel(udprr_client *c, uint64_t ticket)
+{
+    if (c == NULL)
+        return UDPRR_EINVAL;
+    if (c->closing)
+        return UDPRR_ENOTPENDING; /* close ended every request */
+    c->depth++;
+    int rc = udprr__exchange_cancel(&c->x, ticket, UDPRR_ECANCELED,
+                                    udprr__now_us());
+    leave(c);
+    return rc;
+}
+
+int udprr_client_timeout_ms(const udprr_client *c)
+{
+    uint64_t when;
+    if (c == NULL || !udprr__exchange_next_timer(&c->x, &when))
+        return -1;
+    uint64_t now = udprr__now_us();
+    if (when <= now)
+        return 0;
+    /* Rounded up: a loop that waits this long finds the timer due. */
+    uint64_t ms = (when - now + 999) / 1000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+int udprr_client_process(udprr_client *c)
+{
+    if (c == NULL || c->depth > 0)
+        return UDPRR_EINVAL; /* NULL, or from a done callback */
+    c->depth++;
+    process_step(c);
+    leave(c);
+    return UDPRR_OK;
 }
 
 /* --- the blocking request ------------------------------------------------ */
@@ -197,7 +295,7 @@ struct blocking {
     size_t *reply_len;
 };
 
-static void blocking_done(void *user, int status, const uint8_t *reply,
+static void blocking_done(void *user, int status, const void *reply,
                           size_t reply_len)
 {
     struct blocking *b = user;
@@ -217,32 +315,38 @@ int udprr_client_request(udprr_client *c, const void *req, size_t req_len,
                          void *reply, size_t reply_cap, size_t *reply_len)
 {
     if (c == NULL || reply_len == NULL || (req == NULL && req_len > 0) ||
-        (reply == NULL && reply_cap > 0))
+        (reply == NULL && reply_cap > 0) || c->depth > 0)
         return UDPRR_EINVAL;
     struct blocking b = {0, UDPRR_OK, reply, reply_cap, reply_len};
-    uint64_t id;
-    int rc = udprr__exchange_submit(&c->x, req, req_len, udprr__now_us(),
-                                    blocking_done, &b, &id);
+    uint64_t ticket;
+    int rc = udprr__exchange_submit(&c->x, req, req_len, udprr__now_us(), 0,
+                                    blocking_done, &b, &ticket);
     if (rc != UDPRR_OK)
         return rc;
 
+    int saved_errno = 0;
+    c->depth++;
     while (!b.done) {
-        uint64_t when, now = udprr__now_us(), timeout = 0;
-        if (udprr__exchange_next_timer(&c->x, &when) && when > now)
-            timeout = when - now;
+        uint64_t when, now = udprr__now_us(), timeout = UINT64_MAX;
+        if (udprr__exchange_next_timer(&c->x, &when))
+            timeout = when > now ? when - now : 0;
         if (udprr__sock_wait(c->fd, -1, timeout) < 0 && errno != EINTR) {
             /* The request ends here, with UDPRR_ESYS: counted in failed,
              * as the stats promise, not as a cancel. */
-            int saved = errno;
-            udprr__exchange_fail(&c->x, id, UDPRR_ESYS);
-            errno = saved;
-            return UDPRR_ESYS;
+            saved_errno = errno;
+            udprr__exchange_cancel(&c->x, ticket, UDPRR_ESYS,
+                                   udprr__now_us());
+            break;
         }
         process_step(c);
     }
+    /* A done callback of another request may have closed the handle: the
+     * close ended this request too (b.done), and leave frees it. */
+    leave(c);
+    if (saved_errno != 0)
+        errno = saved_errno;
     return b.status;
 }
-
 int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
 {
     if (c == NULL || out == NULL || out->size < sizeof out->size)
@@ -269,6 +373,11 @@ int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
         .srtt_us = c->x.rtt.srtt_us,
         .rttvar_us = c->x.rtt.rttvar_us,
         .rto_us = c->x.rtt.rto_us,
+        .window = c->x.window.size,
+        .in_flight = c->x.in_flight,
+        .queued = c->x.queued,
+        .unsent = s->unsent,
+        .window_reductions = c->x.window.reductions,
     };
     size_t n = out->size < sizeof full ? out->size : sizeof full;
     memcpy(out, &full, n);

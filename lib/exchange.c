@@ -11,13 +11,24 @@
 #include "udprr.h"
 #include "wire.h"
 
+enum xreq_state { XREQ_QUEUED, XREQ_STARTING, XREQ_IN_FLIGHT };
+
+/* The two keys a request is hashed on. */
+enum { BY_ID, BY_TICKET };
+
 struct udprr__xreq {
-    uint64_t id;
-    unsigned attempts; /* transmissions so far */
+    uint64_t key[2];                 /* [BY_ID] its ID (once sent),
+                                        [BY_TICKET] its ticket */
+    struct udprr__xreq *chain[2];    /* next in each hash's bucket */
+    struct udprr__xreq *qprev, *qnext; /* the queue, while queued */
+    enum xreq_state state;
+    unsigned attempts;    /* transmissions so far */
+    int clipped;          /* the timer is the deadline, not a whole wait */
+    uint64_t seq;         /* sent as the seq-th request; 0: not yet */
     uint64_t deadline_us; /* UINT64_MAX: none */
     uint64_t timer_us;
     size_t heap_index;
-    struct udprr__xreq *hash_next;
+    size_t body_len;
     udprr__xdone_fn done;
     void *user;
     uint64_t sent_us[UDPRR__XCHG_SENT_HISTORY]; /* by (attempt - 1) % N */
@@ -25,63 +36,104 @@ struct udprr__xreq {
     uint8_t datagram[];                         /* header + body */
 };
 
+/* What udprr.h promises a pending request costs beyond its bytes: the
+ * request, its native header, its heap slot, and its share of two hashes
+ * (each at most twice as many buckets as entries), with room for the
+ * allocator's own overhead. */
+_Static_assert(sizeof(struct udprr__xreq) + UDPRR__WIRE_HEADER_BYTES +
+                       5 * sizeof(void *) + 4 * sizeof(void *) <=
+                   UDPRR_PENDING_OVERHEAD,
+               "UDPRR_PENDING_OVERHEAD no longer covers a pending request");
+
 #define INITIAL_SLOTS 16
 
-/* --- the hash of outstanding requests, keyed by ID ----------------------- */
-
-/* IDs are drawn at random by us, so their low bits are already uniform. */
-static struct udprr__xreq **bucket_of(const struct udprr__exchange *x,
-                                      uint64_t id)
+static uint64_t xreq_id(const struct udprr__xreq *r)
 {
-    return &x->buckets[id & (x->nbuckets - 1)];
+    return r->key[BY_ID];
 }
 
-static struct udprr__xreq *find(const struct udprr__exchange *x, uint64_t id)
+/* --- the hashes of pending requests, by ID and by ticket ----------------- */
+
+/* IDs are random or a keyed permutation, tickets count up: either way
+ * their low bits spread over the buckets. */
+static struct udprr__xreq **bucket_of(const struct udprr__xhash *h,
+                                      uint64_t key)
 {
-    struct udprr__xreq *r = *bucket_of(x, id);
-    while (r != NULL && r->id != id)
-        r = r->hash_next;
+    return &h->buckets[key & (h->nbuckets - 1)];
+}
+
+static struct udprr__xreq *hash_find(const struct udprr__xhash *h, int which,
+                                     uint64_t key)
+{
+    struct udprr__xreq *r = *bucket_of(h, key);
+    while (r != NULL && r->key[which] != key)
+        r = r->chain[which];
     return r;
 }
 
-static void hash_unlink(struct udprr__exchange *x, struct udprr__xreq *r)
+static void hash_unlink(struct udprr__xhash *h, int which,
+                        struct udprr__xreq *r)
 {
-    struct udprr__xreq **p = bucket_of(x, r->id);
+    struct udprr__xreq **p = bucket_of(h, r->key[which]);
     while (*p != r)
-        p = &(*p)->hash_next;
-    *p = r->hash_next;
+        p = &(*p)->chain[which];
+    *p = r->chain[which];
+    h->count--;
 }
 
-static void hash_link(struct udprr__exchange *x, struct udprr__xreq *r)
+static void hash_put(struct udprr__xhash *h, int which, struct udprr__xreq *r)
 {
-    struct udprr__xreq **p = bucket_of(x, r->id);
-    r->hash_next = *p;
+    struct udprr__xreq **p = bucket_of(h, r->key[which]);
+    r->chain[which] = *p;
     *p = r;
 }
 
 /* Doubles the buckets when the table gets full. A failed allocation keeps
  * the old table: chains get longer, lookups stay correct. */
-static void hash_maybe_grow(struct udprr__exchange *x)
+static void hash_link(struct udprr__xhash *h, int which, struct udprr__xreq *r)
 {
-    if (x->pending < x->nbuckets || x->nbuckets > (SIZE_MAX / 2) / sizeof(void *))
+    hash_put(h, which, r);
+    h->count++;
+    if (h->count < h->nbuckets ||
+        h->nbuckets > (SIZE_MAX / 2) / sizeof(void *))
         return;
-    size_t n = x->nbuckets * 2;
+    size_t n = h->nbuckets * 2;
     struct udprr__xreq **b = udprr__calloc(n, sizeof *b);
     if (b == NULL)
         return;
-    struct udprr__xreq **old = x->buckets;
-    size_t old_n = x->nbuckets;
-    x->buckets = b;
-    x->nbuckets = n;
+    struct udprr__xreq **old = h->buckets;
+    size_t old_n = h->nbuckets;
+    h->buckets = b;
+    h->nbuckets = n;
     for (size_t i = 0; i < old_n; i++) {
-        struct udprr__xreq *r = old[i];
-        while (r != NULL) {
-            struct udprr__xreq *next = r->hash_next;
-            hash_link(x, r);
-            r = next;
+        struct udprr__xreq *e = old[i];
+        while (e != NULL) {
+            struct udprr__xreq *next = e->chain[which];
+            hash_put(h, which, e);
+            e = next;
         }
     }
     udprr__free(old);
+}
+
+static int hash_init(struct udprr__xhash *h)
+{
+    h->buckets = udprr__calloc(INITIAL_SLOTS, sizeof *h->buckets);
+    h->nbuckets = INITIAL_SLOTS;
+    h->count = 0;
+    return h->buckets != NULL ? UDPRR_OK : UDPRR_ENOMEM;
+}
+
+static void hash_clear(struct udprr__xhash *h)
+{
+    memset(h->buckets, 0, h->nbuckets * sizeof *h->buckets);
+    h->count = 0;
+}
+
+static void hash_free(struct udprr__xhash *h)
+{
+    udprr__free(h->buckets);
+    h->buckets = NULL;
 }
 
 /* --- the timer heap ------------------------------------------------------ */
@@ -143,6 +195,13 @@ static void heap_remove(struct udprr__exchange *x, struct udprr__xreq *r)
     heap_down(x, moved->heap_index);
 }
 
+/* r's timer changed: moves it to its place. */
+static void heap_update(struct udprr__exchange *x, struct udprr__xreq *r)
+{
+    heap_up(x, r->heap_index);
+    heap_down(x, r->heap_index);
+}
+
 static int heap_reserve(struct udprr__exchange *x)
 {
     if (x->pending < x->heap_cap)
@@ -188,10 +247,10 @@ static uint64_t permute_id(const struct udprr__exchange *x, uint64_t v)
     return left << half | right;
 }
 
-/* A fresh ID not used by an outstanding request. *rc gets UDPRR_OK, the
+/* A fresh ID not used by a request in flight. *rc gets UDPRR_OK, the
  * random source's failure, or UDPRR_EINVAL when no free ID is found (a
- * broken random source, or a short ID space full of outstanding
- * requests). */
+ * broken random source: a short ID space always has a free one when
+ * may_send let the request go). */
 static uint64_t next_id(struct udprr__exchange *x, int *rc)
 {
     uint64_t mask = udprr__framing_id_mask(&x->framing);
@@ -204,7 +263,7 @@ static uint64_t next_id(struct udprr__exchange *x, int *rc)
             id = permute_id(x, x->id_counter++ & mask);
         else if ((*rc = x->io.random64(x->io.ctx, &id)) != UDPRR_OK)
             return 0;
-        if (find(x, id) == NULL) {
+        if (hash_find(&x->by_id, BY_ID, id) == NULL) {
             *rc = UDPRR_OK;
             return id;
         }
@@ -244,24 +303,72 @@ static uint64_t *end_counter(struct udprr__exchange_counters *s, int status)
     }
 }
 
-static void count_end(struct udprr__exchange_counters *s, int status)
+/* What max_pending_bytes counts for a request. */
+static size_t charge(const struct udprr__xreq *r)
 {
-    (*end_counter(s, status))++;
+    return r->body_len + UDPRR_PENDING_OVERHEAD;
+}
+
+static void queue_append(struct udprr__exchange *x, struct udprr__xreq *r)
+{
+    r->qnext = NULL;
+    r->qprev = x->queue_tail;
+    if (x->queue_tail != NULL)
+        x->queue_tail->qnext = r;
+    else
+        x->queue_head = r;
+    x->queue_tail = r;
+    x->queued++;
+}
+
+static void queue_unlink(struct udprr__exchange *x, struct udprr__xreq *r)
+{
+    if (r->qprev != NULL)
+        r->qprev->qnext = r->qnext;
+    else
+        x->queue_head = r->qnext;
+    if (r->qnext != NULL)
+        r->qnext->qprev = r->qprev;
+    else
+        x->queue_tail = r->qprev;
+    x->queued--;
+}
+
+/* Counts r's end and frees it; r is already out of every structure. */
+static void count_and_free(struct udprr__exchange *x, struct udprr__xreq *r,
+                           int status)
+{
+    if (r->state == XREQ_IN_FLIGHT) {
+        if (udprr__framing_has_id(&x->framing))
+            remember_finished(x, xreq_id(r));
+    } else {
+        x->stats.unsent++;
+    }
+    (*end_counter(&x->stats, status))++;
+    udprr__free(r);
 }
 
 /* Takes r out of the engine, frees it, then reports: by the time done runs
- * the engine is consistent again, so done may submit. */
+ * the engine is consistent again, so done may submit and cancel. */
 static void finish(struct udprr__exchange *x, struct udprr__xreq *r,
                    int status, const uint8_t *reply, size_t reply_len)
 {
     udprr__xdone_fn done = r->done;
     void *user = r->user;
 
-    hash_unlink(x, r);
+    if (r->state == XREQ_IN_FLIGHT) {
+        if (udprr__framing_has_id(&x->framing))
+            hash_unlink(&x->by_id, BY_ID, r);
+        if (x->lone == r)
+            x->lone = NULL;
+        x->in_flight--;
+    } else if (r->state == XREQ_QUEUED) {
+        queue_unlink(x, r);
+    }
+    hash_unlink(&x->by_ticket, BY_TICKET, r);
     heap_remove(x, r);
-    remember_finished(x, r->id);
-    count_end(&x->stats, status);
-    udprr__free(r);
+    x->pending_bytes -= charge(r);
+    count_and_free(x, r, status);
     done(user, status, reply, reply_len);
 }
 
@@ -279,11 +386,14 @@ static void arm(struct udprr__exchange *x, struct udprr__xreq *r,
     uint64_t wait = udprr__rtt_wait_us(&x->rtt, r->attempts,
                                        (uint32_t)(draw >> 32));
     uint64_t when = now_us + wait;
-    if (when < now_us || when > r->deadline_us)
+    r->clipped = 0;
+    if (when < now_us || when > r->deadline_us) {
         when = r->deadline_us;
+        r->clipped = 1;
+    }
     r->timer_us = when;
     if (x->io.on_attempt != NULL)
-        x->io.on_attempt(x->io.ctx, r->id, r->attempts, when - now_us,
+        x->io.on_attempt(x->io.ctx, xreq_id(r), r->attempts, when - now_us,
                          x->rtt.rto_us,
                          r->len - udprr__framing_overhead(&x->framing));
 }
@@ -292,8 +402,8 @@ static void arm(struct udprr__exchange *x, struct udprr__xreq *r,
 static int transmit(struct udprr__exchange *x, struct udprr__xreq *r,
                     uint64_t now_us)
 {
-    udprr__framing_set_attempt(&x->framing, r->id, r->attempts, r->datagram,
-                               r->len);
+    udprr__framing_stamp(&x->framing, xreq_id(r), r->attempts, r->datagram,
+                         r->len);
     r->sent_us[(r->attempts - 1) % UDPRR__XCHG_SENT_HISTORY] = now_us;
     x->stats.attempts++;
     if (r->attempts > 1)
@@ -302,6 +412,63 @@ static int transmit(struct udprr__exchange *x, struct udprr__xreq *r,
     if (rc != UDPRR_OK && rc != UDPRR_EREFUSED && rc != UDPRR_ETOOBIG)
         x->stats.send_errors++;
     return rc;
+}
+
+/* Whether one more request may go out now: room in the window, and in
+ * raw framing none in flight, and with short IDs a free ID. */
+static int may_send(const struct udprr__exchange *x)
+{
+    if (x->shut || x->in_flight >= x->window.size)
+        return 0;
+    if (!udprr__framing_has_id(&x->framing))
+        return x->in_flight == 0;
+    return x->in_flight <= udprr__framing_id_mask(&x->framing);
+}
+
+/* Sends r's first transmission: a fresh ID, attempt 1, a timer; r joins
+ * the requests in flight. On failure (the status returned) r is left as
+ * it was, neither in flight nor counted as sent. */
+static int start(struct udprr__exchange *x, struct udprr__xreq *r,
+                 uint64_t now_us)
+{
+    int rc = UDPRR_OK;
+    r->key[BY_ID] = next_id(x, &rc);
+    if (rc != UDPRR_OK)
+        return rc;
+    r->attempts = 1;
+    rc = transmit(x, r, now_us);
+    if (rc == UDPRR_EREFUSED || rc == UDPRR_ETOOBIG) {
+        x->stats.attempts--; /* never went out */
+        r->attempts = 0;
+        return rc;
+    }
+    r->state = XREQ_IN_FLIGHT;
+    r->seq = ++x->last_seq;
+    x->in_flight++;
+    if (udprr__framing_has_id(&x->framing))
+        hash_link(&x->by_id, BY_ID, r);
+    else
+        x->lone = r;
+    arm(x, r, now_us);
+    return UDPRR_OK;
+}
+
+/* Sends queued requests, in order, while they may go. */
+static void pump(struct udprr__exchange *x, uint64_t now_us)
+{
+    while (x->queue_head != NULL && may_send(x)) {
+        struct udprr__xreq *r = x->queue_head;
+        queue_unlink(x, r);
+        r->state = XREQ_STARTING;
+        int rc = start(x, r, now_us);
+        if (rc == UDPRR_OK) {
+            heap_update(x, r);
+            continue;
+        }
+        finish(x, r, rc, NULL, 0);
+        if (rc == UDPRR_EREFUSED)
+            udprr__exchange_fail_all(x, UDPRR_EREFUSED);
+    }
 }
 
 int udprr__exchange_init(struct udprr__exchange *x,
@@ -319,59 +486,69 @@ int udprr__exchange_init(struct udprr__exchange *x,
         return UDPRR_EINVAL;
     memset(x, 0, sizeof *x);
     x->framing = *framing;
-    x->buckets = udprr__calloc(INITIAL_SLOTS, sizeof *x->buckets);
+    int rc = hash_init(&x->by_id);
+    if (rc == UDPRR_OK)
+        rc = hash_init(&x->by_ticket);
     x->heap = udprr__malloc(INITIAL_SLOTS * sizeof *x->heap);
-    if (x->buckets == NULL || x->heap == NULL) {
-        udprr__free(x->buckets);
-        udprr__free(x->heap);
-        return UDPRR_ENOMEM;
-    }
-    x->nbuckets = INITIAL_SLOTS;
     x->heap_cap = INITIAL_SLOTS;
+    if (x->heap == NULL)
+        rc = UDPRR_ENOMEM;
     udprr__rtt_init(&x->rtt, policy);
     x->limits = *limits;
     x->io = *io;
-    if (udprr__framing_id_mask(framing) != UINT64_MAX) {
-        int rc = UDPRR_OK;
+    udprr__window_init(&x->window, limits->initial_window,
+                       limits->max_window ? limits->max_window
+                                          : UDPRR__WINDOW_MAX);
+    if (rc == UDPRR_OK && udprr__framing_id_mask(framing) != UINT64_MAX) {
         for (int i = 0; i < 4 && rc == UDPRR_OK; i++)
             rc = io->random64(io->ctx, &x->id_key[i]);
         if (rc == UDPRR_OK)
             rc = io->random64(io->ctx, &x->id_counter);
-        if (rc != UDPRR_OK) {
-            udprr__free(x->buckets);
-            udprr__free(x->heap);
-            x->buckets = NULL;
-            x->heap = NULL;
-            return rc;
-        }
     }
-    return UDPRR_OK;
+    if (rc != UDPRR_OK) {
+        hash_free(&x->by_id);
+        hash_free(&x->by_ticket);
+        udprr__free(x->heap);
+        x->heap = NULL;
+    }
+    return rc;
+}
+
+void udprr__exchange_shutdown(struct udprr__exchange *x)
+{
+    if (x == NULL || x->heap == NULL)
+        return;
+    x->shut = 1;
+    udprr__exchange_fail_all(x, UDPRR_ECANCELED);
 }
 
 void udprr__exchange_destroy(struct udprr__exchange *x)
 {
     if (x == NULL || x->heap == NULL)
         return;
-    x->destroying = 1;
-    udprr__exchange_fail_all(x, UDPRR_ECANCELED);
-    udprr__free(x->buckets);
+    udprr__exchange_shutdown(x);
+    hash_free(&x->by_id);
+    hash_free(&x->by_ticket);
     udprr__free(x->heap);
-    x->buckets = NULL;
     x->heap = NULL;
 }
 
 int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
                            size_t body_len, uint64_t now_us,
-                           udprr__xdone_fn done, void *user, uint64_t *id_out)
+                           uint64_t deadline_us, udprr__xdone_fn done,
+                           void *user, uint64_t *ticket_out)
 {
     if (x == NULL || done == NULL || (body == NULL && body_len > 0) ||
-        x->destroying)
+        x->shut)
         return UDPRR_EINVAL;
     if (body_len > udprr__framing_max_body(&x->framing))
         return UDPRR_ETOOBIG;
-    /* Without an ID a reply cannot say which request it answers. */
-    if (!udprr__framing_has_id(&x->framing) && x->pending > 0)
-        return UDPRR_EINVAL;
+    if ((x->limits.max_pending > 0 &&
+         x->pending >= x->limits.max_pending) ||
+        (x->limits.max_pending_bytes > 0 &&
+         (body_len + UDPRR_PENDING_OVERHEAD >
+          x->limits.max_pending_bytes - x->pending_bytes)))
+        return UDPRR_EBUSY;
     if (heap_reserve(x) != UDPRR_OK)
         return UDPRR_ENOMEM;
     struct udprr__xreq *r = udprr__malloc(
@@ -379,41 +556,40 @@ int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
     if (r == NULL)
         return UDPRR_ENOMEM;
     memset(r, 0, sizeof *r);
-
-    int rc = UDPRR_OK;
-    r->id = next_id(x, &rc);
-    if (rc != UDPRR_OK) {
-        udprr__free(r);
-        return rc;
-    }
-
-    r->done = done;
-    r->user = user;
-    r->attempts = 1;
-    if (udprr__framing_request(&x->framing, r->id, 1, body, body_len,
+    /* Made once with a placeholder ID; start() stamps the real one. */
+    if (udprr__framing_request(&x->framing, 0, 1, body, body_len,
                                r->datagram, &r->len) != UDPRR_OK) {
         udprr__free(r);
         return UDPRR_EINVAL;
     }
+    r->body_len = body_len;
+    r->done = done;
+    r->user = user;
+    if (deadline_us == 0)
+        deadline_us = x->limits.deadline_us;
     r->deadline_us = UINT64_MAX;
-    if (x->limits.deadline_us > 0 &&
-        now_us <= UINT64_MAX - x->limits.deadline_us)
-        r->deadline_us = now_us + x->limits.deadline_us;
+    if (deadline_us > 0 && now_us <= UINT64_MAX - deadline_us)
+        r->deadline_us = now_us + deadline_us;
 
-    rc = transmit(x, r, now_us);
-    if (rc == UDPRR_EREFUSED || rc == UDPRR_ETOOBIG) {
-        /* Never became outstanding: undo the count, call nothing back. */
-        x->stats.attempts--;
-        udprr__free(r);
-        return rc;
+    if (x->queue_head == NULL && may_send(x)) {
+        r->state = XREQ_STARTING;
+        int rc = start(x, r, now_us);
+        if (rc != UDPRR_OK) {
+            udprr__free(r);
+            return rc;
+        }
+    } else {
+        r->state = XREQ_QUEUED;
+        r->timer_us = r->deadline_us;
+        queue_append(x, r);
     }
-    x->stats.requests++;
-    arm(x, r, now_us);
-    hash_link(x, r);
+    r->key[BY_TICKET] = ++x->last_ticket;
+    hash_link(&x->by_ticket, BY_TICKET, r);
     heap_push(x, r);
-    hash_maybe_grow(x);
-    if (id_out != NULL)
-        *id_out = r->id;
+    x->pending_bytes += charge(r);
+    x->stats.requests++;
+    if (ticket_out != NULL)
+        *ticket_out = r->key[BY_TICKET];
     return UDPRR_OK;
 }
 
@@ -431,15 +607,13 @@ void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
         x->stats.dropped_unexpected++;
         return;
     }
-    /* Raw framing has at most one request outstanding, and any datagram
+    /* Raw framing has at most one request in flight, and any datagram
      * from the peer answers it. */
-    struct udprr__xreq *r;
-    if (udprr__framing_has_id(&x->framing))
-        r = find(x, in.id);
-    else
-        r = x->pending > 0 ? x->heap[0] : NULL;
+    int has_id = udprr__framing_has_id(&x->framing);
+    struct udprr__xreq *r =
+        has_id ? hash_find(&x->by_id, BY_ID, in.id) : x->lone;
     if (r == NULL) {
-        if (udprr__framing_has_id(&x->framing) && recently_finished(x, in.id))
+        if (has_id && recently_finished(x, in.id))
             x->stats.dropped_duplicate++;
         else
             x->stats.dropped_stale++;
@@ -465,16 +639,26 @@ void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
      * its reply was on its way (only native replies say which it was). */
     if (in.attempt > 0)
         x->stats.spurious_retransmissions += r->attempts - in.attempt;
+    /* A reply or a decline: either way the path carried both. */
+    udprr__window_reply(&x->window, x->in_flight);
     if (in.kind == UDPRR__KIND_REPLY)
         finish(x, r, UDPRR_OK, in.body, in.body_len);
     else
         finish(x, r, UDPRR_EREMOTE, NULL, 0);
+    pump(x, now_us);
 }
 
 void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us)
 {
     while (x->pending > 0 && x->heap[0]->timer_us <= now_us) {
         struct udprr__xreq *r = x->heap[0];
+        if (r->state != XREQ_IN_FLIGHT) {
+            finish(x, r, UDPRR_ETIMEDOUT, NULL, 0); /* its deadline, queued */
+            continue;
+        }
+        /* A whole wait without a reply: a loss, for the window. */
+        if (!r->clipped)
+            udprr__window_loss(&x->window, r->seq, x->last_seq);
         if (now_us >= r->deadline_us ||
             (x->limits.max_attempts > 0 &&
              r->attempts >= x->limits.max_attempts) ||
@@ -486,7 +670,7 @@ void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us)
         int rc = transmit(x, r, now_us);
         if (rc == UDPRR_EREFUSED) {
             udprr__exchange_fail_all(x, UDPRR_EREFUSED);
-            return;
+            break;
         }
         if (rc == UDPRR_ETOOBIG) {
             finish(x, r, UDPRR_ETOOBIG, NULL, 0);
@@ -495,38 +679,47 @@ void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us)
         arm(x, r, now_us);
         heap_down(x, 0);
     }
+    pump(x, now_us);
 }
 
 void udprr__exchange_fail_all(struct udprr__exchange *x, int status)
 {
-    /* Detach everything first, chained through hash_next: a callback that
-     * submits adds to the now empty table, not to this list, so the loop
+    /* Detach everything first, chained through qnext: a callback that
+     * submits adds to the now empty engine, not to this list, so the loop
      * ends whatever the callbacks do. */
     struct udprr__xreq *list = NULL;
     for (size_t i = 0; i < x->pending; i++) {
-        x->heap[i]->hash_next = list;
+        x->heap[i]->qnext = list;
         list = x->heap[i];
     }
-    memset(x->buckets, 0, x->nbuckets * sizeof *x->buckets);
+    hash_clear(&x->by_id);
+    hash_clear(&x->by_ticket);
     x->pending = 0;
+    x->pending_bytes = 0;
+    x->in_flight = 0;
+    x->queued = 0;
+    x->queue_head = x->queue_tail = NULL;
+    x->lone = NULL;
     while (list != NULL) {
         struct udprr__xreq *r = list;
         udprr__xdone_fn done = r->done;
         void *user = r->user;
-        list = r->hash_next;
-        remember_finished(x, r->id);
-        count_end(&x->stats, status);
-        udprr__free(r);
+        list = r->qnext;
+        count_and_free(x, r, status);
         done(user, status, NULL, 0);
     }
 }
 
-int udprr__exchange_fail(struct udprr__exchange *x, uint64_t id, int status)
+int udprr__exchange_cancel(struct udprr__exchange *x, uint64_t ticket,
+                           int status, uint64_t now_us)
 {
-    struct udprr__xreq *r = find(x, id);
-    if (r == NULL || status == UDPRR_OK)
+    if (status == UDPRR_OK)
         return UDPRR_EINVAL;
+    struct udprr__xreq *r = hash_find(&x->by_ticket, BY_TICKET, ticket);
+    if (r == NULL)
+        return UDPRR_ENOTPENDING;
     finish(x, r, status, NULL, 0);
+    pump(x, now_us);
     return UDPRR_OK;
 }
 

@@ -10,18 +10,36 @@
  * clock and a fake "send" and check every schedule exactly.
  *
  * Steps:
- *   submit    a new request: draws a fresh ID, sends attempt 1, arms a timer
+ *   submit    a new request: copied, then sent at once (a fresh ID, attempt
+ *             1, a timer) when the window has room and nothing waits
+ *             before it, else queued in order
  *   datagram  a datagram arrived from the peer: may complete a request
  *   timers    time passed: resends what is due, times out what is over
+ *   cancel    one request ends (given up by the application)
  *   fail_all  the socket says nothing listens: every request ends
+ * Each step but submit ends by sending what the queue may now send.
  *
- * Each request's timer fires at min(sent + wait(attempt), deadline); the
- * wait comes from the rtt core. When it fires, the request ends with
- * UDPRR_ETIMEDOUT if the deadline has come or the last attempt was sent,
- * and is resent with the next attempt number otherwise.
+ * A request is queued (accepted, not sent: no ID yet, its timer is its
+ * deadline) or in flight (sent: an ID, its timer the next retransmission).
+ * It is sent when the congestion window (window.h) has room, in raw
+ * framing when no other is in flight, and with short IDs when a free ID
+ * exists (no two in flight ever share one).
  *
- * Reentrancy: a done callback may submit new requests. It must not destroy
- * the engine: the step that called it is still running.
+ * An in-flight request's timer fires at min(sent + wait(attempt),
+ * deadline); the wait comes from the rtt core. When it fires, the request
+ * ends with UDPRR_ETIMEDOUT if the deadline has come or the last attempt
+ * was sent, and is resent with the next attempt number otherwise; a
+ * timer that ran out its whole wait (not cut short by the deadline) is a
+ * loss for the window. A queued request whose deadline comes ends with
+ * UDPRR_ETIMEDOUT unsent.
+ *
+ * Every pending request is in a min-heap on its timer and a hash on its
+ * ticket; in-flight ones also in a hash on their ID: O(log n) per timer
+ * operation, O(1) to match a reply, whatever the number pending.
+ *
+ * Reentrancy: a done callback may submit and cancel, and may shut the
+ * engine down (udprr__exchange_shutdown); it must not destroy it (free
+ * its memory): the step that called it is still running.
  */
 #ifndef UDPRR_EXCHANGE_H
 #define UDPRR_EXCHANGE_H
@@ -31,6 +49,7 @@
 
 #include "framing.h"
 #include "rtt.h"
+#include "window.h"
 
 /* How many recent transmission times each request keeps, for RTT samples
  * from replies that echo an older attempt. */
@@ -39,7 +58,7 @@
  * stale one (stats only: both are dropped). */
 #define UDPRR__XCHG_RECENT_IDS 64
 
-typedef void (*udprr__xdone_fn)(void *user, int status, const uint8_t *reply,
+typedef void (*udprr__xdone_fn)(void *user, int status, const void *reply,
                                 size_t reply_len);
 
 struct udprr__exchange_io {
@@ -61,13 +80,18 @@ struct udprr__exchange_io {
 struct udprr__exchange_limits {
     unsigned max_attempts; /* transmissions per request; 0: no limit */
     uint64_t deadline_us;  /* from submit to the end; 0: no deadline */
+    size_t max_pending;       /* accepted, not ended; 0: no limit */
+    size_t max_pending_bytes; /* their bytes + UDPRR_PENDING_OVERHEAD
+                                 each; 0: no limit */
+    unsigned initial_window;  /* 0: UDPRR__WINDOW_INITIAL */
+    unsigned max_window;      /* 0: UDPRR__WINDOW_MAX */
 };
 
 /* The engine's counters, each named as the field of struct
  * udprr_client_stats (udprr.h) that reports it; the engine is their only
  * owner. The RTT samples are counted by the estimator (rtt.samples). */
 struct udprr__exchange_counters {
-    uint64_t requests;        /* submitted */
+    uint64_t requests;        /* accepted */
     uint64_t completed;       /* ended with UDPRR_OK */
     uint64_t attempts;        /* transmissions, first ones included */
     uint64_t retransmissions; /* transmissions after the first */
@@ -82,9 +106,17 @@ struct udprr__exchange_counters {
     uint64_t dropped_malformed; /* failed to decode */
     uint64_t dropped_unexpected; /* well formed, but not a reply we sent for */
     uint64_t spurious_retransmissions; /* sent after the one answered */
+    uint64_t unsent;          /* ended without being sent */
 };
 
 struct udprr__xreq;
+
+/* A hash of requests on one of their keys (exchange.c). */
+struct udprr__xhash {
+    struct udprr__xreq **buckets;
+    size_t nbuckets; /* a power of two */
+    size_t count;
+};
 
 struct udprr__exchange {
     struct udprr__framing framing;
@@ -93,11 +125,20 @@ struct udprr__exchange {
     struct udprr__exchange_io io;
     struct udprr__exchange_counters stats;
 
-    struct udprr__xreq **buckets; /* hash of outstanding requests by ID */
-    size_t nbuckets;              /* a power of two */
-    struct udprr__xreq **heap;    /* min-heap on each request's timer */
-    size_t pending;               /* outstanding requests */
+    struct udprr__window window;
+
+    struct udprr__xhash by_id;     /* in flight, by ID (not raw) */
+    struct udprr__xhash by_ticket; /* every pending request */
+    struct udprr__xreq **heap;     /* min-heap on each request's timer */
+    size_t pending;                /* accepted, not ended: heap entries */
     size_t heap_cap;
+    size_t pending_bytes;          /* as limits.max_pending_bytes counts */
+    size_t in_flight;
+    size_t queued;
+    struct udprr__xreq *queue_head, *queue_tail; /* waiting, in order */
+    struct udprr__xreq *lone;      /* raw framing: the one in flight */
+    uint64_t last_ticket;
+    uint64_t last_seq;             /* requests sent so far */
 
     uint64_t recent_ids[UDPRR__XCHG_RECENT_IDS];
     size_t recent_next;
@@ -108,35 +149,44 @@ struct udprr__exchange {
     uint64_t id_key[4];
     uint64_t id_counter;
 
-    int destroying; /* in destroy: callbacks may not submit */
+    int shut; /* shut down: every request ended, no submit succeeds */
 };
 
 /* Prepares an engine; the policy must pass udprr__rtt_policy_check and
  * the framing udprr__framing_check (NULL framing: native).
- * UDPRR_OK, UDPRR_EINVAL, UDPRR_ENOMEM. */
+ * UDPRR_OK, UDPRR_EINVAL, UDPRR_ENOMEM, or the random source's status
+ * (short IDs draw their key here). */
 int udprr__exchange_init(struct udprr__exchange *x,
                          const struct udprr__framing *framing,
                          const struct udprr__rtt_policy *policy,
                          const struct udprr__exchange_limits *limits,
                          const struct udprr__exchange_io *io);
 
-/* Ends every outstanding request with UDPRR_ECANCELED and frees the
- * engine's memory. Submits from those callbacks fail with
- * UDPRR_EINVAL. */
+/* Ends every pending request with UDPRR_ECANCELED; from then on submits
+ * fail with UDPRR_EINVAL and the engine holds nothing. Safe from a done
+ * callback, and more than once. */
+void udprr__exchange_shutdown(struct udprr__exchange *x);
+
+/* Shuts the engine down (if it was not) and frees its memory. Not from a
+ * done callback. */
 void udprr__exchange_destroy(struct udprr__exchange *x);
 
-/* Starts a request: copies body, sends attempt 1, arms its timer. On
- * success done is called exactly once, later (never from inside this call);
- * on failure it is never called. *id_out (if not NULL) gets the request ID.
- * UDPRR_OK; UDPRR_ETOOBIG (body over what the framing carries, or the path
- * refused the size); UDPRR_EREFUSED (the first send found nothing
- * listening); UDPRR_EINVAL (also: raw framing with a request already
- * outstanding, an id-at-offset body too short to hold the ID, no free ID
- * found); UDPRR_ENOMEM; the random source's failure status. */
+/* Accepts a request: copies body, then sends attempt 1 and arms its timer
+ * at once if it may be sent now (see above), else queues it. deadline_us
+ * counts from now_us; 0: the limits' deadline_us. On success done is
+ * called exactly once, later (never from inside this call); on failure it
+ * is never called and nothing is counted. *ticket_out (if not NULL) gets
+ * the request's ticket: 1, 2, 3 ... per engine, never reused.
+ * UDPRR_OK; UDPRR_ETOOBIG (body over what the framing carries, or sent at
+ * once and the path refused the size); UDPRR_EREFUSED (sent at once and
+ * found nothing listening); UDPRR_EBUSY (max_pending or
+ * max_pending_bytes reached); UDPRR_EINVAL (also: an id-at-offset body
+ * too short to hold the ID, or the engine shut down); UDPRR_ENOMEM; the
+ * random source's failure status. */
 int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
                            size_t body_len, uint64_t now_us,
-                           udprr__xdone_fn done, void *user,
-                           uint64_t *id_out);
+                           uint64_t deadline_us, udprr__xdone_fn done,
+                           void *user, uint64_t *ticket_out);
 
 /* Feeds one datagram received from the peer at now_us. */
 void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
@@ -145,20 +195,24 @@ void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
 /* Fires every timer due at now_us: resends or times out. */
 void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us);
 
-/* Ends every request outstanding when it is called with status
- * (UDPRR_EREFUSED when the socket reported ECONNREFUSED). Requests that
- * done callbacks submit meanwhile stay outstanding. */
+/* Ends every request pending when it is called with status
+ * (UDPRR_EREFUSED when the socket reported ECONNREFUSED), queued ones
+ * included. Requests that done callbacks submit meanwhile stay pending. */
 void udprr__exchange_fail_all(struct udprr__exchange *x, int status);
 
-/* Ends one outstanding request with status, a failure, which also says
- * which counter takes it: UDPRR_ECANCELED for a request given up,
- * UDPRR_ESYS when waiting for its reply failed (counted in failed), and so
- * on. UDPRR_OK, or UDPRR_EINVAL when no request has that ID or status is
- * UDPRR_OK (only a reply completes a request). */
-int udprr__exchange_fail(struct udprr__exchange *x, uint64_t id, int status);
+/* Ends the pending request with that ticket with status, a failure, which
+ * also says which counter takes it: UDPRR_ECANCELED for a request given
+ * up, UDPRR_ESYS when waiting for its reply failed (counted in failed),
+ * and so on; then sends what the queue may now send. UDPRR_OK;
+ * UDPRR_ENOTPENDING when no request with that ticket is pending;
+ * UDPRR_EINVAL for UDPRR_OK as status (only a reply completes a
+ * request). */
+int udprr__exchange_cancel(struct udprr__exchange *x, uint64_t ticket,
+                           int status, uint64_t now_us);
 
-/* When the earliest timer fires: returns 1 and sets *when_us, or 0 when
- * nothing is outstanding. */
+/* When the earliest timer fires: returns 1 and sets *when_us (UINT64_MAX
+ * for a queued request without a deadline), or 0 when nothing is
+ * pending. */
 int udprr__exchange_next_timer(const struct udprr__exchange *x,
                                uint64_t *when_us);
 

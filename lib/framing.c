@@ -76,17 +76,16 @@ int udprr__framing_request(const struct udprr__framing *f, uint64_t id,
         return UDPRR_EINVAL;
     if (len > 0)
         memcpy(out + overhead, body, len);
-    if (f->kind == UDPRR_FRAMING_ID_AT_OFFSET)
-        put_id(f, id, out);
     *out_len = overhead + len;
-    udprr__framing_set_attempt(f, id, attempt, out, *out_len);
+    udprr__framing_stamp(f, id, attempt, out, *out_len);
     return UDPRR_OK;
 }
 
-void udprr__framing_set_attempt(const struct udprr__framing *f, uint64_t id,
-                                unsigned attempt, uint8_t *datagram,
-                                size_t len)
+void udprr__framing_stamp(const struct udprr__framing *f, uint64_t id,
+                          unsigned attempt, uint8_t *datagram, size_t len)
 {
+    if (f->kind == UDPRR_FRAMING_ID_AT_OFFSET)
+        put_id(f, id, datagram);
     if (f->kind != UDPRR_FRAMING_NATIVE)
         return;
     struct udprr__wire_header h = {UDPRR__KIND_REQUEST, (uint16_t)attempt, id};

@@ -71,12 +71,12 @@ int udprr__framing_request(const struct udprr__framing *f, uint64_t id,
                            unsigned attempt, const void *body, size_t len,
                            uint8_t *out, size_t *out_len);
 
-/* Rewrites the attempt number (and so the checksum) of a datagram of len
- * bytes made by udprr__framing_request (a no-op where the framing carries
- * no attempt number). */
-void udprr__framing_set_attempt(const struct udprr__framing *f, uint64_t id,
-                                unsigned attempt, uint8_t *datagram,
-                                size_t len);
+/* Rewrites the ID and the attempt number (and so the checksum) of a
+ * datagram of len bytes made by udprr__framing_request, in the framings
+ * that carry them (raw carries neither, id-at-offset no attempt number).
+ * A request can so be made once, then given its ID when it is sent. */
+void udprr__framing_stamp(const struct udprr__framing *f, uint64_t id,
+                          unsigned attempt, uint8_t *datagram, size_t len);
 
 /* Parses a datagram received by a client (expecting a reply) or by a
  * server (expecting a request). UDPRR__WIRE_VALID and *out filled, or the

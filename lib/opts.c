@@ -30,6 +30,9 @@ static void client_defaults(void *out)
         .jitter_pct = p.jitter_pct,
         .fixed_rto = !p.adaptive,
         .framing = UDPRR_FRAMING_NATIVE,
+        .max_pending = 65536,
+        .max_pending_bytes = 64u << 20,
+        .max_window = 64,
     };
     memcpy(out, &o, sizeof o);
 }
@@ -43,6 +46,15 @@ static void server_defaults(void *out)
         .cache_bytes = 64u << 20,
         .cache_lifetime_ms = 30000,
         .framing = UDPRR_FRAMING_NATIVE,
+    };
+    memcpy(out, &o, sizeof o);
+}
+
+static void send_defaults(void *out)
+{
+    udprr_send_opts o = {
+        .size = sizeof o,
+        .deadline_ms = 0, /* the handle's */
     };
     memcpy(out, &o, sizeof o);
 }
@@ -92,6 +104,10 @@ _Static_assert(offsetof(udprr_server_opts, id_len) ==
                    offsetof(udprr_server_opts, cache_lifetime_ms) ==
                        offsetof(struct server_opts_0_1, cache_lifetime_ms),
                "udprr_server_opts no longer begins with 0.1's fields");
+/* Each version's fields start past the previous version's size. */
+_Static_assert(offsetof(udprr_client_opts, max_pending) >=
+                   sizeof(struct client_opts_0_1),
+               "0.2's client options must start past 0.1's struct");
 
 /* One version of an options struct: the size that names it, and how many
  * of its bytes are fields (the rest is padding). */
@@ -111,7 +127,7 @@ struct opts_kind {
 
 static const struct opts_kind client_kind = {
     client_defaults,
-    {sizeof(udprr_client_opts), FIELD_END(udprr_client_opts, id_len)},
+    {sizeof(udprr_client_opts), FIELD_END(udprr_client_opts, max_window)},
     {{sizeof(struct client_opts_0_1),
       FIELD_END(struct client_opts_0_1, id_len)}},
 };
@@ -122,12 +138,20 @@ static const struct opts_kind server_kind = {
       FIELD_END(struct server_opts_0_1, id_len)}},
 };
 
+/* Per-request options are new in 0.2: no older version. */
+static const struct opts_kind send_kind = {
+    send_defaults,
+    {sizeof(udprr_send_opts), FIELD_END(udprr_send_opts, deadline_ms)},
+    {{0, 0}},
+};
+
 #define N_OLDER (sizeof client_kind.older / sizeof client_kind.older[0])
 
 /* Room for the defaults of any options struct. */
 union any_opts {
     udprr_client_opts client;
     udprr_server_opts server;
+    udprr_send_opts send;
 };
 
 static void init(void *opts, size_t size, const struct opts_kind *k)
@@ -161,7 +185,7 @@ static size_t bytes_to_take(const void *given, size_t given_size,
     if (given_size == k->own.size)
         return k->own.field_bytes;
     for (size_t i = 0; i < N_OLDER; i++)
-        if (given_size == k->older[i].size)
+        if (k->older[i].size != 0 && given_size == k->older[i].size)
             return k->older[i].field_bytes;
     return 0;
 }
@@ -191,6 +215,11 @@ void udprr_server_opts_init_sized(udprr_server_opts *opts, size_t size)
     init(opts, size, &server_kind);
 }
 
+void udprr_send_opts_init_sized(udprr_send_opts *opts, size_t size)
+{
+    init(opts, size, &send_kind);
+}
+
 /* The symbols programs built against 0.1's header call: they have 0.1's
  * structs, so exactly 0.1's size is written. */
 void(udprr_client_opts_init)(udprr_client_opts *opts)
@@ -206,7 +235,22 @@ void(udprr_server_opts_init)(udprr_server_opts *opts)
 int udprr__client_opts_take(udprr_client_opts *out,
                             const udprr_client_opts *given)
 {
-    return take(out, given, &client_kind);
+    int rc = take(out, given, &client_kind);
+    /* The zero of a field appended after 0.1 means its default. */
+    udprr_client_opts d;
+    client_defaults(&d);
+    if (out->max_pending == 0)
+        out->max_pending = d.max_pending;
+    if (out->max_pending_bytes == 0)
+        out->max_pending_bytes = d.max_pending_bytes;
+    if (out->max_window == 0)
+        out->max_window = d.max_window;
+    return rc;
+}
+
+int udprr__send_opts_take(udprr_send_opts *out, const udprr_send_opts *given)
+{
+    return take(out, given, &send_kind);
 }
 
 int udprr__server_opts_take(udprr_server_opts *out,

@@ -46,5 +46,6 @@ int udprr__client_opts_take(udprr_client_opts *out,
                             const udprr_client_opts *given);
 int udprr__server_opts_take(udprr_server_opts *out,
                             const udprr_server_opts *given);
+int udprr__send_opts_take(udprr_send_opts *out, const udprr_send_opts *given);
 
 #endif /* UDPRR_OPTS_H */

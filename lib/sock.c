@@ -239,20 +239,35 @@ int udprr__sock_send(int fd, const void *buf, size_t len)
     }
 }
 
-ssize_t udprr__sock_recv(int fd, void *buf, size_t cap, int *refused)
+size_t udprr__sock_recv_many(int fd, uint8_t *bufs, size_t buf_size,
+                             size_t n, size_t *lens, int *refused)
 {
+    struct mmsghdr msgs[UDPRR__RECV_BATCH];
+    struct iovec iov[UDPRR__RECV_BATCH];
     *refused = 0;
+    if (n > UDPRR__RECV_BATCH)
+        n = UDPRR__RECV_BATCH;
+    memset(msgs, 0, n * sizeof msgs[0]);
+    for (size_t i = 0; i < n; i++) {
+        iov[i].iov_base = bufs + i * buf_size;
+        iov[i].iov_len = buf_size;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
     for (;;) {
-        ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT);
-        if (n >= 0)
-            return n;
+        int got = recvmmsg(fd, msgs, (unsigned)n, MSG_DONTWAIT, NULL);
+        if (got >= 0) {
+            for (int i = 0; i < got; i++)
+                lens[i] = msgs[i].msg_len;
+            return (size_t)got;
+        }
         if (errno == EINTR)
             continue;
         /* The kernel reports the ICMP error before datagrams already
          * queued; the caller reads on, so a reply that arrived before the
          * server went away still completes its request. */
         *refused = errno == ECONNREFUSED;
-        return -1;
+        return 0;
     }
 }
 

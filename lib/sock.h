@@ -70,12 +70,18 @@ void udprr__sock_close(int fd);
  * the errno of the failure (udprr__sock_status). */
 int udprr__sock_send(int fd, const void *buf, size_t len);
 
-/* Takes one datagram from a connected socket without blocking, retrying
- * EINTR. Returns its length; or -1 when none was taken, with *refused 1
- * when the kernel reported an ICMP port unreachable instead (datagrams
- * queued before it may still follow: call again), 0 when the socket is
- * drained (EAGAIN) or failed otherwise (errno set). */
-ssize_t udprr__sock_recv(int fd, void *buf, size_t cap, int *refused);
+/* The most datagrams one udprr__sock_recv_many takes. */
+#define UDPRR__RECV_BATCH 8
+
+/* Takes up to n (at most UDPRR__RECV_BATCH) datagrams from a connected
+ * socket without blocking, in one recvmmsg(2), retrying EINTR: datagram i
+ * into bufs + i * buf_size, its length into lens[i]. Returns how many
+ * were taken; fewer than n means the socket is drained, or failed. When
+ * none was taken because the kernel reported an ICMP port unreachable,
+ * *refused is 1 (datagrams queued before it may still follow: call
+ * again); else 0 (errno says why, EAGAIN when drained). */
+size_t udprr__sock_recv_many(int fd, uint8_t *bufs, size_t buf_size,
+                             size_t n, size_t *lens, int *refused);
 
 /* --- an unconnected socket (the server) --------------------------------- */
 

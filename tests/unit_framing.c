@@ -60,7 +60,7 @@ START_TEST(test_native_request_round_trip)
                                             out, &n),
                      UDPRR_OK);
     ck_assert_uint_eq(n, UDPRR__WIRE_HEADER_BYTES + 2);
-    udprr__framing_set_attempt(&native, 0xabcdef, 7, out, n);
+    udprr__framing_stamp(&native, 0xabcdef, 7, out, n);
     ck_assert_int_eq(udprr__framing_parse(&native, out, n, 0, &in),
                      UDPRR__WIRE_VALID);
     ck_assert_int_eq(in.kind, UDPRR__KIND_REQUEST);
@@ -80,7 +80,7 @@ START_TEST(test_raw_is_the_body_alone)
                      UDPRR_OK);
     ck_assert_uint_eq(n, 5);
     ck_assert_mem_eq(out, "hello", 5);
-    udprr__framing_set_attempt(&raw, 99, 3, out, n); /* nothing to rewrite */
+    udprr__framing_stamp(&raw, 99, 3, out, n); /* nothing to rewrite */
     ck_assert_mem_eq(out, "hello", 5);
     /* Anything at all is a reply (from the server) or a request (to it). */
     ck_assert_int_eq(udprr__framing_parse(&raw, "", 0, 1, &in),

@@ -370,8 +370,14 @@ UDPRR_API int udprr_client_open(udprr_client **out, const char *host,
  *   UDPRR_EINVAL     c or reply_len NULL, or a NULL buffer with a nonzero
  *                    length; in id-at-offset framing, a request too short to
  *                    hold the ID at its offset;
+ *   UDPRR_EBUSY      the handle's max_pending or max_pending_bytes is
+ *                    reached by asynchronous requests (nothing was sent);
+ *   UDPRR_ECANCELED  a done callback of an asynchronous request, run from
+ *                    inside this call, closed the handle (it is freed);
  *   UDPRR_ENOMEM, UDPRR_ESYS (errno says why).
- * *reply_len is set only for UDPRR_OK and UDPRR_ETRUNC.
+ * *reply_len is set only for UDPRR_OK and UDPRR_ETRUNC. From inside a done
+ * callback of the same handle it fails with UDPRR_EINVAL (see
+ * udprr_done_fn).
  */
 UDPRR_API int udprr_client_request(udprr_client *c, const void *req,
                                    size_t req_len, void *reply,

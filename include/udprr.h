@@ -594,9 +594,11 @@ UDPRR_API int udprr_client_cancel(udprr_client *c, uint64_t ticket);
 UDPRR_API int udprr_client_timeout_ms(const udprr_client *c);
 
 /*
- * udprr_client_process - does what is ready, without blocking: takes
- * every datagram waiting on the socket (in batches, by recvmmsg(2)),
- * completing the requests they answer; sends what a timer has made due
+ * udprr_client_process - does what is ready, without blocking: takes the
+ * datagrams waiting on the socket (in batches, by recvmmsg(2); at most
+ * 256 per call, so that a flood cannot hold back the timers: wait for the
+ * socket level-triggered, as poll(2) does, and the next call takes the
+ * rest), completing the requests they answer; sends what a timer has made due
  * (retransmissions), ends what is past its deadline or its last attempt;
  * sends queued requests the window now has room for. Done callbacks run
  * from inside it. Call it when udprr_client_fd is readable or

@@ -90,7 +90,7 @@ CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
 .PHONY: all check check-unit demo tools \
-        examples bench fuzz install uninstall clean deps FORCE
+        examples bench fuzz install uninstall clean deps deps-libuv FORCE
 
 all: $(SHARED_LIB) lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so \
      $(STATIC_LIB) udprr.pc
@@ -230,6 +230,7 @@ check: deps
 	sh tests/demo-test.sh || st=1; \
 	sh tests/interop-test.sh || st=1; \
 	sh tests/peers-test.sh || st=1; \
+	sh tests/async-examples-test.sh || st=1; \
 	sh tests/run-suites.sh --summary || st=1; \
 	exit $$st
 
@@ -254,8 +255,17 @@ build/stage/.stamp: $(SHARED_LIB) $(STATIC_LIB) udprr.pc include/udprr.h udprr.p
 build/examples/%: examples/%.c build/stage/.stamp
 	@mkdir -p $(@D)
 	$(CC) -std=c11 $(WARNINGS) $(DEPFLAGS) $(CPPFLAGS) $(CFLAGS) $< $(LDFLAGS) \
-	    $$($(STAGE_PC) pkg-config --cflags --libs udprr) \
+	    $$($(STAGE_PC) pkg-config --cflags --libs udprr) $(EXAMPLE_LIBS) \
 	    -Wl,-rpath,$(STAGE)/usr/lib -o $@
+
+# uv_client drives the handle from a libuv loop, so it links libuv too
+# (Debian libuv1-dev, installed when missing): found by the system's
+# pkg-config, not the staged tree's.
+build/examples/uv_client: EXAMPLE_LIBS = $$(pkg-config --cflags --libs libuv)
+build/examples/uv_client: | deps-libuv
+
+deps-libuv:
+	@sh tests/ensure-deps.sh libuv1-dev
 
 examples: all $(EXAMPLES)
 

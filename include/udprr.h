@@ -370,8 +370,14 @@ UDPRR_API int udprr_client_open(udprr_client **out, const char *host,
  *   UDPRR_EINVAL     c or reply_len NULL, or a NULL buffer with a nonzero
  *                    length; in id-at-offset framing, a request too short to
  *                    hold the ID at its offset;
+ *   UDPRR_EBUSY      the handle's max_pending or max_pending_bytes is
+ *                    reached by asynchronous requests (nothing was sent);
+ *   UDPRR_ECANCELED  a done callback of an asynchronous request, run from
+ *                    inside this call, closed the handle (it is freed);
  *   UDPRR_ENOMEM, UDPRR_ESYS (errno says why).
- * *reply_len is set only for UDPRR_OK and UDPRR_ETRUNC.
+ * *reply_len is set only for UDPRR_OK and UDPRR_ETRUNC. From inside a done
+ * callback of the same handle it fails with UDPRR_EINVAL (see
+ * udprr_done_fn).
  */
 UDPRR_API int udprr_client_request(udprr_client *c, const void *req,
                                    size_t req_len, void *reply,
@@ -588,9 +594,11 @@ UDPRR_API int udprr_client_cancel(udprr_client *c, uint64_t ticket);
 UDPRR_API int udprr_client_timeout_ms(const udprr_client *c);
 
 /*
- * udprr_client_process - does what is ready, without blocking: takes
- * every datagram waiting on the socket (in batches, by recvmmsg(2)),
- * completing the requests they answer; sends what a timer has made due
+ * udprr_client_process - does what is ready, without blocking: takes the
+ * datagrams waiting on the socket (in batches, by recvmmsg(2); at most
+ * 256 per call, so that a flood cannot hold back the timers: wait for the
+ * socket level-triggered, as poll(2) does, and the next call takes the
+ * rest), completing the requests they answer; sends what a timer has made due
  * (retransmissions), ends what is past its deadline or its last attempt;
  * sends queued requests the window now has room for. Done callbacks run
  * from inside it. Call it when udprr_client_fd is readable or

@@ -80,6 +80,15 @@ struct client_opts_0_1 {
     unsigned id_len;
 };
 
+/* 0.2.0's client options: 0.1's and the asynchronous client's. Frozen
+ * like 0.1's once 0.2.0 is released (kept in sync with udprr.h until then:
+ * see the assertions below). */
+struct client_opts_0_2 {
+    struct client_opts_0_1 v0_1;
+    size_t max_pending, max_pending_bytes;
+    unsigned max_window;
+};
+
 struct server_opts_0_1 {
     size_t size;
     int reply_cache;
@@ -108,6 +117,11 @@ _Static_assert(offsetof(udprr_server_opts, id_len) ==
 _Static_assert(offsetof(udprr_client_opts, max_pending) >=
                    sizeof(struct client_opts_0_1),
                "0.2's client options must start past 0.1's struct");
+_Static_assert(offsetof(udprr_client_opts, max_pending) ==
+                       offsetof(struct client_opts_0_2, max_pending) &&
+                   offsetof(udprr_client_opts, max_window) ==
+                       offsetof(struct client_opts_0_2, max_window),
+               "udprr_client_opts no longer begins with 0.2's fields");
 
 /* One version of an options struct: the size that names it, and how many
  * of its bytes are fields (the rest is padding). */
@@ -116,20 +130,23 @@ struct opts_version {
     size_t field_bytes;
 };
 
-/* What the library knows of one options struct. When a field is appended,
- * the library's own version's field_bytes moves to the new last field and
- * the version released before joins `older`. */
+/* What the library knows of one options struct: its own version, and
+ * every version released (or about to be) since 0.1, its own included, so
+ * that a library with fields appended later needs only a new `own`. An
+ * entry of size 0 is unused. */
 struct opts_kind {
     void (*defaults)(void *out);
     struct opts_version own;
-    struct opts_version older[1];
+    struct opts_version older[2];
 };
 
 static const struct opts_kind client_kind = {
     client_defaults,
     {sizeof(udprr_client_opts), FIELD_END(udprr_client_opts, max_window)},
     {{sizeof(struct client_opts_0_1),
-      FIELD_END(struct client_opts_0_1, id_len)}},
+      FIELD_END(struct client_opts_0_1, id_len)},
+     {sizeof(struct client_opts_0_2),
+      FIELD_END(struct client_opts_0_2, max_window)}},
 };
 static const struct opts_kind server_kind = {
     server_defaults,
@@ -142,7 +159,7 @@ static const struct opts_kind server_kind = {
 static const struct opts_kind send_kind = {
     send_defaults,
     {sizeof(udprr_send_opts), FIELD_END(udprr_send_opts, deadline_ms)},
-    {{0, 0}},
+    {{0, 0}, {0, 0}},
 };
 
 #define N_OLDER (sizeof client_kind.older / sizeof client_kind.older[0])

@@ -17,8 +17,9 @@ tally_name=abi-test
 . tests/tally.sh
 
 # --- the grown library: header and sources patched in a copy ---------------
-# The appended 4-byte field lands in the padding after id_len, where 0.1's
-# struct had junk: the hard case. (lib/opts.h has later versions start
+# The appended 4-byte field lands in the padding after the struct's last
+# field (id_len for the server, max_window for the client), where the
+# program's struct has junk: the hard case. (lib/opts.h has later versions start
 # their fields past the old size; the library must not rely on it for
 # structs it reads.) abi_program scrambles that padding before open.
 grown=$tmp/grown

@@ -47,7 +47,8 @@ static void scramble_padding(void *opts, size_t fields_end, size_t size)
 {
     memset((unsigned char *)opts + fields_end, 0xEE, size - fields_end);
 }
-#define FIELDS_END(type) (offsetof(type, id_len) + sizeof(unsigned))
+/* Where each struct's last field ends (the rest is padding). */
+#define FIELDS_END(type, last) (offsetof(type, last) + sizeof(unsigned))
 
 static int echo(void *user, const udprr_request *req, void *reply,
                 size_t cap, size_t *reply_len)
@@ -92,7 +93,7 @@ int main(void)
     udprr_server_opts_init(&so.opts);
     check(guard_intact(so.guard), "server opts init writes only the struct");
     check(so.opts.size == sizeof so.opts, "server opts carry the program's size");
-    scramble_padding(&so.opts, FIELDS_END(udprr_server_opts), sizeof so.opts);
+    scramble_padding(&so.opts, FIELDS_END(udprr_server_opts, id_len), sizeof so.opts);
     udprr_server *s = NULL;
     int rc = udprr_server_open(&s, "127.0.0.1", "0", &so.opts);
     check(rc == UDPRR_OK, "server opens with the program's struct");
@@ -116,7 +117,7 @@ int main(void)
     check(co.opts.deadline_ms == 10000 && co.opts.initial_rto_ms == 1000,
           "client opts hold the defaults");
     co.opts.max_attempts = 7; /* the program's own setting is honoured */
-    scramble_padding(&co.opts, FIELDS_END(udprr_client_opts), sizeof co.opts);
+    scramble_padding(&co.opts, FIELDS_END(udprr_client_opts, max_window), sizeof co.opts);
     udprr_client *c = NULL;
     rc = udprr_client_open(&c, "127.0.0.1", port, &co.opts);
     check(rc == UDPRR_OK, "client opens with the program's struct");
@@ -151,11 +152,15 @@ int main(void)
     udprr_server_close(s);
 
     /* The 0.1 symbols, as a program built against 0.1's header calls them. */
+    /* 0.1's client struct ends where 0.2's fields begin. */
+    size_t size_0_1 = offsetof(udprr_client_opts, max_pending);
     memset(&co, GUARD, sizeof co);
     (udprr_client_opts_init)(&co.opts);
-    check(guard_intact(co.guard) && co.opts.size == sizeof co.opts,
-          "the 0.1 client init symbol writes exactly 0.1's struct "
-          "(this header's: no field was appended since)");
+    int untouched = 1;
+    for (size_t i = size_0_1; i < sizeof co.opts; i++)
+        untouched &= ((unsigned char *)&co.opts)[i] == GUARD;
+    check(guard_intact(co.guard) && untouched && co.opts.size == size_0_1,
+          "the 0.1 client init symbol writes exactly 0.1's struct");
     memset(&so, GUARD, sizeof so);
     (udprr_server_opts_init)(&so.opts);
     check(guard_intact(so.guard) && so.opts.size == sizeof so.opts,

@@ -9,14 +9,6 @@
 set -u
 tally_name=demo-test
 . tests/tally.sh
-check() {
-    if [ "$2" = "$3" ]; then
-        pass "$1 ($2)"
-    else
-        fail "$1: got '$2', want '$3'"
-    fi
-}
-yes_if() { if eval "$1"; then echo yes; else echo "no: $1"; fi; }
 requests=20
 out=$(sh examples/demo.sh build/examples build/udprr-relay 2>&1)
 rc=$?

@@ -3,13 +3,14 @@
 # Makes sure what the tests need is installed: pkg-config, Check, valgrind,
 # python3 (for ../shared/peers/plain_peer.py), netbase (/etc/services, for
 # service names such as "domain"), the real peers of the interop test,
-# dnsmasq and libcoap's coap-server, and mandoc (tests/man-test.sh)
+# dnsmasq and libcoap's coap-server, mandoc (tests/man-test.sh), and
+# libuv's headers and pkg-config file (examples/uv_client.c)
 # (or only those named as arguments: `ensure-deps.sh pkg-config` for the
 # examples, `ensure-deps.sh gnuplot-nox` for `make bench`'s plot, which is
 # never in the default list). On Debian/Ubuntu it installs what is missing
 # with apt-get (through sudo when not root); elsewhere it names what is
 # missing and fails.
-wanted=${*:-pkg-config check valgrind python3 netbase dnsmasq-base libcoap3-bin mandoc}
+wanted=${*:-pkg-config check valgrind python3 netbase dnsmasq-base libcoap3-bin mandoc libuv1-dev}
 missing=""
 for dep in $wanted; do
     case $dep in
@@ -28,6 +29,9 @@ for dep in $wanted; do
         # libcoap's example server, without (D)TLS.
         command -v coap-server-notls >/dev/null 2>&1 ||
             missing="$missing libcoap3-bin" ;;
+    libuv1-dev)
+        # The headers and libuv.pc: what uv_client is built with.
+        pkg-config --exists libuv 2>/dev/null || missing="$missing libuv1-dev" ;;
     gnuplot-nox)
         # gnuplot without X11: all `make bench` needs to write an SVG.
         command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox" ;;

@@ -13,36 +13,11 @@
 set -u
 bin=${1:-build/examples}
 tmp=$(mktemp -d)
-peers=""
 
 tally_name=interop-test
 . tests/tally.sh
 
-# exited PID: true once the process is gone or a zombie waiting to be reaped.
-exited() {
-    [ -r "/proc/$1/stat" ] || return 0
-    [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" = Z ]
-}
-
-# stop PID: SIGTERM, at most 5 s to exit, then SIGKILL; reaps it and
-# forgets it, so cleanup never signals a PID the system may have reused.
-stop() {
-    kill -TERM "$1" 2>/dev/null
-    for _ in $(seq 50); do
-        exited "$1" && break
-        sleep 0.1
-    done
-    exited "$1" || kill -KILL "$1" 2>/dev/null
-    wait "$1" 2>/dev/null
-    peers=$(echo " $peers " | sed "s/ $1 / /g")
-}
-
-cleanup() {
-    for pid in $peers; do stop "$pid"; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+. tests/procs.sh
 
 random_port() {
     echo $((20000 + $(od -An -N2 -tu2 /dev/urandom) % 40000))
@@ -62,7 +37,7 @@ start_peer() {
         : >"$log"
         "$launcher" "$port" "$log" "$@" &
         pid=$!
-        peers="$peers $pid"
+        procs="$procs $pid"
         for _ in $(seq 50); do
             if grep -qE "$ready" "$log"; then
                 peer_pid=$pid peer_port=$port

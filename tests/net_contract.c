@@ -55,11 +55,19 @@ START_TEST(test_client_init_writes_exactly_the_struct)
     ck_assert_uint_eq(g.opts.jitter_pct, 20);
     ck_assert_int_eq(g.opts.framing, UDPRR_FRAMING_NATIVE);
 
-    /* The 0.1 symbol, as a program built against 0.1 calls it. */
+    ck_assert_uint_eq(g.opts.max_pending, 65536);
+    ck_assert_uint_eq(g.opts.max_pending_bytes, 64u << 20);
+    ck_assert_uint_eq(g.opts.max_window, 64);
+
+    /* The 0.1 symbol, as a program built against 0.1 calls it: 0.1's
+     * struct, which ends where 0.2's fields begin, and not a byte more. */
+    size_t size_0_1 = offsetof(udprr_client_opts, max_pending);
     memset(&g, CANARY, sizeof g);
     (udprr_client_opts_init)(&g.opts);
     assert_canary(g.canary, sizeof g.canary);
-    ck_assert_uint_eq(g.opts.size, sizeof g.opts); /* 0.1's is today's */
+    assert_canary((const uint8_t *)&g.opts + size_0_1,
+                  sizeof g.opts - size_0_1);
+    ck_assert_uint_eq(g.opts.size, size_0_1);
     ck_assert_uint_eq(g.opts.deadline_ms, 10000);
 }
 END_TEST

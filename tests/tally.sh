@@ -8,6 +8,9 @@
 #
 #   pass TEXT     a check that held
 #   fail TEXT     a check that did not
+#   check TEXT GOT WANT   pass when GOT is WANT, else fail saying both
+#   yes_if EXPR   prints "yes" when the shell expression holds, else
+#                 "no: EXPR" (for `check TEXT "$(yes_if ...)" yes`)
 #   tally_finish  records the counts; returns 0 only when nothing failed.
 #                 Call it last, or as `tally_finish; exit` to stop early.
 : "${tally_name:?set tally_name before sourcing tests/tally.sh}"
@@ -16,6 +19,14 @@ passed=0 failed=0
 
 pass() { echo "ok: $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL: $1"; failed=$((failed + 1)); }
+check() {
+    if [ "$2" = "$3" ]; then
+        pass "$1 ($2)"
+    else
+        fail "$1: got '$2', want '$3'"
+    fi
+}
+yes_if() { if eval "$1"; then echo yes; else echo "no: $1"; fi; }
 
 tally_finish() {
     mkdir -p "$(dirname "$tally_file")"

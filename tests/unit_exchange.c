@@ -34,6 +34,9 @@ struct world {
     int random_fails;     /* nonzero: random64 fails */
     unsigned attempts_seen;
     uint64_t last_wait_us;
+    uint64_t last_id; /* the ID of the latest transmission */
+    uint64_t *first_ids; /* optional: the ID of every first transmission */
+    size_t nfirst, first_cap;
 };
 
 struct outcome {
@@ -77,14 +80,18 @@ static void fake_on_attempt(void *ctx, uint64_t id, unsigned attempt,
                             uint64_t wait_us, uint64_t rto_us, size_t len)
 {
     struct world *w = ctx;
-    (void)id;
+    w->last_id = id;
+    if (attempt == 1 && w->first_ids != NULL) {
+        ck_assert_uint_lt(w->nfirst, w->first_cap);
+        w->first_ids[w->nfirst++] = id;
+    }
     (void)rto_us;
     (void)len;
     w->attempts_seen = attempt;
     w->last_wait_us = wait_us;
 }
 
-static void record(void *user, int status, const uint8_t *reply, size_t len)
+static void record(void *user, int status, const void *reply, size_t len)
 {
     struct outcome *o = user;
     o->calls++;
@@ -114,7 +121,10 @@ static void world_init_framed(struct world *w, unsigned max_attempts,
     struct udprr__rtt_policy p;
     udprr__rtt_policy_default(&p);
     p.jitter_pct = 0;
-    struct udprr__exchange_limits lim = {max_attempts, deadline_us};
+    /* A window as large as it gets from the start: these tests are about
+     * one request's schedule; the window has tests of its own. */
+    struct udprr__exchange_limits lim = {max_attempts, deadline_us, 0, 0,
+                                         UDPRR__WINDOW_MAX, UDPRR__WINDOW_MAX};
     struct udprr__exchange_io io = {w, fake_send, fake_random64,
                                     fake_on_attempt};
     ck_assert_int_eq(udprr__exchange_init(&w->x, framing, &p, &lim, &io), UDPRR_OK);
@@ -158,13 +168,13 @@ START_TEST(test_submit_sends_attempt_one)
     struct outcome o = {0};
     uint64_t id = 0;
     world_init(&w, 0, 10 * SEC);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "ping", 4, 5 * SEC, record,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "ping", 4, 5 * SEC, 0, record,
                                             &o, &id),
                      UDPRR_OK);
     ck_assert_uint_eq(w.nsent, 1);
     ck_assert_int_eq(w.sent[0].hdr.kind, UDPRR__KIND_REQUEST);
     ck_assert_uint_eq(w.sent[0].hdr.attempt, 1);
-    ck_assert(w.sent[0].hdr.id == id);
+    ck_assert(id == 1); /* the engine's first ticket */
     ck_assert_mem_eq(w.sent[0].body, "ping", 4);
     ck_assert_uint_eq(next_timer(&w), 6 * SEC); /* initial RTO 1 s */
     ck_assert_uint_eq(w.last_wait_us, 1 * SEC);
@@ -180,7 +190,7 @@ START_TEST(test_reply_completes_and_samples)
     struct world w;
     struct outcome o = {0};
     world_init(&w, 0, 10 * SEC);
-    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
     deliver(&w, 0, "answer", 40 * MS);
     ck_assert_int_eq(o.calls, 1);
     ck_assert_int_eq(o.status, UDPRR_OK);
@@ -203,7 +213,7 @@ START_TEST(test_backoff_schedule_then_deadline)
     struct world w;
     struct outcome o = {0};
     world_init(&w, 0, 10 * SEC);
-    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
     const uint64_t sends[] = {1 * SEC, 3 * SEC, 7 * SEC};
     for (size_t i = 0; i < 3; i++) {
         ck_assert_uint_eq(next_timer(&w), sends[i]);
@@ -232,7 +242,7 @@ START_TEST(test_max_attempts_without_deadline)
     struct world w;
     struct outcome o = {0};
     world_init(&w, 3, 0);
-    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
     udprr__exchange_timers(&w.x, 1 * SEC);
     udprr__exchange_timers(&w.x, 3 * SEC);
     ck_assert_uint_eq(w.nsent, 3);
@@ -253,7 +263,7 @@ START_TEST(test_late_timers_fire_once_per_step)
     struct world w;
     struct outcome o = {0};
     world_init(&w, 0, 0);
-    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
     udprr__exchange_timers(&w.x, 5 * SEC);
     ck_assert_uint_eq(w.nsent, 2);
     ck_assert_uint_eq(next_timer(&w), 7 * SEC);
@@ -266,7 +276,7 @@ START_TEST(test_reply_to_earlier_attempt_completes_with_its_sample)
     struct world w;
     struct outcome o = {0};
     world_init(&w, 0, 10 * SEC);
-    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
     udprr__exchange_timers(&w.x, 1 * SEC); /* attempt 2 at 1 s */
     deliver(&w, 0, "late", 1200 * MS);     /* answers attempt 1 */
     ck_assert_int_eq(o.status, UDPRR_OK);
@@ -276,7 +286,7 @@ START_TEST(test_reply_to_earlier_attempt_completes_with_its_sample)
 
     world_init(&w, 0, 10 * SEC);
     memset(&o, 0, sizeof o);
-    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
     udprr__exchange_timers(&w.x, 1 * SEC);
     deliver(&w, 1, "fresh", 1030 * MS); /* answers attempt 2 */
     ck_assert_uint_eq(w.x.rtt.srtt_us, 30 * MS);
@@ -291,7 +301,7 @@ START_TEST(test_forged_and_stray_datagrams_never_complete)
     struct outcome o = {0};
     uint8_t buf[128];
     world_init(&w, 0, 10 * SEC);
-    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
 
     /* wrong ID (a well-formed datagram, checksum right) */
     w.sent[0].hdr.id ^= 1;
@@ -337,7 +347,7 @@ START_TEST(test_duplicate_and_stale_replies_are_counted_apart)
     struct world w;
     struct outcome o = {0};
     world_init(&w, 0, 10 * SEC);
-    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
     deliver(&w, 0, "a", 10);
     deliver(&w, 0, "a", 11); /* the same reply again */
     ck_assert_int_eq(o.calls, 1);
@@ -353,7 +363,7 @@ START_TEST(test_decline_ends_with_eremote)
     struct outcome o = {0};
     uint8_t buf[64];
     world_init(&w, 0, 10 * SEC);
-    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
     size_t n = make_reply(&w, 0, UDPRR__KIND_DECLINE, NULL, buf);
     udprr__exchange_datagram(&w.x, buf, n, 5);
     ck_assert_int_eq(o.status, UDPRR_EREMOTE);
@@ -367,8 +377,8 @@ START_TEST(test_refused_send_fails_everything)
     struct world w;
     struct outcome a = {0}, b = {0};
     world_init(&w, 0, 10 * SEC);
-    udprr__exchange_submit(&w.x, "a", 1, 0, record, &a, NULL);
-    udprr__exchange_submit(&w.x, "b", 1, 100 * MS, record, &b, NULL);
+    udprr__exchange_submit(&w.x, "a", 1, 0, 0, record, &a, NULL);
+    udprr__exchange_submit(&w.x, "b", 1, 100 * MS, 0, record, &b, NULL);
     w.send_status = UDPRR_EREFUSED;
     udprr__exchange_timers(&w.x, 1 * SEC); /* a's retransmission is refused */
     ck_assert_int_eq(a.status, UDPRR_EREFUSED);
@@ -376,7 +386,7 @@ START_TEST(test_refused_send_fails_everything)
     ck_assert_uint_eq(w.x.stats.refused, 2);
 
     struct outcome c = {0};
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "c", 1, 2 * SEC, record, &c,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "c", 1, 2 * SEC, 0, record, &c,
                                             NULL),
                      UDPRR_EREFUSED);
     ck_assert_int_eq(c.calls, 0); /* a failed call never calls back */
@@ -391,13 +401,13 @@ START_TEST(test_fail_all_and_cancel)
     struct outcome a = {0}, b = {0};
     uint64_t id_a;
     world_init(&w, 0, 10 * SEC);
-    udprr__exchange_submit(&w.x, "a", 1, 0, record, &a, &id_a);
-    udprr__exchange_submit(&w.x, "b", 1, 0, record, &b, NULL);
-    ck_assert_int_eq(udprr__exchange_fail(&w.x, id_a, UDPRR_ECANCELED),
+    udprr__exchange_submit(&w.x, "a", 1, 0, 0, record, &a, &id_a);
+    udprr__exchange_submit(&w.x, "b", 1, 0, 0, record, &b, NULL);
+    ck_assert_int_eq(udprr__exchange_cancel(&w.x, id_a, UDPRR_ECANCELED, 0),
                      UDPRR_OK);
     ck_assert_int_eq(a.status, UDPRR_ECANCELED);
-    ck_assert_int_eq(udprr__exchange_fail(&w.x, id_a, UDPRR_ECANCELED),
-                     UDPRR_EINVAL);
+    ck_assert_int_eq(udprr__exchange_cancel(&w.x, id_a, UDPRR_ECANCELED, 0),
+                     UDPRR_ENOTPENDING);
     udprr__exchange_fail_all(&w.x, UDPRR_EREFUSED);
     ck_assert_int_eq(b.status, UDPRR_EREFUSED);
     ck_assert_int_eq(a.calls + b.calls, 2);
@@ -414,13 +424,13 @@ START_TEST(test_each_end_is_counted_under_its_status)
     struct outcome a = {0}, b = {0};
     uint64_t id_a, id_b;
     world_init(&w, 0, 10 * SEC);
-    udprr__exchange_submit(&w.x, "a", 1, 0, record, &a, &id_a);
-    udprr__exchange_submit(&w.x, "b", 1, 0, record, &b, &id_b);
-    ck_assert_int_eq(udprr__exchange_fail(&w.x, id_a, UDPRR_OK), UDPRR_EINVAL);
+    udprr__exchange_submit(&w.x, "a", 1, 0, 0, record, &a, &id_a);
+    udprr__exchange_submit(&w.x, "b", 1, 0, 0, record, &b, &id_b);
+    ck_assert_int_eq(udprr__exchange_cancel(&w.x, id_a, UDPRR_OK, 0), UDPRR_EINVAL);
     ck_assert_int_eq(a.calls, 0);
-    ck_assert_int_eq(udprr__exchange_fail(&w.x, id_a, UDPRR_ESYS), UDPRR_OK);
+    ck_assert_int_eq(udprr__exchange_cancel(&w.x, id_a, UDPRR_ESYS, 0), UDPRR_OK);
     ck_assert_int_eq(a.status, UDPRR_ESYS);
-    ck_assert_int_eq(udprr__exchange_fail(&w.x, id_b, UDPRR_ECANCELED),
+    ck_assert_int_eq(udprr__exchange_cancel(&w.x, id_b, UDPRR_ECANCELED, 0),
                      UDPRR_OK);
     ck_assert_uint_eq(w.x.stats.failed, 1);
     ck_assert_uint_eq(w.x.stats.canceled, 1);
@@ -434,22 +444,22 @@ START_TEST(test_invalid_and_too_big)
     struct outcome o = {0};
     static uint8_t big[UDPRR_MAX_PAYLOAD + 1];
     world_init(&w, 0, 10 * SEC);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, big, sizeof big, 0, record,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, big, sizeof big, 0, 0, record,
                                             &o, NULL),
                      UDPRR_ETOOBIG);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, big, sizeof big - 1, 0,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, big, sizeof big - 1, 0, 0,
                                             record, &o, NULL),
                      UDPRR_OK);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, NULL, 1, 0, record, &o,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, NULL, 1, 0, 0, record, &o,
                                             NULL),
                      UDPRR_EINVAL);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, 0, NULL, &o, NULL),
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, 0, 0, NULL, &o, NULL),
                      UDPRR_EINVAL);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, NULL, 0, 0, record, &o,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, NULL, 0, 0, 0, record, &o,
                                             NULL),
                      UDPRR_OK); /* an empty request is fine */
     w.send_status = UDPRR_ETOOBIG; /* the path says: too big */
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, 0, record, &o,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, 0, 0, record, &o,
                                             NULL),
                      UDPRR_ETOOBIG);
     ck_assert_int_eq(o.calls, 0);
@@ -464,7 +474,7 @@ START_TEST(test_transient_send_errors_are_retried)
     struct outcome o = {0};
     world_init(&w, 0, 10 * SEC);
     w.send_status = UDPRR_ESYS; /* e.g. ENOBUFS: as if lost */
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "q", 1, 0, record, &o,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o,
                                             NULL),
                      UDPRR_OK);
     w.send_status = UDPRR_OK;
@@ -481,9 +491,9 @@ START_TEST(test_rtt_state_carries_over_requests)
     struct world w;
     struct outcome o = {0};
     world_init(&w, 0, 10 * SEC);
-    udprr__exchange_submit(&w.x, "1", 1, 0, record, &o, NULL);
+    udprr__exchange_submit(&w.x, "1", 1, 0, 0, record, &o, NULL);
     deliver(&w, 0, "r", 100 * MS);
-    udprr__exchange_submit(&w.x, "2", 1, 1 * SEC, record, &o, NULL);
+    udprr__exchange_submit(&w.x, "2", 1, 1 * SEC, 0, record, &o, NULL);
     ck_assert_uint_eq(next_timer(&w), 1 * SEC + 300 * MS);
     udprr__exchange_destroy(&w.x);
 }
@@ -503,14 +513,14 @@ START_TEST(test_many_outstanding_fire_in_order)
     world_init(&w, 2, 0);
     for (int i = 0; i < N; i++) {
         now += seeded_rand(&seed) % 5000;
-        ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, now, record,
+        ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, now, 0, record,
                                                 &o[i], &ids[i]),
                          UDPRR_OK);
         w.nsent = 0;
     }
     /* Take every seventh out of the middle of the heap first. */
     for (int i = 0; i < N; i += 7)
-        ck_assert_int_eq(udprr__exchange_fail(&w.x, ids[i], UDPRR_ECANCELED),
+        ck_assert_int_eq(udprr__exchange_cancel(&w.x, ids[i], UDPRR_ECANCELED, 0),
                          UDPRR_OK);
     uint64_t last = 0, t;
     int fired = 0;
@@ -541,10 +551,10 @@ START_TEST(test_broken_random_cannot_reuse_an_id)
     struct outcome a = {0}, b = {0};
     world_init(&w, 0, 10 * SEC);
     w.constant_id = 7;
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "a", 1, 0, record, &a,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "a", 1, 0, 0, record, &a,
                                             NULL),
                      UDPRR_OK);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "b", 1, 0, record, &b,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "b", 1, 0, 0, record, &b,
                                             NULL),
                      UDPRR_EINVAL);
     ck_assert_uint_eq(w.nsent, 1);
@@ -558,11 +568,11 @@ struct chain {
     struct outcome first, second;
 };
 
-static void submit_again(void *user, int status, const uint8_t *r, size_t n)
+static void submit_again(void *user, int status, const void *r, size_t n)
 {
     struct chain *c = user;
     record(&c->first, status, r, n);
-    ck_assert_int_eq(udprr__exchange_submit(&c->w->x, "next", 4, 1 * SEC, record,
+    ck_assert_int_eq(udprr__exchange_submit(&c->w->x, "next", 4, 1 * SEC, 0, record,
                                             &c->second, NULL),
                      UDPRR_OK);
 }
@@ -572,7 +582,7 @@ START_TEST(test_callback_may_submit)
     struct world w;
     struct chain c = {&w, {0}, {0}};
     world_init(&w, 1, 0);
-    udprr__exchange_submit(&w.x, "a", 1, 0, submit_again, &c, NULL);
+    udprr__exchange_submit(&w.x, "a", 1, 0, 0, submit_again, &c, NULL);
     udprr__exchange_timers(&w.x, 1 * SEC);
     ck_assert_int_eq(c.first.status, UDPRR_ETIMEDOUT);
     ck_assert_uint_eq(w.nsent, 2);
@@ -589,28 +599,44 @@ END_TEST
 
 START_TEST(test_raw_keeps_one_request_in_flight)
 {
+    /* Raw datagrams cannot say which request they answer: one is in
+     * flight, the others wait their turn, in order. */
     static const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0};
     struct world w;
-    struct outcome a = {0}, b = {0};
+    struct outcome a = {0}, b = {0}, c = {0};
     world_init_framed(&w, 0, 10 * SEC, &raw);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "one", 3, 0, record, &a,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "one", 3, 0, 0, record, &a,
                                             NULL),
                      UDPRR_OK);
     ck_assert_mem_eq(w.sent[0].body, "one", 3); /* no header at all */
     ck_assert_uint_eq(w.sent[0].body_len, 3);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "two", 3, 0, record, &b,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "two", 3, 0, 0, record, &b,
                                             NULL),
-                     UDPRR_EINVAL);
-    /* any datagram from the peer is the reply */
+                     UDPRR_OK);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "three", 5, 0, 0, record,
+                                            &c, NULL),
+                     UDPRR_OK);
+    ck_assert_uint_eq(w.nsent, 1); /* the others wait */
+    ck_assert_uint_eq(w.x.in_flight, 1);
+    ck_assert_uint_eq(w.x.queued, 2);
+    /* any datagram from the peer is the reply, to the one in flight */
     udprr__exchange_datagram(&w.x, "whatever", 8, 30 * MS);
     ck_assert_int_eq(a.status, UDPRR_OK);
     ck_assert_mem_eq(a.reply, "whatever", 8);
     ck_assert_uint_eq(w.x.rtt.samples, 1); /* first transmission: clean */
-    udprr__exchange_datagram(&w.x, "late", 4, 31 * MS);
+    ck_assert_uint_eq(w.nsent, 2);         /* then the next goes */
+    ck_assert_mem_eq(w.sent[1].body, "two", 3);
+    ck_assert_int_eq(b.calls, 0);
+    udprr__exchange_datagram(&w.x, "r2", 2, 40 * MS);
+    ck_assert_int_eq(b.status, UDPRR_OK);
+    ck_assert_mem_eq(b.reply, "r2", 2);
+    ck_assert_mem_eq(w.sent[2].body, "three", 5);
+    udprr__exchange_datagram(&w.x, "r3", 2, 50 * MS);
+    ck_assert_int_eq(c.status, UDPRR_OK);
+    ck_assert_uint_eq(w.x.pending, 0);
+    udprr__exchange_datagram(&w.x, "late", 4, 51 * MS);
     ck_assert_uint_eq(w.x.stats.dropped_stale, 1);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "two", 3, 0, record, &b,
-                                            NULL),
-                     UDPRR_OK);
+    ck_assert_int_eq(a.calls + b.calls + c.calls, 3);
     udprr__exchange_destroy(&w.x);
 }
 END_TEST
@@ -623,7 +649,7 @@ START_TEST(test_raw_retransmitted_reply_is_no_sample)
     struct world w;
     struct outcome a = {0};
     world_init_framed(&w, 0, 10 * SEC, &raw);
-    udprr__exchange_submit(&w.x, "q", 1, 0, record, &a, NULL);
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &a, NULL);
     udprr__exchange_timers(&w.x, 1 * SEC);
     ck_assert_uint_eq(w.nsent, 2);
     ck_assert_mem_eq(w.sent[1].body, "q", 1); /* resent unchanged */
@@ -642,17 +668,19 @@ START_TEST(test_id_at_offset_matches_on_the_id)
     struct outcome a = {0}, b = {0};
     uint64_t id_a, id_b;
     world_init_framed(&w, 0, 10 * SEC, &dns);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "\0\0qa", 4, 0, record, &a,
-                                            &id_a),
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "\0\0qa", 4, 0, 0, record, &a,
+                                            NULL),
                      UDPRR_OK);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "\0\0qb", 4, 0, record, &b,
-                                            &id_b),
+    id_a = w.last_id;
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "\0\0qb", 4, 0, 0, record, &b,
+                                            NULL),
                      UDPRR_OK);
+    id_b = w.last_id;
     ck_assert_uint_le(id_a, 0xffff);
     ck_assert_uint_ne(id_a, id_b);
     ck_assert_uint_eq(w.sent[0].body[0], id_a >> 8);
     ck_assert_uint_eq(w.sent[0].body[1], id_a & 0xff);
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "\0", 1, 0, record, &b,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "\0", 1, 0, 0, record, &b,
                                             NULL),
                      UDPRR_EINVAL); /* no room for the ID */
 
@@ -671,25 +699,38 @@ END_TEST
 START_TEST(test_one_byte_ids_stay_distinct)
 {
     /* With a 1-byte ID only 256 requests can be told apart: the engine
-     * never gives two outstanding requests the same one. */
+     * never gives two requests in flight the same one. The 257th and later
+     * wait until an ID is free. */
     static const struct udprr__framing tiny = {UDPRR_FRAMING_ID_AT_OFFSET, 0, 1};
-    static struct outcome o[200];
+    static struct outcome o[300];
     struct world w;
-    int seen[256] = {0};
+    int in_flight_with[256] = {0};
     world_init_framed(&w, 0, 10 * SEC, &tiny);
-    for (int i = 0; i < 200; i++) {
-        uint64_t id;
-        int rc = udprr__exchange_submit(&w.x, "x", 1, 0, record, &o[i], &id);
-        if (rc != UDPRR_OK) {
-            ck_assert_int_eq(rc, UDPRR_EINVAL); /* ran out of free IDs */
-            continue;
-        }
-        ck_assert_uint_le(id, 0xff);
-        ck_assert_int_eq(seen[id], 0);
-        seen[id] = 1;
+    for (int i = 0; i < 300; i++)
+        ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, 0, 0, record,
+                                                &o[i], NULL),
+                         UDPRR_OK);
+    ck_assert_uint_eq(w.nsent, 256);
+    ck_assert_uint_eq(w.x.in_flight, 256);
+    ck_assert_uint_eq(w.x.queued, 44);
+    for (size_t i = 0; i < w.nsent; i++) {
+        ck_assert_int_eq(in_flight_with[w.sent[i].body[0]], 0);
+        in_flight_with[w.sent[i].body[0]] = 1;
     }
-    ck_assert_uint_gt(w.x.pending, 100);
+    /* An answer frees its ID: exactly one queued request goes, and it
+     * takes the one ID free, the one just answered. */
+    uint8_t answered = w.sent[17].body[0];
+    w.nsent = 0;
+    udprr__exchange_datagram(&w.x, &answered, 1, 5 * MS);
+    ck_assert_int_eq(o[17].status, UDPRR_OK);
+    ck_assert_uint_eq(w.nsent, 1);
+    ck_assert_uint_eq(w.sent[0].body[0], answered);
+    ck_assert_uint_eq(w.x.in_flight, 256);
+    ck_assert_uint_eq(w.x.queued, 43);
     udprr__exchange_destroy(&w.x);
+    for (int i = 0; i < 300; i++)
+        ck_assert_int_eq(o[i].calls, 1);
+    ck_assert_uint_eq(w.x.stats.unsent, 43);
 }
 END_TEST
 
@@ -706,9 +747,10 @@ START_TEST(test_short_ids_do_not_repeat_within_their_space)
     world_init_framed(&w, 0, 10 * SEC, &coap);
     uint64_t first = 0, id = 0;
     for (unsigned i = 0; i < 65536; i++) {
-        if (udprr__exchange_submit(&w.x, "\x40\x01\0\0", 4, 0, record, &o,
-                                   &id) != UDPRR_OK)
+        if (udprr__exchange_submit(&w.x, "\x40\x01\0\0", 4, 0, 0, record, &o,
+                                   NULL) != UDPRR_OK)
             ck_abort_msg("submit %u failed", i);
+        id = (uint64_t)w.sent[0].body[2] << 8 | w.sent[0].body[3];
         if (id > 0xffff || used[id])
             ck_abort_msg("request %u reused ID %llu", i, (unsigned long long)id);
         used[id] = 1;
@@ -729,14 +771,14 @@ START_TEST(test_random_failure_starts_nothing)
     struct outcome o = {0};
     world_init(&w, 0, 10 * SEC);
     w.random_fails = 1;
-    ck_assert_int_eq(udprr__exchange_submit(&w.x, "q", 1, 0, record, &o,
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o,
                                             NULL),
                      UDPRR_ESYS);
     ck_assert_uint_eq(w.nsent, 0);
     ck_assert_uint_eq(w.x.pending, 0);
     /* an outstanding request's retransmission goes out unjittered */
     w.random_fails = 0;
-    udprr__exchange_submit(&w.x, "q", 1, 0, record, &o, NULL);
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
     w.x.rtt.policy.jitter_pct = 50;
     w.random_fails = 1;
     udprr__exchange_timers(&w.x, 1 * SEC);
@@ -754,12 +796,12 @@ struct resubmitter {
     int submitted;
 };
 
-static void resubmit(void *user, int status, const uint8_t *r, size_t n)
+static void resubmit(void *user, int status, const void *r, size_t n)
 {
     struct resubmitter *rs = user;
     (void)status, (void)r, (void)n;
     rs->calls++;
-    if (udprr__exchange_submit(rs->x, "again", 5, 0, resubmit, rs, NULL) ==
+    if (udprr__exchange_submit(rs->x, "again", 5, 0, 0, resubmit, rs, NULL) ==
         UDPRR_OK)
         rs->submitted++;
 }
@@ -770,7 +812,7 @@ START_TEST(test_fail_all_ends_even_when_callbacks_resubmit)
     struct resubmitter rs = {&w.x, 0, 0};
     world_init(&w, 0, 10 * SEC);
     for (int i = 0; i < 3; i++)
-        udprr__exchange_submit(&w.x, "q", 1, 0, resubmit, &rs, NULL);
+        udprr__exchange_submit(&w.x, "q", 1, 0, 0, resubmit, &rs, NULL);
     udprr__exchange_fail_all(&w.x, UDPRR_EREFUSED);
     ck_assert_int_eq(rs.calls, 3);          /* the three outstanding */
     ck_assert_int_eq(rs.submitted, 3);      /* their resubmissions */
@@ -813,7 +855,7 @@ START_TEST(test_allocation_failures_leave_state_intact)
      * least once. */
     for (int i = 0; i < 40; i++) {
         allocs_left = i % 3;
-        int rc = udprr__exchange_submit(&w.x, "x", 1, 0, record, &o[i], NULL);
+        int rc = udprr__exchange_submit(&w.x, "x", 1, 0, 0, record, &o[i], NULL);
         ck_assert(rc == UDPRR_OK || rc == UDPRR_ENOMEM);
         accepted[i] = rc == UDPRR_OK;
         ok += accepted[i];
@@ -830,16 +872,399 @@ START_TEST(test_allocation_failures_leave_state_intact)
 
     struct udprr__exchange x;
     struct udprr__rtt_policy p;
-    struct udprr__exchange_limits lim = {0, 0};
+    struct udprr__exchange_limits lim = {.max_attempts = 0};
     struct udprr__exchange_io io = {&w, fake_send, fake_random64, NULL};
     udprr__rtt_policy_default(&p);
-    for (int budget = 0; budget < 2; budget++) {
+    for (int budget = 0; budget < 3; budget++) {
         udprr__set_allocator(&failing);
         allocs_left = budget;
         ck_assert_int_eq(udprr__exchange_init(&x, NULL, &p, &lim, &io),
                          UDPRR_ENOMEM);
         udprr__set_allocator(NULL);
     }
+}
+END_TEST
+
+
+/* --- the window and the queue -------------------------------------------- */
+
+/* A world whose window starts at `initial` under a ceiling of `max`,
+ * logging the ID of every first transmission into ids. */
+static void world_init_window(struct world *w, unsigned initial, unsigned max,
+                              uint64_t *ids, size_t cap)
+{
+    world_init(w, 0, 0);
+    udprr__exchange_destroy(&w->x);
+    struct udprr__rtt_policy p;
+    udprr__rtt_policy_default(&p);
+    p.jitter_pct = 0;
+    struct udprr__exchange_limits lim = {0, 0, 0, 0, initial, max};
+    struct udprr__exchange_io io = {w, fake_send, fake_random64,
+                                    fake_on_attempt};
+    ck_assert_int_eq(udprr__exchange_init(&w->x, NULL, &p, &lim, &io),
+                     UDPRR_OK);
+    w->first_ids = ids;
+    w->first_cap = cap;
+    w->nfirst = 0;
+}
+
+static void reply_to(struct world *w, uint64_t id, uint64_t now)
+{
+    uint8_t buf[UDPRR__WIRE_HEADER_BYTES] = {0};
+    struct udprr__wire_header h = {UDPRR__KIND_REPLY, 1, id};
+    ck_assert_int_eq(udprr__wire_encode(&h, buf, 0, buf), UDPRR_OK);
+    udprr__exchange_datagram(&w->x, buf, sizeof buf, now);
+}
+
+/* Answers, in the order they were sent, every request in flight when it
+ * is called (requests go out in order and rounds answer all of them, so
+ * those are the IDs logged since the last round). */
+static void answer_round(struct world *w, size_t *answered, uint64_t now)
+{
+    size_t upto = w->nfirst;
+    for (; *answered < upto; (*answered)++)
+        reply_to(w, w->first_ids[*answered], now);
+    w->nsent = 0;
+}
+
+static void count_calls(void *user, int status, const void *r, size_t n)
+{
+    (void)status, (void)r, (void)n;
+    (*(int *)user)++;
+}
+
+/* The window through the engine: slow start doubles it each round trip up
+ * to its ceiling; one lost window halves it once; avoidance grows it back
+ * by one per round trip. Exact, under the scripted clock. */
+START_TEST(test_window_grows_halves_and_grows_back)
+{
+    enum { N = 400 };
+    static uint64_t ids[N];
+    struct world w;
+    int calls = 0;
+    size_t answered = 0;
+    world_init_window(&w, 0, 16, ids, N);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, 0, 0,
+                                                count_calls, &calls, NULL),
+                         UDPRR_OK);
+    ck_assert_uint_eq(w.x.window.size, 4);
+    ck_assert_uint_eq(w.x.in_flight, 4);
+    ck_assert_uint_eq(w.x.queued, N - 4);
+    ck_assert_uint_eq(w.nsent, 4);
+
+    const unsigned slow_start[] = {8, 16, 16};
+    uint64_t now = 0;
+    for (size_t r = 0; r < 3; r++) {
+        now += 10 * MS;
+        answer_round(&w, &answered, now);
+        ck_assert_uint_eq(w.x.window.size, slow_start[r]);
+        ck_assert_uint_eq(w.x.in_flight, slow_start[r]);
+    }
+    ck_assert_uint_eq(answered, 4 + 8 + 16);
+
+    /* The 16 in flight all go unanswered: their timers run out together.
+     * One halving for the whole window, every one retransmitted. */
+    uint64_t t = next_timer(&w);
+    ck_assert_uint_gt(t, now);
+    udprr__exchange_timers(&w.x, t);
+    ck_assert_uint_eq(w.x.stats.retransmissions, 16);
+    ck_assert_uint_eq(w.x.window.size, 8);
+    ck_assert_uint_eq(w.x.window.ssthresh, 8);
+    ck_assert_uint_eq(w.x.window.reductions, 1);
+    ck_assert_uint_eq(w.x.in_flight, 16); /* nothing new goes out */
+    now = t;
+
+    /* Congestion avoidance: one more per round trip. */
+    const unsigned avoidance[] = {9, 10, 11, 12, 13};
+    for (size_t r = 0; r < 5; r++) {
+        now += 10 * MS;
+        answer_round(&w, &answered, now);
+        ck_assert_uint_eq(w.x.window.size, avoidance[r]);
+        ck_assert_uint_eq(w.x.in_flight, avoidance[r]);
+    }
+    ck_assert_uint_eq(w.x.window.reductions, 1);
+    ck_assert_int_eq(calls, (int)answered);
+    udprr__exchange_destroy(&w.x);
+    ck_assert_int_eq(calls, N);
+}
+END_TEST
+
+/* A timer cut short by the deadline is no loss: the deadline is the
+ * application's, not the path's. */
+START_TEST(test_deadline_is_no_loss)
+{
+    struct world w;
+    struct outcome o = {0};
+    world_init(&w, 0, 100 * MS); /* the RTO is 1 s */
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
+    udprr__exchange_timers(&w.x, 100 * MS);
+    ck_assert_int_eq(o.status, UDPRR_ETIMEDOUT);
+    ck_assert_uint_eq(w.x.window.reductions, 0);
+    /* whereas a whole wait run out is one */
+    udprr__exchange_submit(&w.x, "q", 1, 1 * SEC, 5 * SEC, record, &o, NULL);
+    udprr__exchange_timers(&w.x, 2 * SEC);
+    ck_assert_uint_eq(w.x.window.reductions, 1);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_cancel_queued_and_in_flight)
+{
+    enum { N = 8 };
+    static uint64_t ids[N];
+    struct world w;
+    struct outcome o[3] = {{0}};
+    uint64_t ticket[3];
+    world_init_window(&w, 1, 1, ids, N);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(udprr__exchange_submit(&w.x, "abc" + i, 1, 0, 0,
+                                                record, &o[i], &ticket[i]),
+                         UDPRR_OK);
+    ck_assert_uint_eq(ticket[0], 1);
+    ck_assert_uint_eq(ticket[1], 2);
+    ck_assert_uint_eq(ticket[2], 3);
+    ck_assert_uint_eq(w.nsent, 1);
+    /* A queued request: it ends, never sent. */
+    ck_assert_int_eq(udprr__exchange_cancel(&w.x, ticket[1], UDPRR_ECANCELED,
+                                            5 * MS),
+                     UDPRR_OK);
+    ck_assert_int_eq(o[1].calls, 1);
+    ck_assert_int_eq(o[1].status, UDPRR_ECANCELED);
+    ck_assert_uint_eq(w.nsent, 1);
+    ck_assert_uint_eq(w.x.stats.unsent, 1);
+    /* The one in flight: its slot goes to the next in the queue. */
+    ck_assert_int_eq(udprr__exchange_cancel(&w.x, ticket[0], UDPRR_ECANCELED,
+                                            6 * MS),
+                     UDPRR_OK);
+    ck_assert_int_eq(o[0].status, UDPRR_ECANCELED);
+    ck_assert_uint_eq(w.nsent, 2);
+    ck_assert_mem_eq(w.sent[1].body, "c", 1);
+    /* Its late reply is a duplicate, delivered to no one. */
+    reply_to(&w, ids[0], 7 * MS);
+    ck_assert_uint_eq(w.x.stats.dropped_duplicate, 1);
+    ck_assert_int_eq(o[0].calls, 1);
+    /* Canceling again, or a ticket never given, is a no-op that says so. */
+    ck_assert_int_eq(udprr__exchange_cancel(&w.x, ticket[0], UDPRR_ECANCELED,
+                                            8 * MS),
+                     UDPRR_ENOTPENDING);
+    ck_assert_int_eq(udprr__exchange_cancel(&w.x, 99, UDPRR_ECANCELED, 8 * MS),
+                     UDPRR_ENOTPENDING);
+    ck_assert_int_eq(o[0].calls + o[1].calls + o[2].calls, 2);
+    ck_assert_uint_eq(w.x.stats.canceled, 2);
+    udprr__exchange_destroy(&w.x);
+    ck_assert_int_eq(o[2].calls, 1);
+}
+END_TEST
+
+/* A queued request's own deadline ends it unsent, while the one in flight
+ * goes on; requests queued behind keep their order. */
+START_TEST(test_queued_request_meets_its_deadline)
+{
+    enum { N = 8 };
+    static uint64_t ids[N];
+    struct world w;
+    struct outcome a = {0}, b = {0}, c = {0};
+    world_init_window(&w, 1, 1, ids, N);
+    udprr__exchange_submit(&w.x, "a", 1, 0, 0, record, &a, NULL);
+    udprr__exchange_submit(&w.x, "b", 1, 0, 50 * MS, record, &b, NULL);
+    udprr__exchange_submit(&w.x, "c", 1, 10 * MS, 0, record, &c, NULL);
+    ck_assert_uint_eq(next_timer(&w), 50 * MS);
+    udprr__exchange_timers(&w.x, 50 * MS);
+    ck_assert_int_eq(b.status, UDPRR_ETIMEDOUT);
+    ck_assert_int_eq(a.calls + c.calls, 0);
+    ck_assert_uint_eq(w.nsent, 1); /* b was never sent */
+    ck_assert_uint_eq(w.x.stats.unsent, 1);
+    ck_assert_uint_eq(w.x.stats.timeouts, 1);
+    reply_to(&w, ids[0], 60 * MS);
+    ck_assert_int_eq(a.status, UDPRR_OK);
+    ck_assert_uint_eq(w.nsent, 2);
+    ck_assert_mem_eq(w.sent[1].body, "c", 1);
+    /* Every accepted request in exactly one end counter, and the
+     * transmissions add up. */
+    udprr__exchange_destroy(&w.x);
+    const struct udprr__exchange_counters *s = &w.x.stats;
+    ck_assert_uint_eq(s->requests, 3);
+    ck_assert_uint_eq(s->completed + s->timeouts + s->canceled, 3);
+    ck_assert_uint_eq(s->attempts + s->unsent,
+                      s->requests + s->retransmissions);
+}
+END_TEST
+
+START_TEST(test_pending_bounds)
+{
+    struct world w;
+    int calls = 0;
+    world_init(&w, 0, 0);
+    udprr__exchange_destroy(&w.x);
+    struct udprr__rtt_policy p;
+    udprr__rtt_policy_default(&p);
+    struct udprr__exchange_limits lim = {0, 0, 3, 0, 1, 1};
+    struct udprr__exchange_io io = {&w, fake_send, fake_random64, NULL};
+    ck_assert_int_eq(udprr__exchange_init(&w.x, NULL, &p, &lim, &io),
+                     UDPRR_OK);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, 0, 0,
+                                                count_calls, &calls, NULL),
+                         UDPRR_OK);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, 0, 0, count_calls,
+                                            &calls, NULL),
+                     UDPRR_EBUSY);
+    ck_assert_uint_eq(w.x.stats.requests, 3);
+    udprr__exchange_destroy(&w.x);
+    ck_assert_int_eq(calls, 3); /* never for the one refused */
+
+    /* In bytes: each request counts its body and the fixed overhead. */
+    lim.max_pending = 0;
+    lim.max_pending_bytes = 2 * (UDPRR_PENDING_OVERHEAD + 100);
+    ck_assert_int_eq(udprr__exchange_init(&w.x, NULL, &p, &lim, &io),
+                     UDPRR_OK);
+    static const uint8_t body[101];
+    const size_t lens[] = {100, 101, 100, 0};
+    const int want[] = {UDPRR_OK, UDPRR_EBUSY, UDPRR_OK, UDPRR_EBUSY};
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_int_eq(udprr__exchange_submit(&w.x, body, lens[i], 0, 0,
+                                                count_calls, &calls, NULL),
+                         want[i]);
+    /* Room comes back as requests end. */
+    ck_assert_int_eq(udprr__exchange_cancel(&w.x, 1, UDPRR_ECANCELED, 0),
+                     UDPRR_OK);
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, body, 100, 0, 0,
+                                            count_calls, &calls, NULL),
+                     UDPRR_OK);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+/* --- 10,000 in flight ---------------------------------------------------- */
+
+static size_t live_bytes, peak_bytes;
+
+/* An allocator that knows how many bytes are live: each block carries its
+ * size in front. */
+static void *counting_malloc(size_t n)
+{
+    size_t *p = malloc(sizeof(max_align_t) + n);
+    if (p == NULL)
+        return NULL;
+    *p = n;
+    live_bytes += n;
+    if (live_bytes > peak_bytes)
+        peak_bytes = live_bytes;
+    return (uint8_t *)p + sizeof(max_align_t);
+}
+
+static void counting_free(void *q)
+{
+    if (q == NULL)
+        return;
+    size_t *p = (size_t *)(void *)((uint8_t *)q - sizeof(max_align_t));
+    live_bytes -= *p;
+    free(p);
+}
+
+static void *counting_calloc(size_t c, size_t n)
+{
+    void *q = counting_malloc(c * n);
+    if (q != NULL)
+        memset(q, 0, c * n);
+    return q;
+}
+
+static void *counting_realloc(void *q, size_t n)
+{
+    void *r = counting_malloc(n);
+    if (r == NULL || q == NULL)
+        return r;
+    size_t old = *(size_t *)(void *)((uint8_t *)q - sizeof(max_align_t));
+    memcpy(r, q, old < n ? old : n);
+    counting_free(q);
+    return r;
+}
+
+struct timed {
+    const struct world *w;
+    uint64_t *now;
+    uint64_t ended_at;
+    int status;
+    int calls;
+};
+
+static void timed_done(void *user, int status, const void *r, size_t n)
+{
+    struct timed *t = user;
+    (void)r, (void)n;
+    t->calls++;
+    t->status = status;
+    t->ended_at = *t->now;
+}
+
+/* 10,000 requests in flight at once: memory within what udprr.h promises
+ * (UDPRR_PENDING_OVERHEAD plus the bytes, each), and every timer exact:
+ * request i, sent at i * 100 us, is resent at exactly +1 s and times out
+ * at exactly +3 s (two attempts, no jitter, backoff x2). */
+START_TEST(test_ten_thousand_in_flight)
+{
+    enum { N = 10000, LEN = 32 };
+    static struct timed t[N];
+    static uint64_t ids[N];
+    static const struct udprr__allocator counting = {
+        counting_malloc, counting_calloc, counting_realloc, counting_free};
+    struct world w;
+    uint64_t now = 0;
+    uint8_t body[LEN] = {0};
+
+    udprr__set_allocator(&counting);
+    live_bytes = peak_bytes = 0;
+    world_init(&w, 0, 0);
+    udprr__exchange_destroy(&w.x);
+    struct udprr__rtt_policy p;
+    udprr__rtt_policy_default(&p);
+    p.jitter_pct = 0;
+    struct udprr__exchange_limits lim = {2, 0, 0, 0, N, N};
+    struct udprr__exchange_io io = {&w, fake_send, fake_random64,
+                                    fake_on_attempt};
+    ck_assert_int_eq(udprr__exchange_init(&w.x, NULL, &p, &lim, &io),
+                     UDPRR_OK);
+    w.first_ids = ids;
+    w.first_cap = N;
+    size_t base = live_bytes;
+    for (int i = 0; i < N; i++) {
+        now = (uint64_t)i * 100;
+        t[i] = (struct timed){&w, &now, 0, 0, 0};
+        ck_assert_int_eq(udprr__exchange_submit(&w.x, body, LEN, now, 0,
+                                                timed_done, &t[i], NULL),
+                         UDPRR_OK);
+        w.nsent = 0;
+    }
+    ck_assert_uint_eq(w.x.in_flight, N);
+    ck_assert_uint_eq(w.x.queued, 0);
+    size_t bound = base + (size_t)N * (UDPRR_PENDING_OVERHEAD + LEN);
+    ck_assert_msg(live_bytes - base <= bound - base,
+                  "%zu bytes for %d pending, over the bound of %zu",
+                  live_bytes - base, N, bound - base);
+
+    /* Drive every timer at its exact time. */
+    uint64_t when;
+    size_t steps = 0;
+    while (udprr__exchange_next_timer(&w.x, &when)) {
+        ck_assert_uint_ge(when, now);
+        now = when;
+        udprr__exchange_timers(&w.x, now);
+        w.nsent = 0;
+        ck_assert_uint_lt(++steps, 3 * (size_t)N);
+    }
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(t[i].calls, 1);
+        ck_assert_int_eq(t[i].status, UDPRR_ETIMEDOUT);
+        ck_assert_uint_eq(t[i].ended_at, (uint64_t)i * 100 + 3 * SEC);
+    }
+    ck_assert_uint_eq(w.x.stats.retransmissions, N);
+    ck_assert_uint_eq(w.x.stats.timeouts, N);
+    udprr__exchange_destroy(&w.x);
+    udprr__set_allocator(NULL);
+    ck_assert_uint_eq(live_bytes, 0);
+    ck_assert_uint_le(peak_bytes - base, bound - base);
 }
 END_TEST
 
@@ -874,5 +1299,15 @@ int main(void)
     tcase_add_test(tc, test_random_failure_starts_nothing);
     tcase_add_test(tc, test_fail_all_ends_even_when_callbacks_resubmit);
     suite_add_tcase(s, tc);
+
+    TCase *q = tcase_create("window and queue");
+    tcase_set_timeout(q, 60);
+    tcase_add_test(q, test_window_grows_halves_and_grows_back);
+    tcase_add_test(q, test_deadline_is_no_loss);
+    tcase_add_test(q, test_cancel_queued_and_in_flight);
+    tcase_add_test(q, test_queued_request_meets_its_deadline);
+    tcase_add_test(q, test_pending_bounds);
+    tcase_add_test(q, test_ten_thousand_in_flight);
+    suite_add_tcase(s, q);
     return udprr_test_run(s);
 }

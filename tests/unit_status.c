@@ -29,7 +29,9 @@ START_TEST(test_values_are_the_abi)
     ck_assert_int_eq(UDPRR_ESYS, -8);
     ck_assert_int_eq(UDPRR_EREMOTE, -9);
     ck_assert_int_eq(UDPRR_ECANCELED, -10);
-    ck_assert_uint_eq(NCODES, 11);
+    ck_assert_int_eq(UDPRR_EBUSY, -11);
+    ck_assert_int_eq(UDPRR_ENOTPENDING, -12);
+    ck_assert_uint_eq(NCODES, 13);
 }
 END_TEST
 
@@ -48,7 +50,7 @@ END_TEST
 
 START_TEST(test_unknown_codes_get_a_generic_message)
 {
-    const int unknown[] = {1, 5, -11, -1000, 2147483647, -2147483647 - 1};
+    const int unknown[] = {1, 5, -13, -1000, 2147483647, -2147483647 - 1};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         ck_assert_str_eq(udprr_strerror(unknown[i]),
                          "unknown libudprr status");

@@ -271,8 +271,9 @@ typedef struct udprr_client_opts {
                                     its bytes plus UDPRR_PENDING_OVERHEAD;
                                     beyond it a send fails with
                                     UDPRR_EBUSY. At least
-                                    UDPRR_PENDING_OVERHEAD + the largest
-                                    request. Default 64 MiB */
+                                    UDPRR_PENDING_OVERHEAD +
+                                    UDPRR_MAX_DATAGRAM, whatever the
+                                    framing. Default 64 MiB */
     unsigned max_window;         /* most requests in flight at once,
                                     1..65535: the ceiling of the congestion
                                     window (docs/async.md). Default 64 */
@@ -387,8 +388,9 @@ UDPRR_API int udprr_client_request(udprr_client *c, const void *req,
  * Client counters since open. Set size to sizeof(struct udprr_client_stats)
  * before the call (the library fills only what fits, so fields can be
  * appended in later versions).
- * The counters add up: attempts + unsent == requests + retransmissions,
- * requests == in_flight + queued + every request that has ended, and
+ * The counters add up: attempts + unsent + queued == requests +
+ * retransmissions, requests == in_flight + queued + every request that
+ * has ended (also when read from inside a done callback), and
  * every request that has ended is counted in exactly one of completed,
  * timeouts, refused, declined, canceled, failed (and in none while it is
  * still pending). A request whose very first send fails at once, inside

@@ -544,7 +544,7 @@ int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
     if (body_len > udprr__framing_max_body(&x->framing))
         return UDPRR_ETOOBIG;
     if ((x->limits.max_pending > 0 &&
-         x->pending >= x->limits.max_pending) ||
+         x->in_flight + x->queued >= x->limits.max_pending) ||
         (x->limits.max_pending_bytes > 0 &&
          (body_len + UDPRR_PENDING_OVERHEAD >
           x->limits.max_pending_bytes - x->pending_bytes)))
@@ -686,7 +686,9 @@ void udprr__exchange_fail_all(struct udprr__exchange *x, int status)
 {
     /* Detach everything first, chained through qnext: a callback that
      * submits adds to the now empty engine, not to this list, so the loop
-     * ends whatever the callbacks do. */
+     * ends whatever the callbacks do. The counts (in flight, queued,
+     * bytes) go down one request at a time, as each ends, so that the
+     * stats add up inside every callback. */
     struct udprr__xreq *list = NULL;
     for (size_t i = 0; i < x->pending; i++) {
         x->heap[i]->qnext = list;
@@ -695,9 +697,6 @@ void udprr__exchange_fail_all(struct udprr__exchange *x, int status)
     hash_clear(&x->by_id);
     hash_clear(&x->by_ticket);
     x->pending = 0;
-    x->pending_bytes = 0;
-    x->in_flight = 0;
-    x->queued = 0;
     x->queue_head = x->queue_tail = NULL;
     x->lone = NULL;
     while (list != NULL) {
@@ -705,6 +704,11 @@ void udprr__exchange_fail_all(struct udprr__exchange *x, int status)
         udprr__xdone_fn done = r->done;
         void *user = r->user;
         list = r->qnext;
+        if (r->state == XREQ_IN_FLIGHT)
+            x->in_flight--;
+        else
+            x->queued--;
+        x->pending_bytes -= charge(r);
         count_and_free(x, r, status);
         done(user, status, NULL, 0);
     }

@@ -188,8 +188,7 @@ static struct udprr_client_stats client_stats(const udprr_client *c)
 
 /* Every request is queued, or was sent (one attempt, and its
  * retransmissions), or ended unsent; and every request that ended is in
- * exactly one outcome counter. (udprr.h's attempts + unsent == requests +
- * retransmissions is this with nothing queued.) */
+ * exactly one outcome counter, as udprr.h says. */
 static void assert_ended_add_up(const struct udprr_client_stats *st)
 {
     ck_assert_uint_eq(st->attempts + st->unsent + st->queued,

@@ -4,7 +4,8 @@
 #   make                 the shared and static library and udprr.pc
 #   make check           every test suite (installs Check/pkg-config if missing)
 #   make demo            builds everything and shows the library at work
-#   make bench           the resilience benchmark: table, docs/resilience.svg
+#   make bench           the resilience benchmark: table, docs/resilience.svg;
+#                        then the pipelining benchmark (docs/async-bench.md)
 #   make install         PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, MANDIR
 #   make uninstall       removes exactly what install put there
 #   make CC=clang ...    any compiler; objects are rebuilt when CC or flags change
@@ -287,13 +288,25 @@ build/bench/resilience: bench/resilience.c $(BENCH_OBJS) $(STATIC_LIB) build/fla
 	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Itests -Itools/relay $< \
 	    $(BENCH_OBJS) $(LDFLAGS) $(STATIC_LIB) $(LIBS_PRIVATE) -o $@
 
-bench: all build/bench/resilience
+# The pipelining benchmark (docs/async-bench.md): requests per second of the
+# blocking client and of the asynchronous one at max_window 1, 16 and 64,
+# against one echo server on loopback. It checks every reply, and exits
+# nonzero (failing `make bench`) only when a reply is wrong or missing or it
+# could not measure. ASYNC_BENCH_ARGS passes -n COUNT, -r ROUNDS, -s BYTES.
+ASYNC_BENCH_ARGS ?=
+build/bench/async: bench/async.c $(FIXTURE_OBJS) $(STATIC_LIB) build/flags
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Itests $< \
+	    $(FIXTURE_OBJS) $(LDFLAGS) $(STATIC_LIB) $(LIBS_PRIVATE) -o $@
+
+bench: all build/bench/resilience build/bench/async
 	@sh tests/ensure-deps.sh gnuplot-nox || \
 	    echo "bench: no gnuplot: the table is printed, docs/resilience.svg is not redrawn"
 	build/bench/resilience $(BENCH_DATA)
 	@if command -v gnuplot >/dev/null 2>&1; then \
 	    gnuplot -e "datafile='$(BENCH_DATA)'; outfile='docs/resilience.svg'" \
 	        bench/resilience.gp && echo "plot: docs/resilience.svg"; fi
+	build/bench/async $(ASYNC_BENCH_ARGS)
 
 # --- fuzzing -----------------------------------------------------------------
 # `make fuzz` runs the decoder target under libFuzzer (clang) for

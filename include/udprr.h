@@ -488,7 +488,8 @@ UDPRR_API int udprr_client_fd(const udprr_client *c);
  * at 4 (or max_window if smaller), grows by one per reply while it is
  * full (doubling each round trip) up to a threshold, then by one per
  * window's worth of replies, and halves when a request's timer runs out
- * (once per round trip), never below 1 nor above max_window.
+ * (once per window of requests: losses among requests sent before the
+ * halving do not halve it again), never below 1 nor above max_window.
  * docs/async.md gives the algorithm and the reasons for its constants.
  * Requests beyond the window wait in a queue, in the order they were
  * sent. In raw framing, which cannot tell replies apart, one request is in
@@ -579,8 +580,12 @@ UDPRR_API int udprr_client_send_ex(udprr_client *c, const void *req,
  * udprr_client_cancel - ends the pending request named by ticket: its done
  * callback runs once, with UDPRR_ECANCELED, before cancel returns.
  * UDPRR_OK; UDPRR_ENOTPENDING when no request with that ticket is pending
- * (it already ended, its done callback already ran: a harmless no-op);
- * UDPRR_EINVAL for a NULL c. A datagram already sent cannot be recalled:
+ * (a harmless no-op): it has ended, and its done callback has run, or
+ * is about to run, with the status it ended with. The latter only inside
+ * a done callback, while a close or a refusal ends every request at once:
+ * the others' callbacks run after this one returns, so do not free what
+ * they use on the strength of ENOTPENDING alone; UDPRR_EINVAL for a NULL
+ * c. A datagram already sent cannot be recalled:
  * the server may still run the request.
  */
 UDPRR_API int udprr_client_cancel(udprr_client *c, uint64_t ticket);

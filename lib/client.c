@@ -206,6 +206,9 @@ static void receive_step(udprr_client *c)
         }
         taken += n;
         if (refused_now) {
+            /* An ICMP error takes a place in the budget as a datagram
+             * does, so a stream of them cannot hold the call. */
+            taken++;
             refused = 1;
             continue;
         }
@@ -217,7 +220,7 @@ static void receive_step(udprr_client *c)
     /* Nothing listens at the server's port now, so no retry of what is
      * still outstanding can be answered. */
     if (refused)
-        udprr__exchange_fail_all(&c->x, UDPRR_EREFUSED);
+        udprr__exchange_fail_all(&c->x, UDPRR_EREFUSED, udprr__now_us());
 }
 
 /* One step of the engine that never blocks: receive, then fire timers

@@ -388,7 +388,9 @@ static void arm(struct udprr__exchange *x, struct udprr__xreq *r,
     uint64_t when = now_us + wait;
     r->clipped = 0;
     if (when < now_us || when > r->deadline_us) {
-        when = r->deadline_us;
+        /* start() and the timers never send past the deadline, so it is
+         * still ahead; the guard keeps the hook's wait from wrapping. */
+        when = r->deadline_us > now_us ? r->deadline_us : now_us;
         r->clipped = 1;
     }
     r->timer_us = when;
@@ -458,6 +460,12 @@ static void pump(struct udprr__exchange *x, uint64_t now_us)
 {
     while (x->queue_head != NULL && may_send(x)) {
         struct udprr__xreq *r = x->queue_head;
+        if (now_us >= r->deadline_us) {
+            /* Its turn came too late (the loop woke after its deadline):
+             * it ends as its timer would have ended it, unsent. */
+            finish(x, r, UDPRR_ETIMEDOUT, NULL, 0);
+            continue;
+        }
         queue_unlink(x, r);
         r->state = XREQ_STARTING;
         int rc = start(x, r, now_us);
@@ -467,7 +475,7 @@ static void pump(struct udprr__exchange *x, uint64_t now_us)
         }
         finish(x, r, rc, NULL, 0);
         if (rc == UDPRR_EREFUSED)
-            udprr__exchange_fail_all(x, UDPRR_EREFUSED);
+            udprr__exchange_fail_all(x, UDPRR_EREFUSED, now_us);
     }
 }
 
@@ -519,7 +527,7 @@ void udprr__exchange_shutdown(struct udprr__exchange *x)
     if (x == NULL || x->heap == NULL)
         return;
     x->shut = 1;
-    udprr__exchange_fail_all(x, UDPRR_ECANCELED);
+    udprr__exchange_fail_all(x, UDPRR_ECANCELED, 0);
 }
 
 void udprr__exchange_destroy(struct udprr__exchange *x)
@@ -669,7 +677,7 @@ void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us)
         r->attempts++;
         int rc = transmit(x, r, now_us);
         if (rc == UDPRR_EREFUSED) {
-            udprr__exchange_fail_all(x, UDPRR_EREFUSED);
+            udprr__exchange_fail_all(x, UDPRR_EREFUSED, now_us);
             break;
         }
         if (rc == UDPRR_ETOOBIG) {
@@ -682,7 +690,8 @@ void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us)
     pump(x, now_us);
 }
 
-void udprr__exchange_fail_all(struct udprr__exchange *x, int status)
+void udprr__exchange_fail_all(struct udprr__exchange *x, int status,
+                              uint64_t now_us)
 {
     /* Detach everything first, chained through qnext: a callback that
      * submits adds to the now empty engine, not to this list, so the loop
@@ -712,6 +721,9 @@ void udprr__exchange_fail_all(struct udprr__exchange *x, int status)
         count_and_free(x, r, status);
         done(user, status, NULL, 0);
     }
+    /* Requests the callbacks submitted while ended ones still counted as
+     * in flight may have been queued: they go now. */
+    pump(x, now_us);
 }
 
 int udprr__exchange_cancel(struct udprr__exchange *x, uint64_t ticket,

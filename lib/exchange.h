@@ -197,8 +197,10 @@ void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us);
 
 /* Ends every request pending when it is called with status
  * (UDPRR_EREFUSED when the socket reported ECONNREFUSED), queued ones
- * included. Requests that done callbacks submit meanwhile stay pending. */
-void udprr__exchange_fail_all(struct udprr__exchange *x, int status);
+ * included; now_us is when. Requests that done callbacks submit meanwhile
+ * stay pending. */
+void udprr__exchange_fail_all(struct udprr__exchange *x, int status,
+                              uint64_t now_us);
 
 /* Ends the pending request with that ticket with status, a failure, which
  * also says which counter takes it: UDPRR_ECANCELED for a request given

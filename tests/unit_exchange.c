@@ -408,7 +408,7 @@ START_TEST(test_fail_all_and_cancel)
     ck_assert_int_eq(a.status, UDPRR_ECANCELED);
     ck_assert_int_eq(udprr__exchange_cancel(&w.x, id_a, UDPRR_ECANCELED, 0),
                      UDPRR_ENOTPENDING);
-    udprr__exchange_fail_all(&w.x, UDPRR_EREFUSED);
+    udprr__exchange_fail_all(&w.x, UDPRR_EREFUSED, 0);
     ck_assert_int_eq(b.status, UDPRR_EREFUSED);
     ck_assert_int_eq(a.calls + b.calls, 2);
     udprr__exchange_destroy(&w.x);
@@ -758,7 +758,7 @@ START_TEST(test_short_ids_do_not_repeat_within_their_space)
             first = id;
         else if (i < 4 && id == first + i)
             ck_abort_msg("IDs count up in the open: %llu", (unsigned long long)id);
-        udprr__exchange_fail_all(&w.x, UDPRR_ECANCELED);
+        udprr__exchange_fail_all(&w.x, UDPRR_ECANCELED, 0);
         w.nsent = 0;
     }
     udprr__exchange_destroy(&w.x);
@@ -813,7 +813,7 @@ START_TEST(test_fail_all_ends_even_when_callbacks_resubmit)
     world_init(&w, 0, 10 * SEC);
     for (int i = 0; i < 3; i++)
         udprr__exchange_submit(&w.x, "q", 1, 0, 0, resubmit, &rs, NULL);
-    udprr__exchange_fail_all(&w.x, UDPRR_EREFUSED);
+    udprr__exchange_fail_all(&w.x, UDPRR_EREFUSED, 0);
     ck_assert_int_eq(rs.calls, 3);          /* the three outstanding */
     ck_assert_int_eq(rs.submitted, 3);      /* their resubmissions */
     ck_assert_uint_eq(w.x.pending, 3);      /* still outstanding */
@@ -864,7 +864,7 @@ START_TEST(test_allocation_failures_leave_state_intact)
     ck_assert_uint_eq(w.x.pending, (size_t)ok);
     ck_assert_uint_eq(w.x.stats.requests, (uint64_t)ok);
     ck_assert_int_gt(ok, 16);
-    udprr__exchange_fail_all(&w.x, UDPRR_ECANCELED);
+    udprr__exchange_fail_all(&w.x, UDPRR_ECANCELED, 0);
     /* Accepted requests end exactly once; refused ones never call back. */
     for (int i = 0; i < 40; i++)
         ck_assert_int_eq(o[i].calls, accepted[i]);
@@ -1136,6 +1136,63 @@ START_TEST(test_pending_bounds)
 }
 END_TEST
 
+
+/* The loop woke late: by the time a queued request's turn comes its
+ * deadline has passed. It ends timed out, never sent. */
+START_TEST(test_turn_after_deadline_is_no_send)
+{
+    enum { N = 8 };
+    static uint64_t ids[N];
+    struct world w;
+    struct outcome a = {0}, b = {0};
+    world_init_window(&w, 1, 1, ids, N);
+    udprr__exchange_submit(&w.x, "a", 1, 0, 0, record, &a, NULL);
+    udprr__exchange_submit(&w.x, "b", 1, 0, 100 * MS, record, &b, NULL);
+    reply_to(&w, ids[0], 500 * MS); /* before any timer step ran */
+    ck_assert_int_eq(a.status, UDPRR_OK);
+    ck_assert_int_eq(b.calls, 1);
+    ck_assert_int_eq(b.status, UDPRR_ETIMEDOUT);
+    ck_assert_uint_eq(w.nsent, 1);
+    ck_assert_uint_eq(w.x.stats.unsent, 1);
+    ck_assert_uint_eq(w.x.stats.attempts, 1);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+/* A callback run by fail_all submits while another ended request still
+ * counts as in flight (raw framing: one at a time), so its request is
+ * queued; fail_all must send it before it returns, not strand it. */
+static void submit_follow_up(void *user, int status, const void *r, size_t n)
+{
+    struct chain *c = user;
+    record(&c->first, status, r, n);
+    ck_assert_int_eq(udprr__exchange_submit(&c->w->x, "next", 4, 0, 0,
+                                            record, &c->second, NULL),
+                     UDPRR_OK);
+}
+
+START_TEST(test_fail_all_sends_what_its_callbacks_queued)
+{
+    static const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0};
+    struct world w;
+    struct outcome a = {0};
+    struct chain c = {&w, {0}, {0}};
+    world_init_framed(&w, 0, 10 * SEC, &raw);
+    udprr__exchange_submit(&w.x, "a", 1, 0, 0, record, &a, NULL);
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, submit_follow_up, &c, NULL);
+    ck_assert_uint_eq(w.x.queued, 1);
+    udprr__exchange_fail_all(&w.x, UDPRR_EREFUSED, 5 * MS);
+    ck_assert_int_eq(a.status, UDPRR_EREFUSED);
+    ck_assert_int_eq(c.first.status, UDPRR_EREFUSED);
+    ck_assert_uint_eq(w.nsent, 2); /* "next" went out */
+    ck_assert_mem_eq(w.sent[1].body, "next", 4);
+    ck_assert_uint_eq(w.x.in_flight, 1);
+    ck_assert_uint_eq(w.x.queued, 0);
+    udprr__exchange_destroy(&w.x);
+    ck_assert_int_eq(c.second.calls, 1);
+}
+END_TEST
+
 /* --- 10,000 in flight ---------------------------------------------------- */
 
 static size_t live_bytes, peak_bytes;
@@ -1307,6 +1364,8 @@ int main(void)
     tcase_add_test(q, test_cancel_queued_and_in_flight);
     tcase_add_test(q, test_queued_request_meets_its_deadline);
     tcase_add_test(q, test_pending_bounds);
+    tcase_add_test(q, test_turn_after_deadline_is_no_send);
+    tcase_add_test(q, test_fail_all_sends_what_its_callbacks_queued);
     tcase_add_test(q, test_ten_thousand_in_flight);
     suite_add_tcase(s, q);
     return udprr_test_run(s);

@@ -1018,7 +1018,7 @@ START_TEST(test_cancel_queued_and_in_flight)
     uint64_t ticket[3];
     world_init_window(&w, 1, 1, ids, N);
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(udprr__exchange_submit(&w.x, "abc" + i, 1, 0, 0,
+        ck_assert_int_eq(udprr__exchange_submit(&w.x, &"abc"[i], 1, 0, 0,
                                                 record, &o[i], &ticket[i]),
                          UDPRR_OK);
     ck_assert_uint_eq(ticket[0], 1);

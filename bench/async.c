@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "fixture.h"
 #include "udprr.h"
 
@@ -106,18 +107,6 @@ struct async_run {
     char first_failure[160];
 };
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "bench: %s\n", what);
-    exit(2);
-}
 
 /* Request seq's bytes: the sequence number, then a pattern that differs
  * from request to request, so that any reply taken for the wrong request

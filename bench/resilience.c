@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "fixture.h"
 #include "relay.h"
 #include "udprr.h"
@@ -97,18 +98,6 @@ static void policy_opts(int policy, udprr_client_opts *o)
     }
 }
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "bench: %s\n", what);
-    exit(2);
-}
 
 /* --- one client ---------------------------------------------------------- */
 

@@ -179,6 +179,25 @@ static udprr_client *open_client(const char *port,
     return c;
 }
 
+/* A client of a plain socket that reads nothing and never answers (its
+ * descriptor in *fd, for the test to close): every request stays pending
+ * until its deadline, a cancel or the close. */
+static udprr_client *open_silent(int *fd, const udprr_client_opts *opts)
+{
+    char port[16];
+    *fd = test_plain_socket("127.0.0.1", port);
+    return open_client(port, opts);
+}
+
+/* The defaults, but for one window ceiling (0: the default). */
+static udprr_client_opts opts_with_window(unsigned max_window)
+{
+    udprr_client_opts opts;
+    udprr_client_opts_init(&opts);
+    opts.max_window = max_window;
+    return opts;
+}
+
 static struct udprr_client_stats client_stats(const udprr_client *c)
 {
     struct udprr_client_stats st = {.size = sizeof st};
@@ -508,28 +527,41 @@ static void assert_held_canceled_once(const struct closer *k)
     ck_assert_uint_eq(k->spare.calls, 0);
 }
 
+/* Sends "go" (whose done closes the handle) and the held requests. */
+static void closer_send_all(struct closer *k, uint64_t *go_ticket)
+{
+    k->go.ctx = k;
+    ck_assert_int_eq(send_text(k->c, "go", close_on_done, &k->go, go_ticket),
+                     UDPRR_OK);
+    for (unsigned i = 0; i < CLOSER_HELD; i++) {
+        k->held[i].index = i;
+        k->held[i].ctx = k;
+        ck_assert_int_eq(send_text(k->c, "hold", held_done_sends,
+                                   &k->held[i], NULL),
+                         UDPRR_OK);
+    }
+}
+
+/* A server that answers "go" and holds the rest, and a client that has
+ * sent them all. */
+static void closer_start(struct closer *k, struct fixture_server *ts)
+{
+    reset_globals();
+    memset(k, 0, sizeof *k);
+    test_server_start(ts, "127.0.0.1", NULL, hold_or_echo, NULL);
+    k->c = open_client(ts->port, NULL);
+    closer_send_all(k, NULL);
+}
+
 /* A done run by udprr_client_process closes the handle: the others (some
  * in flight, some queued behind the window of 4) end with UDPRR_ECANCELED,
  * once each, from inside close; process then returns without touching
  * freed memory. */
 START_TEST(test_done_that_closes_the_handle)
 {
-    reset_globals();
     static struct closer k;
-    memset(&k, 0, sizeof k);
     struct fixture_server ts;
-    test_server_start(&ts, "127.0.0.1", NULL, hold_or_echo, NULL);
-    k.c = open_client(ts.port, NULL);
-    k.go.ctx = &k;
-    ck_assert_int_eq(send_text(k.c, "go", close_on_done, &k.go, NULL),
-                     UDPRR_OK);
-    for (unsigned i = 0; i < CLOSER_HELD; i++) {
-        k.held[i].index = i;
-        k.held[i].ctx = &k;
-        ck_assert_int_eq(send_text(k.c, "hold", held_done_sends, &k.held[i],
-                                   NULL),
-                         UDPRR_OK);
-    }
+    closer_start(&k, &ts);
     ck_assert_uint_gt(client_stats(k.c).queued, 0);
     ck_assert(pump_until(k.c, flag_set, &k.closed, WAIT_MS));
     assert_reply_is(&k.go, "go", 2);
@@ -547,20 +579,10 @@ START_TEST(test_done_run_by_cancel_closes_the_handle)
     reset_globals();
     static struct closer k;
     memset(&k, 0, sizeof k);
-    char port[16];
-    int fd = test_plain_socket("127.0.0.1", port); /* never answers */
-    k.c = open_client(port, NULL);
+    int fd;
+    k.c = open_silent(&fd, NULL);
     uint64_t ticket = 0;
-    k.go.ctx = &k;
-    ck_assert_int_eq(send_text(k.c, "go", close_on_done, &k.go, &ticket),
-                     UDPRR_OK);
-    for (unsigned i = 0; i < CLOSER_HELD; i++) {
-        k.held[i].index = i;
-        k.held[i].ctx = &k;
-        ck_assert_int_eq(send_text(k.c, "hold", held_done_sends, &k.held[i],
-                                   NULL),
-                         UDPRR_OK);
-    }
+    closer_send_all(&k, &ticket);
     ck_assert_int_eq(udprr_client_cancel(k.c, ticket), UDPRR_OK);
     ck_assert(k.closed);
     ck_assert_uint_eq(k.go.calls, 1);
@@ -577,22 +599,9 @@ END_TEST
  * it returns. */
 START_TEST(test_done_run_by_blocking_request_closes_the_handle)
 {
-    reset_globals();
     static struct closer k;
-    memset(&k, 0, sizeof k);
     struct fixture_server ts;
-    test_server_start(&ts, "127.0.0.1", NULL, hold_or_echo, NULL);
-    k.c = open_client(ts.port, NULL);
-    k.go.ctx = &k;
-    ck_assert_int_eq(send_text(k.c, "go", close_on_done, &k.go, NULL),
-                     UDPRR_OK);
-    for (unsigned i = 0; i < CLOSER_HELD; i++) {
-        k.held[i].index = i;
-        k.held[i].ctx = &k;
-        ck_assert_int_eq(send_text(k.c, "hold", held_done_sends, &k.held[i],
-                                   NULL),
-                         UDPRR_OK);
-    }
+    closer_start(&k, &ts);
     char reply[16];
     size_t got = 0;
     in_blocking = 1;
@@ -618,9 +627,8 @@ START_TEST(test_close_with_a_thousand_pending)
     reset_globals();
     static struct outcome o[N];
     memset(o, 0, sizeof o);
-    char port[16];
-    int fd = test_plain_socket("127.0.0.1", port); /* never answers */
-    udprr_client *c = open_client(port, NULL);
+    int fd;
+    udprr_client *c = open_silent(&fd, NULL);
     for (unsigned i = 0; i < N; i++) {
         char req[32];
         snprintf(req, sizeof req, "pending:%u", i);
@@ -674,9 +682,8 @@ START_TEST(test_stats_add_up_inside_close_callbacks)
     reset_globals();
     static struct tally t;
     memset(&t, 0, sizeof t);
-    char port[16];
-    int fd = test_plain_socket("127.0.0.1", port); /* never answers */
-    t.c = open_client(port, NULL);
+    int fd;
+    t.c = open_silent(&fd, NULL);
     for (unsigned i = 0; i < TALLY_N; i++) {
         t.o[i].index = i;
         t.o[i].ctx = &t;
@@ -786,12 +793,9 @@ START_TEST(test_cancel_of_a_queued_request_sends_nothing)
     struct outcome first, queued;
     memset(&first, 0, sizeof first);
     memset(&queued, 0, sizeof queued);
-    char port[16];
-    int fd = test_plain_socket("127.0.0.1", port); /* never answers */
-    udprr_client_opts opts;
-    udprr_client_opts_init(&opts);
-    opts.max_window = 1;
-    udprr_client *c = open_client(port, &opts);
+    udprr_client_opts opts = opts_with_window(1);
+    int fd;
+    udprr_client *c = open_silent(&fd, &opts);
     uint64_t t1 = 0, t2 = 0;
     ck_assert_int_eq(send_text(c, "first", on_done, &first, &t1), UDPRR_OK);
     ck_assert_int_eq(send_text(c, "queued", on_done, &queued, &t2), UDPRR_OK);
@@ -884,89 +888,64 @@ END_TEST
 
 /* --- deadlines and the event loop's timeout ----------------------------- */
 
-/* A request with a short deadline of its own ends with UDPRR_ETIMEDOUT
- * at that deadline, while one with the handle's long deadline stays
- * pending. */
-START_TEST(test_per_request_deadline_shorter_than_the_handle)
+/* Two requests to a server that never answers, under the handle's long
+ * deadline: the first with it, the second with a short deadline of its
+ * own (deadline_ms). The second ends with UDPRR_ETIMEDOUT at its own
+ * deadline, never before, while the first stays pending: in flight beside
+ * it (window 0: the default), or (window 1) in flight while the second
+ * waits queued behind it, its deadline counting from its send all the
+ * same, so that it ends unsent. */
+static void check_own_deadline(unsigned window, unsigned deadline_ms)
 {
     reset_globals();
-    struct outcome short_one, long_one;
-    memset(&short_one, 0, sizeof short_one);
-    memset(&long_one, 0, sizeof long_one);
-    char port[16];
-    int fd = test_plain_socket("127.0.0.1", port); /* never answers */
-    udprr_client_opts opts;
-    udprr_client_opts_init(&opts);
+    struct outcome first, second;
+    memset(&first, 0, sizeof first);
+    memset(&second, 0, sizeof second);
+    udprr_client_opts opts = opts_with_window(window);
     opts.deadline_ms = 30000;
-    udprr_client *c = open_client(port, &opts);
-    udprr_send_opts so = deadline_opts(300);
+    int fd;
+    udprr_client *c = open_silent(&fd, &opts);
+    udprr_send_opts so = deadline_opts(deadline_ms);
     uint64_t start = test_now_us();
-    ck_assert_int_eq(send_ex(c, "long", 4, NULL, on_done, &long_one, NULL),
+    ck_assert_int_eq(send_ex(c, "first", 5, NULL, on_done, &first, NULL),
                      UDPRR_OK);
-    ck_assert_int_eq(send_ex(c, "short", 5, &so, on_done, &short_one, NULL),
+    ck_assert_int_eq(send_ex(c, "second", 6, &so, on_done, &second, NULL),
                      UDPRR_OK);
+    ck_assert_uint_eq(client_stats(c).queued, window == 1);
     /* The next timer is at most the short deadline away. */
     int wait = udprr_client_timeout_ms(c);
     ck_assert_int_ge(wait, 0);
-    ck_assert_int_le(wait, 300);
+    ck_assert_int_le(wait, (int)deadline_ms);
 
-    ck_assert(pump_until(c, has_run, &short_one, WAIT_MS));
-    ck_assert_int_eq(short_one.status, UDPRR_ETIMEDOUT);
-    ck_assert_uint_ge(short_one.at_us - start, 300 * MS);
-    ck_assert_uint_lt(short_one.at_us - start, 15000 * MS);
-    ck_assert_uint_eq(long_one.calls, 0);
+    ck_assert(pump_until(c, has_run, &second, WAIT_MS));
+    ck_assert_int_eq(second.status, UDPRR_ETIMEDOUT);
+    ck_assert_uint_ge(second.at_us - start, deadline_ms * MS);
+    ck_assert_uint_lt(second.at_us - start, 15000 * MS);
+    ck_assert_uint_eq(first.calls, 0);
     struct udprr_client_stats st = client_stats(c);
     ck_assert_uint_eq(st.timeouts, 1);
+    ck_assert_uint_eq(st.unsent, window == 1);
+    ck_assert_uint_eq(st.queued, 0);
     ck_assert_uint_eq(st.in_flight, 1);
     assert_ended_add_up(&st);
     ck_assert_int_ge(udprr_client_timeout_ms(c), 0);
 
     udprr_client_close(c);
-    ck_assert_uint_eq(long_one.calls, 1);
-    ck_assert_int_eq(long_one.status, UDPRR_ECANCELED);
-    ck_assert_uint_eq(short_one.calls, 1);
+    ck_assert_uint_eq(first.calls, 1);
+    ck_assert_int_eq(first.status, UDPRR_ECANCELED);
+    ck_assert_uint_eq(second.calls, 1);
     close(fd);
+}
+
+START_TEST(test_per_request_deadline_shorter_than_the_handle)
+{
+    check_own_deadline(0, 300);
 }
 END_TEST
 
-/* A request's deadline counts from its send, time in the queue included:
- * one stuck behind a window of 1 ends at its deadline, never sent. */
 START_TEST(test_per_request_deadline_runs_while_queued)
 {
-    reset_globals();
-    struct outcome blocker, queued;
-    memset(&blocker, 0, sizeof blocker);
-    memset(&queued, 0, sizeof queued);
-    char port[16];
-    int fd = test_plain_socket("127.0.0.1", port); /* never answers */
-    udprr_client_opts opts;
-    udprr_client_opts_init(&opts);
-    opts.deadline_ms = 30000;
-    opts.max_window = 1;
-    udprr_client *c = open_client(port, &opts);
-    udprr_send_opts so = deadline_opts(200);
-    uint64_t start = test_now_us();
-    ck_assert_int_eq(send_ex(c, "blocker", 7, NULL, on_done, &blocker, NULL),
-                     UDPRR_OK);
-    ck_assert_int_eq(send_ex(c, "queued", 6, &so, on_done, &queued, NULL),
-                     UDPRR_OK);
-    ck_assert_uint_eq(client_stats(c).queued, 1);
-
-    ck_assert(pump_until(c, has_run, &queued, WAIT_MS));
-    ck_assert_int_eq(queued.status, UDPRR_ETIMEDOUT);
-    ck_assert_uint_ge(queued.at_us - start, 200 * MS);
-    ck_assert_uint_lt(queued.at_us - start, 15000 * MS);
-    ck_assert_uint_eq(blocker.calls, 0);
-    struct udprr_client_stats st = client_stats(c);
-    ck_assert_uint_eq(st.timeouts, 1);
-    ck_assert_uint_eq(st.unsent, 1);
-    ck_assert_uint_eq(st.queued, 0);
-    ck_assert_uint_eq(st.in_flight, 1);
-    assert_ended_add_up(&st);
-    udprr_client_close(c);
-    ck_assert_uint_eq(blocker.calls, 1);
-    ck_assert_int_eq(blocker.status, UDPRR_ECANCELED);
-    close(fd);
+    check_own_deadline(1, 200);
 }
 END_TEST
 
@@ -975,12 +954,11 @@ START_TEST(test_timeout_ms_says_whether_anything_is_pending)
     reset_globals();
     struct outcome o;
     memset(&o, 0, sizeof o);
-    char port[16];
-    int fd = test_plain_socket("127.0.0.1", port); /* never answers */
     udprr_client_opts opts;
     udprr_client_opts_init(&opts);
     opts.initial_rto_ms = 1000;
-    udprr_client *c = open_client(port, &opts);
+    int fd;
+    udprr_client *c = open_silent(&fd, &opts);
     ck_assert_int_eq(udprr_client_timeout_ms(c), -1);
     ck_assert_int_eq(udprr_client_process(c), UDPRR_OK); /* harmless */
     ck_assert_int_eq(udprr_client_timeout_ms(c), -1);
@@ -1187,9 +1165,8 @@ START_TEST(test_send_errors_never_call_done)
     reset_globals();
     struct outcome refused;
     memset(&refused, 0, sizeof refused);
-    char port[16];
-    int fd = test_plain_socket("127.0.0.1", port); /* never answers */
-    udprr_client *c = open_client(port, NULL);
+    int fd;
+    udprr_client *c = open_silent(&fd, NULL);
     uint64_t ticket = 777;
     ck_assert_int_eq(send_ex(c, "x", 1, NULL, NULL, &refused, &ticket),
                      UDPRR_EINVAL);
@@ -1220,12 +1197,11 @@ START_TEST(test_max_pending_gives_ebusy)
     struct outcome o[MAX + 2];
     uint64_t tickets[MAX + 2];
     memset(o, 0, sizeof o);
-    char port[16];
-    int fd = test_plain_socket("127.0.0.1", port); /* never answers */
     udprr_client_opts opts;
     udprr_client_opts_init(&opts);
     opts.max_pending = MAX;
-    udprr_client *c = open_client(port, &opts);
+    int fd;
+    udprr_client *c = open_silent(&fd, &opts);
     for (unsigned i = 0; i < MAX; i++)
         ck_assert_int_eq(send_text(c, "p", on_done, &o[i], &tickets[i]),
                          UDPRR_OK);
@@ -1265,12 +1241,11 @@ START_TEST(test_max_pending_bytes_gives_ebusy)
     uint64_t tickets[4];
     memset(o, 0, sizeof o);
     memset(big, 'b', sizeof big);
-    char port[16];
-    int fd = test_plain_socket("127.0.0.1", port); /* never answers */
     udprr_client_opts opts;
     udprr_client_opts_init(&opts);
     opts.max_pending_bytes = 2 * (UDPRR_PENDING_OVERHEAD + sizeof big) + 100;
-    udprr_client *c = open_client(port, &opts);
+    int fd;
+    udprr_client *c = open_silent(&fd, &opts);
     ck_assert_int_eq(send_ex(c, big, sizeof big, NULL, on_done, &o[0],
                              &tickets[0]),
                      UDPRR_OK);

@@ -641,12 +641,21 @@ UDPRR_API void udprr_client_close(udprr_client *c);
  * every datagram that arrives runs the handler: for idempotent handlers.
  * Declines are cached like replies.
  *
- * Thread rules: udprr_server_run() runs on one thread at a time per
- * handle, and the handler runs on that thread. udprr_server_stop() may be
- * called from any thread or a signal handler, and udprr_server_sockname()
- * from any thread. udprr_server_stats() may be called from the handler, or
- * from any thread while run is not running. udprr_server_close() must not
- * run concurrently with anything else on the handle.
+ * Two ways to drive it: udprr_server_run() until udprr_server_stop(), or
+ * the program's own event loop with udprr_server_fd(),
+ * udprr_server_timeout_ms() and udprr_server_process() (run is a loop over
+ * them). A handler may answer at once or later: see UDPRR_DEFER.
+ *
+ * Thread rules: udprr_server_run() and udprr_server_process() run on one
+ * thread at a time per handle (the server's thread), and the handler runs
+ * on that thread. udprr_server_reply() and udprr_server_decline() may be
+ * called from any thread at any time between open and close.
+ * udprr_server_stop() may be called from any thread or a signal handler,
+ * udprr_server_sockname() and udprr_server_stats() from any thread at any
+ * time (the counters are kept so that reading them while the server runs
+ * never tears one). udprr_server_close() must not run concurrently with
+ * anything else on the handle: join the threads that answer deferred
+ * requests first.
  * ------------------------------------------------------------------------ */
 
 typedef struct udprr_server udprr_server;
@@ -663,6 +672,11 @@ typedef struct udprr_request {
                                     read big-endian; 0 in raw framing) */
     unsigned attempt;            /* which transmission this is; 0 when the
                                     framing does not say (raw, id-at-offset) */
+    /* Since 0.2. */
+    uint64_t token;              /* names this request for an answer given
+                                    later (UDPRR_DEFER); 0 when it cannot
+                                    be deferred (max_deferred requests are
+                                    deferred already) */
 } udprr_request;
 
 /*
@@ -685,6 +699,25 @@ typedef struct udprr_request {
  *                     retransmission runs the handler again. Its value is
  *                     one that no error path returns by habit, so that it
  *                     is only ever chosen on purpose.
+ *   UDPRR_DEFER       answer later: keep req->token and give it, with the
+ *                     answer, to udprr_server_reply() or
+ *                     udprr_server_decline(), from any thread, within
+ *                     deferred_lifetime_ms. The request's bytes are valid
+ *                     only during this call: copy what the work needs.
+ *                     Until the answer exists, retransmissions of the
+ *                     request do not run the handler again (with the reply
+ *                     cache on, as by default: it holds the request as "in
+ *                     progress"); they are counted in
+ *                     deferred_retransmissions and dropped. The answer is
+ *                     sent when the server's thread next runs (run, or the
+ *                     event loop's process: a reply from another thread
+ *                     wakes it through udprr_server_fd), then cached like
+ *                     any other. A request whose answer does not come
+ *                     within deferred_lifetime_ms is declined (the client
+ *                     gets UDPRR_EREMOTE; counted in deferred_expired) and
+ *                     its token forgotten. A handler that returns
+ *                     UDPRR_DEFER while req->token is 0 (max_deferred
+ *                     reached) declines the request (deferred_refused).
  *
  * Every other value declines too, exactly like UDPRR_DECLINE: a handler
  * that fails with `return 1;`, `return -1;` or `return -EIO;` is told to
@@ -701,6 +734,7 @@ typedef struct udprr_request {
 #define UDPRR_REPLY 0
 #define UDPRR_DECLINE UDPRR_EREMOTE
 #define UDPRR_NO_REPLY 0x4e6f5270 /* "NoRp" */
+#define UDPRR_DEFER 0x44664572    /* "DfEr" */
 
 typedef int (*udprr_handler)(void *user, const udprr_request *req,
                              void *reply, size_t reply_cap, size_t *reply_len);
@@ -724,6 +758,13 @@ typedef struct udprr_server_opts {
                                     reply cache is off in raw framing */
     size_t id_offset;            /* id-at-offset: where the ID starts */
     unsigned id_len;             /* id-at-offset: its bytes, 1..8 */
+    /* Since 0.2: deferred answers (UDPRR_DEFER). A zero means the
+     * default. */
+    size_t max_deferred;         /* requests deferred at once, at most
+                                    1048576. Default 4096 */
+    unsigned deferred_lifetime_ms; /* how long an answer may take before
+                                    the request is declined. Default
+                                    10000 */
 } udprr_server_opts;
 
 /* As for clients (see "Options and ABI" above): the macro passes the
@@ -786,8 +827,59 @@ UDPRR_API int(udprr_server_run)(udprr_server *s, udprr_handler h, void *user);
 /* Makes udprr_server_run() return promptly. Async-signal-safe and
  * thread-safe; NULL is a no-op. It must not be called once
  * udprr_server_close() has begun: a signal handler that stops a server is
- * to be reset (or made to skip the call) before the server is closed. */
+ * to be reset (or made to skip the call) before the server is closed.
+ * A stopped server stays stopped: run returns at once, and process takes
+ * no more requests (it still sends deferred answers and expires tokens).
+ * Requests deferred when the stop comes stay deferred: their answers are
+ * sent by a later process, or declined by udprr_server_close(). */
 UDPRR_API void udprr_server_stop(udprr_server *s);
+
+/*
+ * The server in the program's own event loop.
+ *
+ * udprr_server_fd - a descriptor that is readable when the server has work:
+ * a datagram on its socket, or a deferred answer given from another thread
+ * (an epoll(7) descriptor watching both; level-triggered). Wait on it with
+ * poll(2), epoll or any event library, for reading only; do not read it or
+ * close it. The same for the life of the handle; -1 for NULL.
+ *
+ * udprr_server_timeout_ms - how long the loop may wait before it calls
+ * process if the descriptor stays quiet: -1 when no deferred request is
+ * waiting for its answer, else the milliseconds until the next one's
+ * lifetime ends, rounded up (0 when it has ended). Thread-safe.
+ *
+ * udprr_server_process - does what is ready, without blocking: sends the
+ * deferred answers given since the last call, declines the deferred
+ * requests whose lifetime has ended, and handles up to 64 datagrams from
+ * the socket (a level-triggered wait brings it back for the rest).
+ * UDPRR_OK; UDPRR_EINVAL (s or h NULL, or called from inside the handler,
+ * or while run runs).
+ */
+UDPRR_API int udprr_server_fd(const udprr_server *s);
+UDPRR_API int udprr_server_timeout_ms(const udprr_server *s);
+UDPRR_API int udprr_server_process(udprr_server *s, udprr_handler h,
+                                   void *user);
+
+/*
+ * udprr_server_reply - gives the answer of the deferred request named by
+ * token (see UDPRR_DEFER): reply[0..len) is copied, and sent by the
+ * server's thread at its next step (in id-at-offset framing with the
+ * request's ID written in, as for an answer given at once).
+ * udprr_server_decline - the same with a decline (the client's request
+ * ends with UDPRR_EREMOTE; raw and id-at-offset framing send nothing).
+ *
+ * Either may be called once per token, from any thread, the handler's
+ * included (after it returned UDPRR_DEFER, or from inside that call).
+ * UDPRR_OK; UDPRR_ENOTPENDING (no deferred request has that token: it was
+ * answered already, its lifetime ended, or it was never given; nothing is
+ * sent); UDPRR_ETOOBIG (len above what the framing carries:
+ * UDPRR_MAX_PAYLOAD native, UDPRR_MAX_DATAGRAM otherwise; the token stays
+ * valid); UDPRR_EINVAL (s NULL, reply NULL with len > 0); UDPRR_ENOMEM
+ * (the token stays valid).
+ */
+UDPRR_API int udprr_server_reply(udprr_server *s, uint64_t token,
+                                 const void *reply, size_t len);
+UDPRR_API int udprr_server_decline(udprr_server *s, uint64_t token);
 
 /* Server counters since open; set out->size first, as for clients. Cache
  * entries whose lifetime has ended are removed as later requests arrive,
@@ -811,14 +903,31 @@ struct udprr_server_stats {
     uint64_t cache_bytes;       /* bytes they take, overhead counted */
     uint64_t cache_evicted;     /* removed early to keep the bounds */
     uint64_t cache_expired;     /* removed at the end of their lifetime */
+    /* Since 0.2: deferred answers. */
+    uint64_t deferred;          /* handler calls that returned UDPRR_DEFER
+                                   with a token */
+    uint64_t deferred_pending;  /* of those, waiting for their answer now */
+    uint64_t deferred_answered; /* answered through their token (reply or
+                                   decline) */
+    uint64_t deferred_expired;  /* declined when their lifetime ended */
+    uint64_t deferred_refused;  /* UDPRR_DEFER with no token (max_deferred
+                                   reached): declined */
+    uint64_t deferred_retransmissions; /* retransmissions that arrived while
+                                   their request's answer did not exist
+                                   yet: dropped, the handler not run */
 };
 
-/* Fills *out. UDPRR_OK or UDPRR_EINVAL. */
+/* Fills *out. From any thread, at any time: each counter is read whole
+ * (never torn), though counters read together may be a moment apart (one
+ * more received than handled, say). UDPRR_OK or UDPRR_EINVAL. */
 UDPRR_API int udprr_server_stats(const udprr_server *s,
                                  struct udprr_server_stats *out);
 
-/* Closes the socket and frees the handle and its cache. Must not be called
- * while udprr_server_run() runs on it. NULL is a no-op. */
+/* Declines every request still deferred (the decline is sent in native
+ * framing, so that no client waits out its deadline), closes the socket
+ * and frees the handle and its cache. Must not be called while
+ * udprr_server_run() or _process() runs on it, nor while another thread
+ * may still call udprr_server_reply() or _decline(). NULL is a no-op. */
 UDPRR_API void udprr_server_close(udprr_server *s);
 
 #ifdef __cplusplus

@@ -232,6 +232,7 @@ check: deps
 	sh tests/interop-test.sh || st=1; \
 	sh tests/peers-test.sh || st=1; \
 	sh tests/async-examples-test.sh || st=1; \
+	sh tests/deferred-examples-test.sh || st=1; \
 	sh tests/run-suites.sh --summary || st=1; \
 	exit $$st
 
@@ -264,6 +265,9 @@ build/examples/%: examples/%.c build/stage/.stamp
 # pkg-config, not the staged tree's.
 build/examples/uv_client: EXAMPLE_LIBS = $$(pkg-config --cflags --libs libuv)
 build/examples/uv_client: | deps-libuv
+
+# deferred_server runs its own worker threads.
+build/examples/deferred_server: EXAMPLE_LIBS = -pthread
 
 deps-libuv:
 	@sh tests/ensure-deps.sh libuv1-dev

@@ -287,8 +287,8 @@ static int run_server(const char *bind_addr, const char *port,
     unsigned started = start_workers(workers, nworkers, &pool);
     if (started == nworkers) {
         example_print_listening_no_newline(server);
-        printf(", %u workers, %u ms of work per request\n", nworkers,
-               work_ms);
+        printf(", %u worker%s, %u ms of work per request\n", nworkers,
+               nworkers == 1 ? "" : "s", work_ms);
         fflush(stdout);
         example_stop_on_signals(server, seconds);
         rc = udprr_server_run(server, take_request, &pool);
@@ -333,6 +333,7 @@ struct client_request {
 
 struct client_run {
     unsigned count, sent, ended, completed, failed, wrong;
+    uint64_t peak_in_flight;
     struct client_request *requests;
 };
 
@@ -377,7 +378,8 @@ static void request_done(void *user, int status, const void *reply,
             (const char *)reply);
 }
 
-/* Sends what the handle will take; the rest when requests have ended. */
+/* Sends what the handle will take; the rest when requests have ended.
+ * Notes how many are in flight then, for the summary. */
 static void send_more(udprr_client *c, struct client_run *run)
 {
     while (run->sent < run->count) {
@@ -396,6 +398,10 @@ static void send_more(udprr_client *c, struct client_run *run)
                         "sent: %s\n", r->index, udprr_strerror(rc));
         }
     }
+    struct udprr_client_stats s = {.size = sizeof s};
+    if (udprr_client_stats(c, &s) == UDPRR_OK &&
+        s.in_flight > run->peak_in_flight)
+        run->peak_in_flight = s.in_flight;
 }
 
 static int run_client(const char *host, const char *port, unsigned count,
@@ -457,12 +463,15 @@ static int run_client(const char *host, const char *port, unsigned count,
     double seconds = (double)(end.tv_sec - start.tv_sec) +
                      (double)(end.tv_nsec - start.tv_nsec) / 1e9;
     printf("deferred_server client: %u requests, %u completed, %u failed, "
-           "%u wrong replies; %llu attempts, %llu retransmissions, %llu "
-           "timeouts; %.3f s\n",
+           "%u wrong replies; %llu attempts, %llu retransmissions; "
+           "window %llu (max %u), peak in flight %llu, %llu window "
+           "reductions; %.3f s\n",
            run.count, run.completed, run.failed, run.wrong,
            (unsigned long long)s.attempts,
            (unsigned long long)s.retransmissions,
-           (unsigned long long)s.timeouts, seconds);
+           (unsigned long long)s.window, window,
+           (unsigned long long)run.peak_in_flight,
+           (unsigned long long)s.window_reductions, seconds);
     fflush(stdout);
     int ok = run.completed == run.count && run.wrong == 0;
     free(run.requests);

@@ -676,7 +676,7 @@ typedef struct udprr_request {
     uint64_t token;              /* names this request for an answer given
                                     later (UDPRR_DEFER); 0 when it cannot
                                     be deferred (max_deferred requests are
-                                    deferred already) */
+                                    deferred already, or no memory) */
 } udprr_request;
 
 /*
@@ -763,8 +763,11 @@ typedef struct udprr_server_opts {
     size_t max_deferred;         /* requests deferred at once, at most
                                     1048576. Default 4096 */
     unsigned deferred_lifetime_ms; /* how long an answer may take before
-                                    the request is declined. Default
-                                    10000 */
+                                    the request is declined; with the
+                                    reply cache on, at most
+                                    cache_lifetime_ms (so that the "in
+                                    progress" entry outlives the token).
+                                    Default 10000 */
 } udprr_server_opts;
 
 /* As for clients (see "Options and ABI" above): the macro passes the
@@ -803,7 +806,8 @@ UDPRR_API int udprr_server_sockname(const udprr_server *s,
 /*
  * udprr_server_run - serves requests until udprr_server_stop() is called.
  * Returns UDPRR_OK after a stop (at once if stop came first: a stopped
- * server stays stopped); UDPRR_EINVAL (s or h NULL); UDPRR_ESYS if waiting
+ * server stays stopped); UDPRR_EINVAL (s or h NULL, or called from inside
+ * the handler); UDPRR_ESYS if waiting
  * on the socket fails (errno says why). Once run sees the stop, it calls
  * the handler no more (a call already running finishes, and a datagram
  * already being handled when stop came may still reach it); the answer of
@@ -852,8 +856,8 @@ UDPRR_API void udprr_server_stop(udprr_server *s);
  * deferred answers given since the last call, declines the deferred
  * requests whose lifetime has ended, and handles up to 64 datagrams from
  * the socket (a level-triggered wait brings it back for the rest).
- * UDPRR_OK; UDPRR_EINVAL (s or h NULL, or called from inside the handler,
- * or while run runs).
+ * UDPRR_OK; UDPRR_EINVAL (s or h NULL, or called from inside the handler:
+ * run and process do not nest).
  */
 UDPRR_API int udprr_server_fd(const udprr_server *s);
 UDPRR_API int udprr_server_timeout_ms(const udprr_server *s);
@@ -890,15 +894,17 @@ struct udprr_server_stats {
     uint64_t handled;           /* handler calls */
     uint64_t answered;          /* replies and declines sent (any source) */
     uint64_t cache_hits;        /* retransmissions answered from the cache */
-    uint64_t declined;          /* handler declines */
+    uint64_t declined;          /* handler declines, at once or through
+                                   a token (udprr_server_decline) */
     uint64_t not_answered;      /* handler returned UDPRR_NO_REPLY */
     uint64_t dropped_malformed; /* datagrams that failed to decode */
     uint64_t dropped_unexpected; /* well formed, but not a request */
     uint64_t send_errors;       /* answers the socket would not take */
     uint64_t uncached;          /* answers sent but not cached (larger than
-                                   the cache's whole budget, or no memory):
-                                   their retransmissions run the handler
-                                   again */
+                                   the cache's whole budget, or no memory),
+                                   and deferred requests the cache could
+                                   not hold "in progress": their
+                                   retransmissions run the handler again */
     uint64_t cache_entries;     /* answers cached now */
     uint64_t cache_bytes;       /* bytes they take, overhead counted */
     uint64_t cache_evicted;     /* removed early to keep the bounds */
@@ -923,8 +929,9 @@ struct udprr_server_stats {
 UDPRR_API int udprr_server_stats(const udprr_server *s,
                                  struct udprr_server_stats *out);
 
-/* Declines every request still deferred (the decline is sent in native
- * framing, so that no client waits out its deadline), closes the socket
+/* Sends the deferred answers already given, declines every request still
+ * deferred (the decline is sent in native framing, so that no client
+ * waits out its deadline), closes the socket
  * and frees the handle and its cache. Must not be called while
  * udprr_server_run() or _process() runs on it, nor while another thread
  * may still call udprr_server_reply() or _decline(). NULL is a no-op. */

@@ -162,9 +162,15 @@ int udprr_server_open(udprr_server **out, const char *host,
         if (rc == UDPRR_OK)
             rc = udprr__dedup_new(&s->cache, &lim);
     }
+    /* A deferred request's "in progress" entry must outlive its token,
+     * or a retransmission would run the handler while the work goes on:
+     * with a cache, the lifetime is at most the cache's. */
+    unsigned lifetime_ms = o.deferred_lifetime_ms;
+    if (s->cache != NULL && o.cache_lifetime_ms < lifetime_ms)
+        lifetime_ms = o.cache_lifetime_ms;
     if (rc == UDPRR_OK)
         rc = udprr__defer_new(&s->deferred, o.max_deferred,
-                              (uint64_t)o.deferred_lifetime_ms * 1000);
+                              (uint64_t)lifetime_ms * 1000);
     if (rc == UDPRR_OK) {
         rc = pthread_mutex_init(&s->lock, NULL) == 0 ? UDPRR_OK
                                                       : UDPRR_ENOMEM;
@@ -406,6 +412,17 @@ static void handle_datagram(udprr_server *s, size_t len,
                      s->reply, reply_len, now_us);
 }
 
+/* handle_datagram, then the cache's figures for readers (the handler of
+ * the next request included). */
+static void handle_and_publish(udprr_server *s, size_t len,
+                               const struct sockaddr *peer,
+                               socklen_t peer_len, udprr_handler h,
+                               void *user, uint64_t now_us)
+{
+    handle_datagram(s, len, peer, peer_len, h, user, now_us);
+    publish_cache(s);
+}
+
 /* Sends (and caches) one deferred request's answer. */
 static void answer_deferred(udprr_server *s, struct udprr__deferred *n,
                             enum udprr__wire_kind kind, uint8_t *body,
@@ -470,8 +487,8 @@ static void receive_step(udprr_server *s, udprr_handler h, void *user)
         if (n < 0)
             return; /* EAGAIN: drained; other errors: nothing to take */
         bump(&s->stats.received);
-        handle_datagram(s, (size_t)n, (struct sockaddr *)&peer, peer_len, h,
-                        user, udprr__now_us());
+        handle_and_publish(s, (size_t)n, (struct sockaddr *)&peer, peer_len,
+                           h, user, udprr__now_us());
     }
 }
 

@@ -125,8 +125,9 @@ static int take_request(void *user, const udprr_request *req, void *reply,
     (void)reply;
     (void)reply_cap;
     (void)reply_len;
-    /* Token 0: max_deferred requests wait for their answers already. Say
-     * no at once rather than leave the client retrying. */
+    /* Token 0: max_deferred requests wait for their answers already (or
+     * the library had no memory for one more). Say no at once rather
+     * than leave the client retrying. */
     if (req->token == 0)
         return UDPRR_DECLINE;
     struct job *job = malloc(sizeof *job + req->len + SUFFIX_MAX);
@@ -303,8 +304,9 @@ static int run_server(const char *bind_addr, const char *port,
      * close has begun, so the workers are joined first. */
     uint64_t dropped = stop_workers(workers, started, &pool);
     /* A stopped server's process takes no more requests, but sends the
-     * answers the workers gave since run returned. (The stop is already
-     * in place unless a worker failed to start.) */
+     * answers the workers gave since run returned, so that the counters
+     * below count them (close would send them too). The stop is already
+     * in place unless a worker failed to start. */
     udprr_server_stop(server);
     udprr_server_process(server, take_request, &pool);
 

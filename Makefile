@@ -61,7 +61,7 @@ LIB_CFLAGS  = $(REAL_CFLAGS) -fPIC -fvisibility=hidden
 # build/tests/unit_wire -> build/tests/unit_wire.d); they are read back at
 # the end of this file, so touching a header rebuilds only what includes it.
 DEPFLAGS = -MMD -MP
-LIBS_PRIVATE =
+LIBS_PRIVATE = -pthread
 
 LIB_SRCS = $(sort $(wildcard lib/*.c))
 LIB_OBJS = $(patsubst lib/%.c,build/obj/%.o,$(LIB_SRCS))

@@ -188,7 +188,8 @@ int udprr__dedup_lookup(udprr__dedup *d, const struct udprr__dedup_key *key,
     const struct entry *e = find(d, key);
     if (e == NULL)
         return 0;
-    d->stats.hits++;
+    if (e->kind != UDPRR__DEDUP_IN_PROGRESS)
+        d->stats.hits++;
     if (kind != NULL)
         *kind = e->kind;
     if (reply != NULL)

@@ -43,6 +43,13 @@
 
 #include "udprr.h"
 
+/* The kind of an entry whose answer does not exist yet: a deferred request
+ * (udprr.h, UDPRR_DEFER) still being worked on. Inserted with no reply, it
+ * is found like any entry, so a retransmission does not run the handler
+ * again, but a lookup that finds it is no hit (nothing is answered); the
+ * answer, once given, replaces it. */
+#define UDPRR__DEDUP_IN_PROGRESS (-1)
+
 /* Room for any sockaddr the server can see (sockaddr_in6 is 28 bytes). */
 #define UDPRR__DEDUP_ADDR_MAX 28
 
@@ -69,7 +76,8 @@ struct udprr__dedup_limits {
 struct udprr__dedup_stats {
     size_t entries;
     size_t bytes;
-    uint64_t hits;      /* lookups answered from the cache */
+    uint64_t hits;      /* lookups answered from the cache (in-progress
+                         * entries found are not counted) */
     uint64_t inserted;
     uint64_t evicted;   /* removed early to stay within the bounds */
     uint64_t expired;   /* removed because their lifetime ended */

@@ -46,6 +46,8 @@ static void server_defaults(void *out)
         .cache_bytes = 64u << 20,
         .cache_lifetime_ms = 30000,
         .framing = UDPRR_FRAMING_NATIVE,
+        .max_deferred = 4096,
+        .deferred_lifetime_ms = 10000,
     };
     memcpy(out, &o, sizeof o);
 }
@@ -99,6 +101,14 @@ struct server_opts_0_1 {
     unsigned id_len;
 };
 
+/* 0.2.0's server options: 0.1's and deferred answers'. Frozen like 0.1's
+ * once 0.2.0 is released. */
+struct server_opts_0_2 {
+    struct server_opts_0_1 v0_1;
+    size_t max_deferred;
+    unsigned deferred_lifetime_ms;
+};
+
 #define FIELD_END(type, field)                                                 \
     (offsetof(type, field) + sizeof(((type *)0)->field))
 
@@ -117,6 +127,13 @@ _Static_assert(offsetof(udprr_server_opts, id_len) ==
 _Static_assert(offsetof(udprr_client_opts, max_pending) >=
                    sizeof(struct client_opts_0_1),
                "0.2's client options must start past 0.1's struct");
+_Static_assert(offsetof(udprr_server_opts, max_deferred) >=
+                       sizeof(struct server_opts_0_1) &&
+                   offsetof(udprr_server_opts, max_deferred) ==
+                       offsetof(struct server_opts_0_2, max_deferred) &&
+                   offsetof(udprr_server_opts, deferred_lifetime_ms) ==
+                       offsetof(struct server_opts_0_2, deferred_lifetime_ms),
+               "udprr_server_opts no longer begins with 0.2's fields");
 _Static_assert(offsetof(udprr_client_opts, max_pending) ==
                        offsetof(struct client_opts_0_2, max_pending) &&
                    offsetof(udprr_client_opts, max_window) ==
@@ -150,9 +167,12 @@ static const struct opts_kind client_kind = {
 };
 static const struct opts_kind server_kind = {
     server_defaults,
-    {sizeof(udprr_server_opts), FIELD_END(udprr_server_opts, id_len)},
+    {sizeof(udprr_server_opts),
+     FIELD_END(udprr_server_opts, deferred_lifetime_ms)},
     {{sizeof(struct server_opts_0_1),
-      FIELD_END(struct server_opts_0_1, id_len)}},
+      FIELD_END(struct server_opts_0_1, id_len)},
+     {sizeof(struct server_opts_0_2),
+      FIELD_END(struct server_opts_0_2, deferred_lifetime_ms)}},
 };
 
 /* Per-request options are new in 0.2: no older version. */
@@ -273,5 +293,13 @@ int udprr__send_opts_take(udprr_send_opts *out, const udprr_send_opts *given)
 int udprr__server_opts_take(udprr_server_opts *out,
                             const udprr_server_opts *given)
 {
-    return take(out, given, &server_kind);
+    int rc = take(out, given, &server_kind);
+    /* The zero of a field appended after 0.1 means its default. */
+    udprr_server_opts d;
+    server_defaults(&d);
+    if (out->max_deferred == 0)
+        out->max_deferred = d.max_deferred;
+    if (out->deferred_lifetime_ms == 0)
+        out->deferred_lifetime_ms = d.deferred_lifetime_ms;
+    return rc;
 }

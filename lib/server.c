@@ -1,15 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * server.c - the public server loop: a bound socket, the application's
- * handler, and the reply cache (dedup) that makes execution at-most-once.
+ * server.c - the public server: a bound socket, the application's handler,
+ * the reply cache (dedup) that makes execution at-most-once, and the table
+ * of deferred requests (defer) whose answers come later, from any thread.
+ *
+ * One step (udprr_server_process) does everything the server does; run is
+ * a loop of waits and steps. Answers given through a token are queued
+ * under the mutex, with the token's entry taken out of the table in the
+ * same breath (so a token is answered once), and the eventfd wakes the
+ * server's thread, which sends them at its next step. The counters are
+ * written by the server's thread alone, as relaxed atomics, so any thread
+ * may read them while it runs.
  */
 #include <errno.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "dedup.h"
+#include "defer.h"
 #include "framing.h"
 #include "opts.h"
 #include "sock.h"
@@ -24,44 +36,105 @@
 
 /* stop() is async-signal-safe only if this flag needs no lock. */
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int must be lock-free");
+/* Counters are read from any thread without a lock. */
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 
-/* The server's own counters, each named as the field of struct
- * udprr_server_stats (udprr.h) that reports it. The cache's figures
- * (cache_hits, cache_entries, ...) are the reply cache's own
- * (udprr__dedup_stats); udprr_server_stats puts the two together. */
+typedef _Atomic uint64_t counter;
+
+/* The server's counters, each named as the field of struct
+ * udprr_server_stats (udprr.h) that reports it. The cache's figures are
+ * the reply cache's own (udprr__dedup_stats), copied here after each
+ * change (publish_cache) so that other threads can read them. */
 struct server_counters {
-    uint64_t received;
-    uint64_t handled;
-    uint64_t answered;
-    uint64_t declined;
-    uint64_t not_answered;
-    uint64_t dropped_malformed;
-    uint64_t dropped_unexpected;
-    uint64_t send_errors;
-    uint64_t uncached;
+    counter received, handled, answered, declined, not_answered;
+    counter dropped_malformed, dropped_unexpected, send_errors, uncached;
+    counter cache_hits, cache_entries, cache_bytes, cache_evicted,
+        cache_expired;
+    counter deferred, deferred_pending, deferred_answered, deferred_expired,
+        deferred_refused, deferred_retransmissions;
+};
+
+/* Only the server's thread writes a counter: a relaxed load and store,
+ * not a read-modify-write, is enough, and costs a plain move. */
+static void bump_by(counter *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static void bump(counter *c)
+{
+    bump_by(c, 1);
+}
+
+static void set(counter *c, uint64_t v)
+{
+    atomic_store_explicit(c, v, memory_order_relaxed);
+}
+
+static uint64_t get(const counter *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/* A deferred request's node, as the server's thread sees it. */
+enum {
+    NODE_IN_HANDLER, /* the handler is running: its result not known yet */
+    NODE_DEFERRED,   /* the handler returned UDPRR_DEFER */
+    NODE_DISCARD     /* answered through its token though the handler did
+                        not defer: the handler's own result stands */
+};
+
+/* An answer given through a token, waiting for the server's thread. */
+struct answer {
+    struct answer *next;
+    struct udprr__deferred *node; /* taken out of the table */
+    enum udprr__wire_kind kind;
+    size_t len;
+    uint8_t body[];
 };
 
 struct udprr_server {
     int fd;
-    int wake_fd; /* eventfd: udprr_server_stop wakes run through it */
+    int wake_fd; /* eventfd: stop and answers from other threads wake the
+                    server's thread through it */
+    int poll_fd; /* epoll on fd and wake_fd: udprr_server_fd */
     atomic_int stopping;
+    int in_step; /* run or process is running (the handler may not
+                    re-enter) */
     udprr__dedup *cache; /* NULL when the reply cache is off */
     struct udprr__framing framing;
     struct server_counters stats;
     /* Set while run was entered through the 0.1 symbol: its handler was
      * built against 0.1's header, where UDPRR_NO_REPLY was 1. */
     int results_0_1;
+    pthread_mutex_t lock;    /* guards deferred and the answers */
+    int lock_made;
+    udprr__defer *deferred;  /* the tokens waiting for their answers */
+    struct answer *answers, *answers_tail;
+    struct udprr__deferred *spare; /* a node to reuse (server's thread) */
     /* Last: open zeroes only what comes before them (see there). */
     uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
     uint8_t reply[UDPRR_MAX_DATAGRAM];
 };
+
+static void lock(const udprr_server *s)
+{
+    pthread_mutex_lock((pthread_mutex_t *)&s->lock);
+}
+
+static void unlock(const udprr_server *s)
+{
+    pthread_mutex_unlock((pthread_mutex_t *)&s->lock);
+}
 
 int udprr_server_open(udprr_server **out, const char *host,
                       const char *service, const udprr_server_opts *opts)
 {
     udprr_server_opts o;
     if (out == NULL || service == NULL ||
-        udprr__server_opts_take(&o, opts) != UDPRR_OK)
+        udprr__server_opts_take(&o, opts) != UDPRR_OK ||
+        o.max_deferred > UDPRR__DEFER_MAX)
         return UDPRR_EINVAL;
 
     udprr_server *s = udprr__malloc(sizeof *s);
@@ -72,7 +145,7 @@ int udprr_server_open(udprr_server **out, const char *host,
      * it (up to the *reply_len it set), so zeroing them would touch (and
      * make resident) every one of their pages for nothing. */
     memset(s, 0, offsetof(udprr_server, rxbuf));
-    s->fd = s->wake_fd = -1;
+    s->fd = s->wake_fd = s->poll_fd = -1;
     atomic_init(&s->stopping, 0);
 
     s->framing.kind = o.framing;
@@ -90,9 +163,19 @@ int udprr_server_open(udprr_server **out, const char *host,
             rc = udprr__dedup_new(&s->cache, &lim);
     }
     if (rc == UDPRR_OK)
+        rc = udprr__defer_new(&s->deferred, o.max_deferred,
+                              (uint64_t)o.deferred_lifetime_ms * 1000);
+    if (rc == UDPRR_OK) {
+        rc = pthread_mutex_init(&s->lock, NULL) == 0 ? UDPRR_OK
+                                                      : UDPRR_ENOMEM;
+        s->lock_made = rc == UDPRR_OK;
+    }
+    if (rc == UDPRR_OK)
         rc = udprr__wake_open(&s->wake_fd);
     if (rc == UDPRR_OK)
         rc = udprr__sock_bind(host, service, &s->fd);
+    if (rc == UDPRR_OK)
+        rc = udprr__poller_open(s->fd, s->wake_fd, &s->poll_fd);
     if (rc != UDPRR_OK) {
         int saved = errno;
         udprr_server_close(s);
@@ -103,22 +186,17 @@ int udprr_server_open(udprr_server **out, const char *host,
     return UDPRR_OK;
 }
 
-void udprr_server_close(udprr_server *s)
-{
-    if (s == NULL)
-        return;
-    udprr__sock_close(s->fd);
-    udprr__sock_close(s->wake_fd);
-    udprr__dedup_free(s->cache);
-    udprr__free(s);
-}
-
 int udprr_server_sockname(const udprr_server *s, struct sockaddr *addr,
                           socklen_t *len)
 {
     if (s == NULL || addr == NULL || len == NULL)
         return UDPRR_EINVAL;
     return udprr__sock_name(s->fd, addr, len);
+}
+
+int udprr_server_fd(const udprr_server *s)
+{
+    return s == NULL ? -1 : s->poll_fd;
 }
 
 void udprr_server_stop(udprr_server *s)
@@ -131,23 +209,124 @@ void udprr_server_stop(udprr_server *s)
     udprr__wake_signal(s->wake_fd);
 }
 
-/* Sends the framing's header (if any) and body to peer in one datagram.
- * An id-at-offset body already carries the request's ID. */
+/* The reply cache's figures, for readers on other threads. */
+static void publish_cache(udprr_server *s)
+{
+    struct udprr__dedup_stats d; /* all zeros without a cache */
+    udprr__dedup_stats(s->cache, &d);
+    set(&s->stats.cache_hits, d.hits);
+    set(&s->stats.cache_entries, d.entries);
+    set(&s->stats.cache_bytes, d.bytes);
+    set(&s->stats.cache_evicted, d.evicted);
+    set(&s->stats.cache_expired, d.expired);
+}
+
+/* Sends the framing's header (if any) and body to peer in one datagram,
+ * echoing the request's ID and attempt. An id-at-offset body already
+ * carries the ID. */
 static void answer(udprr_server *s, const struct sockaddr *peer,
                    socklen_t peer_len, enum udprr__wire_kind kind,
-                   const struct udprr__framed *req, const uint8_t *body,
+                   uint64_t id, unsigned attempt, const uint8_t *body,
                    size_t body_len)
 {
     uint8_t header[UDPRR__WIRE_HEADER_BYTES];
     size_t header_len;
-    if (!udprr__framing_reply(&s->framing, kind, req->id, req->attempt, body,
+    if (!udprr__framing_reply(&s->framing, kind, id, attempt, body,
                               body_len, header, &header_len))
         return; /* a decline this framing cannot express */
     if (udprr__sock_send_to(s->fd, peer, peer_len, header, header_len, body,
                             body_len) != UDPRR_OK)
-        s->stats.send_errors++; /* the client's retry asks again */
+        bump(&s->stats.send_errors); /* the client's retry asks again */
     else
-        s->stats.answered++;
+        bump(&s->stats.answered);
+}
+
+/* Remembers an answer, then sends it: once the handler has run, a
+ * retransmission must find its answer even if this send is lost. An
+ * answer the cache cannot take (larger than its whole budget, or no
+ * memory) is still sent; only its retransmissions would run the handler
+ * again. body is writable: in id-at-offset framing the request's ID goes
+ * into it first, so that a cached answer is sent again exactly as it
+ * was. */
+static void cache_and_answer(udprr_server *s, const struct udprr__dedup_key *key,
+                             const struct sockaddr *peer, socklen_t peer_len,
+                             enum udprr__wire_kind kind, uint64_t id,
+                             unsigned attempt, uint8_t *body, size_t body_len,
+                             uint64_t now_us)
+{
+    udprr__framing_reply_id(&s->framing, id, body, body_len);
+    if (s->cache != NULL && key->addr_len > 0 &&
+        udprr__dedup_insert(s->cache, key, now_us, kind, body, body_len) !=
+            UDPRR_OK)
+        bump(&s->stats.uncached);
+    answer(s, peer, peer_len, kind, id, attempt, body, body_len);
+}
+
+/* A node for the request about to be handled: the spare, or a new one. */
+static struct udprr__deferred *node_get(udprr_server *s)
+{
+    struct udprr__deferred *n = s->spare;
+    s->spare = NULL;
+    return n != NULL ? n : udprr__malloc(sizeof *n);
+}
+
+static void node_put(udprr_server *s, struct udprr__deferred *n)
+{
+    if (s->spare == NULL)
+        s->spare = n;
+    else
+        udprr__free(n);
+}
+
+/* Enters the request into the table before the handler runs, so that an
+ * answer given through its token (from the handler itself, or from a
+ * worker faster than the handler's return) finds it. Returns the node,
+ * or NULL (token 0: the table is full, or no memory). */
+static struct udprr__deferred *defer_begin(udprr_server *s,
+                                           const struct udprr__framed *in,
+                                           const struct sockaddr *peer,
+                                           socklen_t peer_len,
+                                           const struct udprr__dedup_key *key,
+                                           uint64_t now_us)
+{
+    struct udprr__deferred *n = node_get(s);
+    if (n == NULL)
+        return NULL;
+    memset(n, 0, sizeof *n);
+    memcpy(&n->peer, peer, peer_len);
+    n->peer_len = peer_len;
+    n->id = in->id;
+    n->attempt = in->attempt;
+    n->key = *key;
+    n->state = NODE_IN_HANDLER;
+    lock(s);
+    int rc = udprr__defer_add(s->deferred, n, now_us);
+    unlock(s);
+    if (rc != UDPRR_OK) {
+        node_put(s, n);
+        return NULL;
+    }
+    return n;
+}
+
+/* The handler has returned: UDPRR_DEFER keeps the node in the table (or in
+ * the answers, if it was answered already); anything else takes it back,
+ * and an answer already given through its token is discarded. */
+static void defer_end(udprr_server *s, struct udprr__deferred *n,
+                      int deferred)
+{
+    lock(s);
+    if (deferred) {
+        n->state = NODE_DEFERRED;
+        unlock(s);
+        return;
+    }
+    struct udprr__deferred *taken = udprr__defer_take(s->deferred, n->token);
+    if (taken == NULL)
+        n->state = NODE_DISCARD; /* in the answers; freed with them */
+    unlock(s);
+    if (taken != NULL)
+        node_put(s, taken);
 }
 
 static void handle_datagram(udprr_server *s, size_t len,
@@ -158,11 +337,11 @@ static void handle_datagram(udprr_server *s, size_t len,
 
     if (udprr__framing_parse(&s->framing, s->rxbuf, len, 0, &in) !=
         UDPRR__WIRE_VALID) {
-        s->stats.dropped_malformed++;
+        bump(&s->stats.dropped_malformed);
         return;
     }
     if (in.kind != UDPRR__KIND_REQUEST) {
-        s->stats.dropped_unexpected++;
+        bump(&s->stats.dropped_unexpected);
         return;
     }
 
@@ -176,44 +355,108 @@ static void handle_datagram(udprr_server *s, size_t len,
         size_t cached_len;
         if (udprr__dedup_lookup(s->cache, &key, now_us, &kind, &cached,
                                 &cached_len)) {
-            answer(s, peer, peer_len, (enum udprr__wire_kind)kind, &in,
-                   cached, cached_len);
+            if (kind == UDPRR__DEDUP_IN_PROGRESS)
+                bump(&s->stats.deferred_retransmissions); /* still working */
+            else
+                answer(s, peer, peer_len, (enum udprr__wire_kind)kind, in.id,
+                       in.attempt, cached, cached_len);
             return;
         }
     }
 
     size_t cap = udprr__framing_max_body(&s->framing);
-    udprr_request req = {in.body, in.body_len, peer, peer_len, in.id,
-                         in.attempt};
+    struct udprr__deferred *node =
+        defer_begin(s, &in, peer, peer_len, &key, now_us);
+    udprr_request req = {in.body,  in.body_len, peer, peer_len, in.id,
+                         in.attempt, node != NULL ? node->token : 0};
     size_t reply_len = 0;
     int rc = h(user, &req, s->reply, cap, &reply_len);
-    s->stats.handled++;
+    bump(&s->stats.handled);
     if (s->results_0_1 && rc == NO_REPLY_0_1)
         rc = UDPRR_NO_REPLY;
+    if (node != NULL)
+        defer_end(s, node, rc == UDPRR_DEFER);
     if (rc == UDPRR_NO_REPLY) {
-        s->stats.not_answered++;
+        bump(&s->stats.not_answered);
+        return;
+    }
+    if (rc == UDPRR_DEFER && node != NULL) {
+        bump(&s->stats.deferred);
+        bump(&s->stats.deferred_pending);
+        /* Retransmissions find it in progress until the answer replaces
+         * it. Without room for it they run the handler again: counted as
+         * for any answer the cache cannot take. */
+        if (s->cache != NULL && key.addr_len > 0 &&
+            udprr__dedup_insert(s->cache, &key, now_us,
+                                UDPRR__DEDUP_IN_PROGRESS, NULL, 0) != UDPRR_OK)
+            bump(&s->stats.uncached);
         return;
     }
     enum udprr__wire_kind kind = UDPRR__KIND_REPLY;
     /* Anything but UDPRR_REPLY and UDPRR_NO_REPLY declines, so that a
-     * handler's error path (return 1, -1, -EIO) tells the client at once. */
+     * handler's error path (return 1, -1, -EIO) tells the client at once;
+     * so does a UDPRR_DEFER with no token to answer through. */
     if (rc != UDPRR_REPLY || reply_len > cap) {
         kind = UDPRR__KIND_DECLINE;
         reply_len = 0;
-        s->stats.declined++;
+        bump(rc == UDPRR_DEFER ? &s->stats.deferred_refused
+                               : &s->stats.declined);
     }
-    /* The ID goes into the reply before it is cached, so a cached reply is
-     * sent again exactly as it was. */
-    udprr__framing_reply_id(&s->framing, in.id, s->reply, reply_len);
-    /* Cache first, then send: once the handler has run, a retransmission
-     * must find its answer even if this send is lost. A reply the cache
-     * cannot take (larger than its whole budget, or no memory) is still
-     * sent; only its retransmissions would run the handler again. */
-    if (s->cache != NULL && key.addr_len > 0 &&
-        udprr__dedup_insert(s->cache, &key, now_us, kind, s->reply,
-                            reply_len) != UDPRR_OK)
-        s->stats.uncached++;
-    answer(s, peer, peer_len, kind, &in, s->reply, reply_len);
+    cache_and_answer(s, &key, peer, peer_len, kind, in.id, in.attempt,
+                     s->reply, reply_len, now_us);
+}
+
+/* Sends (and caches) one deferred request's answer. */
+static void answer_deferred(udprr_server *s, struct udprr__deferred *n,
+                            enum udprr__wire_kind kind, uint8_t *body,
+                            size_t len, uint64_t now_us)
+{
+    cache_and_answer(s, &n->key, (const struct sockaddr *)&n->peer,
+                     n->peer_len, kind, n->id, n->attempt, body, len, now_us);
+    set(&s->stats.deferred_pending, get(&s->stats.deferred_pending) - 1);
+}
+
+/* Sends the answers given through tokens since the last step. */
+static void deliver_answers(udprr_server *s, uint64_t now_us)
+{
+    lock(s);
+    struct answer *a = s->answers;
+    s->answers = s->answers_tail = NULL;
+    /* A node still in the handler is the one being handled now: its
+     * answer waits for the handler's result (defer_end). Only this
+     * thread runs handlers, and it is here, so there is none. */
+    unlock(s);
+    while (a != NULL) {
+        struct answer *next = a->next;
+        if (a->node->state == NODE_DEFERRED) {
+            answer_deferred(s, a->node, a->kind, a->body, a->len, now_us);
+            bump(&s->stats.deferred_answered);
+            if (a->kind == UDPRR__KIND_DECLINE)
+                bump(&s->stats.declined);
+        }
+        udprr__free(a->node);
+        udprr__free(a);
+        a = next;
+    }
+}
+
+/* Declines the deferred requests whose answer did not come in time
+ * (every one, with all_of_them: the close). */
+static void expire_deferred(udprr_server *s, uint64_t now_us,
+                            int all_of_them)
+{
+    for (;;) {
+        lock(s);
+        struct udprr__deferred *n =
+            all_of_them ? udprr__defer_take_oldest(s->deferred)
+                        : udprr__defer_take_expired(s->deferred, now_us);
+        unlock(s);
+        if (n == NULL)
+            return;
+        answer_deferred(s, n, UDPRR__KIND_DECLINE, NULL, 0, now_us);
+        bump(&s->stats.deferred_expired);
+        udprr__free(n);
+    }
 }
 
 /* Takes up to a batch of datagrams from the socket; never blocks. */
@@ -226,25 +469,75 @@ static void receive_step(udprr_server *s, udprr_handler h, void *user)
                                           &peer, &peer_len);
         if (n < 0)
             return; /* EAGAIN: drained; other errors: nothing to take */
-        s->stats.received++;
+        bump(&s->stats.received);
         handle_datagram(s, (size_t)n, (struct sockaddr *)&peer, peer_len, h,
                         user, udprr__now_us());
     }
 }
 
+/* One step: answers given, lifetimes ended, datagrams waiting. */
+static void step(udprr_server *s, udprr_handler h, void *user)
+{
+    udprr__wake_drain(s->wake_fd);
+    uint64_t now = udprr__now_us();
+    deliver_answers(s, now);
+    expire_deferred(s, now, 0);
+    receive_step(s, h, user);
+    publish_cache(s);
+}
+
+/* Microseconds until the next deferred lifetime ends; UINT64_MAX: none. */
+static uint64_t next_timer_us(const udprr_server *s)
+{
+    uint64_t when;
+    lock(s);
+    int any = udprr__defer_next_expiry(s->deferred, &when);
+    unlock(s);
+    if (!any)
+        return UINT64_MAX;
+    uint64_t now = udprr__now_us();
+    return when > now ? when - now : 0;
+}
+
+int udprr_server_timeout_ms(const udprr_server *s)
+{
+    if (s == NULL)
+        return -1;
+    uint64_t us = next_timer_us(s);
+    if (us == UINT64_MAX)
+        return -1;
+    uint64_t ms = (us + 999) / 1000; /* rounded up: no early wake-up */
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+int udprr_server_process(udprr_server *s, udprr_handler h, void *user)
+{
+    if (s == NULL || h == NULL || s->in_step)
+        return UDPRR_EINVAL;
+    s->in_step = 1;
+    s->results_0_1 = 0;
+    step(s, h, user);
+    s->in_step = 0;
+    return UDPRR_OK;
+}
+
 static int run(udprr_server *s, udprr_handler h, void *user)
 {
+    if (s->in_step)
+        return UDPRR_EINVAL;
+    s->in_step = 1;
+    int rc = UDPRR_OK;
     while (!atomic_load(&s->stopping)) {
-        int readable = udprr__sock_wait(s->fd, s->wake_fd, UINT64_MAX);
-        if (readable < 0) {
+        if (udprr__sock_wait(s->poll_fd, -1, next_timer_us(s)) < 0) {
             if (errno == EINTR)
                 continue;
-            return UDPRR_ESYS;
+            rc = UDPRR_ESYS;
+            break;
         }
-        if (readable)
-            receive_step(s, h, user);
+        step(s, h, user);
     }
-    return UDPRR_OK;
+    s->in_step = 0;
+    return rc;
 }
 
 int udprr_server_run_v2(udprr_server *s, udprr_handler h, void *user)
@@ -265,29 +558,102 @@ int(udprr_server_run)(udprr_server *s, udprr_handler h, void *user)
     return run(s, h, user);
 }
 
+/* Queues an answer for the token's request, taking its entry out of the
+ * table so that the token answers once. */
+static int give_answer(udprr_server *s, uint64_t token,
+                       enum udprr__wire_kind kind, const void *body,
+                       size_t len)
+{
+    if (s == NULL || (body == NULL && len > 0))
+        return UDPRR_EINVAL;
+    if (len > udprr__framing_max_body(&s->framing))
+        return UDPRR_ETOOBIG;
+    struct answer *a = udprr__malloc(sizeof *a + len);
+    if (a == NULL)
+        return UDPRR_ENOMEM;
+    a->next = NULL;
+    a->kind = kind;
+    a->len = len;
+    if (len > 0)
+        memcpy(a->body, body, len);
+    lock(s);
+    a->node = udprr__defer_take(s->deferred, token);
+    if (a->node != NULL) {
+        if (s->answers_tail != NULL)
+            s->answers_tail->next = a;
+        else
+            s->answers = a;
+        s->answers_tail = a;
+    }
+    unlock(s);
+    if (a->node == NULL) {
+        udprr__free(a);
+        return UDPRR_ENOTPENDING;
+    }
+    udprr__wake_signal(s->wake_fd);
+    return UDPRR_OK;
+}
+
+int udprr_server_reply(udprr_server *s, uint64_t token, const void *reply,
+                       size_t len)
+{
+    return give_answer(s, token, UDPRR__KIND_REPLY, reply, len);
+}
+
+int udprr_server_decline(udprr_server *s, uint64_t token)
+{
+    return give_answer(s, token, UDPRR__KIND_DECLINE, NULL, 0);
+}
+
+void udprr_server_close(udprr_server *s)
+{
+    if (s == NULL)
+        return;
+    if (s->deferred != NULL && s->lock_made && s->fd >= 0) {
+        /* Answers already given go out; what is still deferred is
+         * declined, so that no client waits out its deadline. */
+        uint64_t now = udprr__now_us();
+        deliver_answers(s, now);
+        expire_deferred(s, now, 1);
+    }
+    udprr__sock_close(s->poll_fd);
+    udprr__sock_close(s->fd);
+    udprr__sock_close(s->wake_fd);
+    udprr__dedup_free(s->cache);
+    udprr__defer_free(s->deferred);
+    udprr__free(s->spare);
+    if (s->lock_made)
+        pthread_mutex_destroy(&s->lock);
+    udprr__free(s);
+}
+
 int udprr_server_stats(const udprr_server *s, struct udprr_server_stats *out)
 {
     if (s == NULL || out == NULL || out->size < sizeof out->size)
         return UDPRR_EINVAL;
     const struct server_counters *c = &s->stats;
-    struct udprr__dedup_stats d; /* all zeros without a cache */
-    udprr__dedup_stats(s->cache, &d);
     struct udprr_server_stats full = {
         .size = sizeof full,
-        .received = c->received,
-        .handled = c->handled,
-        .answered = c->answered,
-        .cache_hits = d.hits,
-        .declined = c->declined,
-        .not_answered = c->not_answered,
-        .dropped_malformed = c->dropped_malformed,
-        .dropped_unexpected = c->dropped_unexpected,
-        .send_errors = c->send_errors,
-        .uncached = c->uncached,
-        .cache_entries = d.entries,
-        .cache_bytes = d.bytes,
-        .cache_evicted = d.evicted,
-        .cache_expired = d.expired,
+        .received = get(&c->received),
+        .handled = get(&c->handled),
+        .answered = get(&c->answered),
+        .cache_hits = get(&c->cache_hits),
+        .declined = get(&c->declined),
+        .not_answered = get(&c->not_answered),
+        .dropped_malformed = get(&c->dropped_malformed),
+        .dropped_unexpected = get(&c->dropped_unexpected),
+        .send_errors = get(&c->send_errors),
+        .uncached = get(&c->uncached),
+        .cache_entries = get(&c->cache_entries),
+        .cache_bytes = get(&c->cache_bytes),
+        .cache_evicted = get(&c->cache_evicted),
+        .cache_expired = get(&c->cache_expired),
+        .deferred = get(&c->deferred),
+        .deferred_pending = get(&c->deferred_pending),
+        .deferred_answered = get(&c->deferred_answered),
+        .deferred_expired = get(&c->deferred_expired),
+        .deferred_refused = get(&c->deferred_refused),
+        .deferred_retransmissions = get(&c->deferred_retransmissions),
     };
     size_t n = out->size < sizeof full ? out->size : sizeof full;
     memcpy(out, &full, n);

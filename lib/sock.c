@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/uio.h>
@@ -319,4 +320,33 @@ void udprr__wake_signal(int wake_fd)
     ssize_t ignored = write(wake_fd, &one, sizeof one);
     (void)ignored; /* a full eventfd is already a pending wake-up */
     errno = saved;
+}
+
+void udprr__wake_drain(int wake_fd)
+{
+    uint64_t count;
+    ssize_t ignored = read(wake_fd, &count, sizeof count);
+    (void)ignored; /* EAGAIN: nothing was pending */
+}
+
+int udprr__poller_open(int fd_a, int fd_b, int *epfd_out)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        return UDPRR_ESYS;
+    int fds[2] = {fd_a, fd_b};
+    for (int i = 0; i < 2; i++) {
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.events = EPOLLIN; /* level-triggered */
+        ev.data.fd = fds[i];
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
+            int saved = errno;
+            close(ep);
+            errno = saved;
+            return UDPRR_ESYS;
+        }
+    }
+    *epfd_out = ep;
+    return UDPRR_OK;
 }

@@ -111,4 +111,13 @@ int udprr__wake_open(int *fd_out);
  * may interrupt code that reads it. */
 void udprr__wake_signal(int wake_fd);
 
+/* Takes whatever wake-ups are pending on wake_fd, so that a
+ * level-triggered wait on it stops reporting them. Never blocks. */
+void udprr__wake_drain(int wake_fd);
+
+/* An epoll descriptor (close-on-exec) that is readable, level-triggered,
+ * while fd_a or fd_b is: one descriptor for an event loop to watch.
+ * UDPRR_OK or UDPRR_ESYS. */
+int udprr__poller_open(int fd_a, int fd_b, int *epfd_out);
+
 #endif /* UDPRR_SOCK_H */

@@ -50,6 +50,17 @@ static void scramble_padding(void *opts, size_t fields_end, size_t size)
 /* Where each struct's last field ends (the rest is padding). */
 #define FIELDS_END(type, last) (offsetof(type, last) + sizeof(unsigned))
 
+/* Whether an init recorded size_0_1 and left the struct's bytes past it
+ * alone. */
+static int wrote_0_1(const void *opts, size_t recorded, size_t size_0_1,
+                     size_t size)
+{
+    for (size_t i = size_0_1; i < size; i++)
+        if (((const unsigned char *)opts)[i] != GUARD)
+            return 0;
+    return recorded == size_0_1;
+}
+
 static int echo(void *user, const udprr_request *req, void *reply,
                 size_t cap, size_t *reply_len)
 {
@@ -93,7 +104,7 @@ int main(void)
     udprr_server_opts_init(&so.opts);
     check(guard_intact(so.guard), "server opts init writes only the struct");
     check(so.opts.size == sizeof so.opts, "server opts carry the program's size");
-    scramble_padding(&so.opts, FIELDS_END(udprr_server_opts, id_len), sizeof so.opts);
+    scramble_padding(&so.opts, FIELDS_END(udprr_server_opts, deferred_lifetime_ms), sizeof so.opts);
     udprr_server *s = NULL;
     int rc = udprr_server_open(&s, "127.0.0.1", "0", &so.opts);
     check(rc == UDPRR_OK, "server opens with the program's struct");
@@ -152,18 +163,20 @@ int main(void)
     udprr_server_close(s);
 
     /* The 0.1 symbols, as a program built against 0.1's header calls them. */
-    /* 0.1's client struct ends where 0.2's fields begin. */
-    size_t size_0_1 = offsetof(udprr_client_opts, max_pending);
+    /* 0.1's structs end where 0.2's fields begin. */
     memset(&co, GUARD, sizeof co);
     (udprr_client_opts_init)(&co.opts);
-    int untouched = 1;
-    for (size_t i = size_0_1; i < sizeof co.opts; i++)
-        untouched &= ((unsigned char *)&co.opts)[i] == GUARD;
-    check(guard_intact(co.guard) && untouched && co.opts.size == size_0_1,
+    check(guard_intact(co.guard) &&
+              wrote_0_1(&co.opts, co.opts.size,
+                        offsetof(udprr_client_opts, max_pending),
+                        sizeof co.opts),
           "the 0.1 client init symbol writes exactly 0.1's struct");
     memset(&so, GUARD, sizeof so);
     (udprr_server_opts_init)(&so.opts);
-    check(guard_intact(so.guard) && so.opts.size == sizeof so.opts,
+    check(guard_intact(so.guard) &&
+              wrote_0_1(&so.opts, so.opts.size,
+                        offsetof(udprr_server_opts, max_deferred),
+                        sizeof so.opts),
           "the 0.1 server init symbol writes exactly 0.1's struct");
 
     return failures == 0 ? 0 : 1;

@@ -82,11 +82,17 @@ START_TEST(test_server_init_writes_exactly_the_struct)
     ck_assert_int_eq(g.opts.reply_cache, 1);
     ck_assert_uint_eq(g.opts.cache_entries, 65536);
     ck_assert_uint_eq(g.opts.cache_lifetime_ms, 30000);
+    ck_assert_uint_eq(g.opts.max_deferred, 4096);
+    ck_assert_uint_eq(g.opts.deferred_lifetime_ms, 10000);
 
+    /* The 0.1 symbol: 0.1's struct, which ends where 0.2's fields begin. */
+    size_t size_0_1 = offsetof(udprr_server_opts, max_deferred);
     memset(&g, CANARY, sizeof g);
     (udprr_server_opts_init)(&g.opts);
     assert_canary(g.canary, sizeof g.canary);
-    ck_assert_uint_eq(g.opts.size, sizeof g.opts);
+    assert_canary((const uint8_t *)&g.opts + size_0_1,
+                  sizeof g.opts - size_0_1);
+    ck_assert_uint_eq(g.opts.size, size_0_1);
 }
 END_TEST
 

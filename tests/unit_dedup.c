@@ -897,6 +897,36 @@ START_TEST(test_insert_survives_every_allocation_failure)
 }
 END_TEST
 
+/* A deferred request's entry: found (so a retransmission does not run the
+ * handler again), but no hit; the answer replaces it in place of newest. */
+START_TEST(test_in_progress_entry_is_found_but_no_hit)
+{
+    udprr__dedup *d = cache_new(8, 1 << 20, 1000);
+    struct udprr__dedup_key k = key_of(1, 42);
+    ck_assert_int_eq(udprr__dedup_insert(d, &k, 10, UDPRR__DEDUP_IN_PROGRESS,
+                                         NULL, 0),
+                     UDPRR_OK);
+    int kind = 0;
+    ck_assert_int_eq(udprr__dedup_lookup(d, &k, 20, &kind, NULL, NULL), 1);
+    ck_assert_int_eq(kind, UDPRR__DEDUP_IN_PROGRESS);
+    ck_assert_uint_eq(stats_of(d).hits, 0);
+    ck_assert_int_eq(udprr__dedup_insert(d, &k, 30, UDPRR__KIND_REPLY, "ok", 2),
+                     UDPRR_OK);
+    const uint8_t *reply = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(udprr__dedup_lookup(d, &k, 40, &kind, &reply, &len), 1);
+    ck_assert_int_eq(kind, UDPRR__KIND_REPLY);
+    ck_assert_mem_eq(reply, "ok", 2);
+    ck_assert_uint_eq(stats_of(d).hits, 1);
+    ck_assert_uint_eq(stats_of(d).entries, 1);
+    ck_assert_uint_eq(stats_of(d).replaced, 1);
+    /* The answer lives its own lifetime, from its insertion. */
+    ck_assert_int_eq(udprr__dedup_lookup(d, &k, 1029, NULL, NULL, NULL), 1);
+    ck_assert_int_eq(udprr__dedup_lookup(d, &k, 1030, NULL, NULL, NULL), 0);
+    udprr__dedup_free(d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("dedup");
@@ -937,6 +967,7 @@ int main(void)
     tcase_add_test(api, test_freeing_null_is_a_no_op);
     tcase_add_test(api, test_new_survives_every_allocation_failure);
     tcase_add_test(api, test_insert_survives_every_allocation_failure);
+    tcase_add_test(api, test_in_progress_entry_is_found_but_no_hit);
     suite_add_tcase(s, api);
     return udprr_test_run(s);
 }

@@ -13,7 +13,8 @@
  *     a later handler call, and on a later turn of the program's loop;
  *   - declines through the token, token expiry, the deferred maximum,
  *     unknown and spent tokens, answers too big;
- *   - one thread, one poll loop driving a server and a client;
+ *   - one thread, one poll loop driving a server and a client; the
+ *     server's descriptor woken by an answer from another thread;
  *   - stop from a signal handler while requests are deferred, then close
  *     (valgrind in make check watches for leaks);
  *   - the counters read from another thread while the server runs.
@@ -1252,6 +1253,67 @@ START_TEST(test_token_expires_declined_and_forgotten)
 }
 END_TEST
 
+/* --- the wake: an answer from another thread ---------------------------- */
+
+struct replier {
+    udprr_server *s;
+    uint64_t token;
+    int rc;
+};
+
+static void *replier_main(void *arg)
+{
+    struct replier *r = arg;
+    r->rc = udprr_server_reply(r->s, r->token, "woken", 5);
+    return NULL;
+}
+
+/* The descriptor is quiet while a request is deferred, becomes readable
+ * when another thread gives the answer, and quiet again once process has
+ * sent it. The client's RTO is longer than the test, so no retransmission
+ * can make the descriptor readable instead. */
+START_TEST(test_answer_from_another_thread_wakes_the_fd)
+{
+    done_calls = 0;
+    struct keeper k = {0, 0};
+    struct loop l = {.h = keep_handler, .user = &k};
+    l.s = open_server(NULL);
+    char port[16];
+    server_port(l.s, port);
+    udprr_client_opts opts = patient_opts();
+    opts.initial_rto_ms = opts.min_rto_ms = opts.max_rto_ms = 30000;
+    opts.fixed_rto = 1;
+    l.c = open_client(port, &opts);
+    unsigned char req[REQ_MAX];
+    struct outcome o;
+    memset(&o, 0, sizeof o);
+    o.expect = "woken";
+    o.expect_len = 5;
+    send_request(l.c, req, make_request(req, sizeof req, "req", 0), &o);
+    ck_assert(loop_until(&l, keeper_called, &k, WAIT_MS));
+    struct pollfd p = {udprr_server_fd(l.s), POLLIN, 0};
+    ck_assert_int_eq(poll(&p, 1, 0), 0);
+
+    struct replier r = {l.s, k.token, 12345};
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, replier_main, &r), 0);
+    ck_assert_int_eq(pthread_join(thread, NULL), 0);
+    ck_assert_int_eq(r.rc, UDPRR_OK);
+    ck_assert_int_eq(poll(&p, 1, 0), 1);
+    ck_assert(p.revents & POLLIN);
+    ck_assert_uint_eq(o.calls, 0); /* given, not yet sent */
+
+    ck_assert_int_eq(udprr_server_process(l.s, keep_handler, &k), UDPRR_OK);
+    ck_assert_int_eq(poll(&p, 1, 0), 0);
+    ck_assert(loop_until(&l, has_run, &o, WAIT_MS));
+    assert_answered(&o, 0);
+    ck_assert_uint_eq(k.calls, 1);
+    ck_assert_uint_eq(client_stats(l.c).retransmissions, 0);
+    udprr_client_close(l.c);
+    udprr_server_close(l.s);
+}
+END_TEST
+
 /* --- stop from a signal handler ------------------------------------------ */
 
 static udprr_server *volatile signal_target;
@@ -1517,6 +1579,7 @@ int main(void)
     tcase_add_test(own, test_answers_from_a_later_handler_call_and_from_inside);
     tcase_add_test(own, test_reply_and_decline_from_inside_the_deferring_call);
     tcase_add_test(own, test_one_poll_loop_drives_server_and_client);
+    tcase_add_test(own, test_answer_from_another_thread_wakes_the_fd);
     suite_add_tcase(s, own);
 
     TCase *tokens = tcase_create("tokens");

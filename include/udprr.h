@@ -915,7 +915,8 @@ struct udprr_server_stats {
     uint64_t deferred_pending;  /* of those, waiting for their answer now */
     uint64_t deferred_answered; /* answered through their token (reply or
                                    decline) */
-    uint64_t deferred_expired;  /* declined when their lifetime ended */
+    uint64_t deferred_expired;  /* declined when their lifetime ended (or
+                                   by the close) */
     uint64_t deferred_refused;  /* UDPRR_DEFER with no token (max_deferred
                                    reached): declined */
     uint64_t deferred_retransmissions; /* retransmissions that arrived while

@@ -707,15 +707,22 @@ typedef struct udprr_request {
  *                     Until the answer exists, retransmissions of the
  *                     request do not run the handler again (with the reply
  *                     cache on, as by default: it holds the request as "in
- *                     progress"); they are counted in
+ *                     progress", outside its bounds and lifetime, which
+ *                     neither evict nor expire it); they are counted in
  *                     deferred_retransmissions and dropped. The answer is
  *                     sent when the server's thread next runs (run, or the
  *                     event loop's process: a reply from another thread
  *                     wakes it through udprr_server_fd), then cached like
  *                     any other. A request whose answer does not come
  *                     within deferred_lifetime_ms is declined (the client
- *                     gets UDPRR_EREMOTE; counted in deferred_expired) and
- *                     its token forgotten. A handler that returns
+ *                     gets UDPRR_EREMOTE; in raw and id-at-offset framing,
+ *                     which cannot decline, nothing: the client times
+ *                     out; counted in deferred_expired) and its token
+ *                     forgotten. The token is good only if the handler
+ *                     returns UDPRR_DEFER: an answer given through it
+ *                     while the handler ran (by the handler, or by a fast
+ *                     worker) is discarded if the handler then returns
+ *                     anything else. A handler that returns
  *                     UDPRR_DEFER while req->token is 0 (max_deferred
  *                     reached) declines the request (deferred_refused).
  *
@@ -763,11 +770,8 @@ typedef struct udprr_server_opts {
     size_t max_deferred;         /* requests deferred at once, at most
                                     1048576. Default 4096 */
     unsigned deferred_lifetime_ms; /* how long an answer may take before
-                                    the request is declined; with the
-                                    reply cache on, at most
-                                    cache_lifetime_ms (so that the "in
-                                    progress" entry outlives the token).
-                                    Default 10000 */
+                                    the request is declined. Default
+                                    10000 */
 } udprr_server_opts;
 
 /* As for clients (see "Options and ABI" above): the macro passes the
@@ -845,7 +849,10 @@ UDPRR_API void udprr_server_stop(udprr_server *s);
  * a datagram on its socket, or a deferred answer given from another thread
  * (an epoll(7) descriptor watching both; level-triggered). Wait on it with
  * poll(2), epoll or any event library, for reading only; do not read it or
- * close it. The same for the life of the handle; -1 for NULL.
+ * close it. The same for the life of the handle; -1 for NULL. Once a step
+ * has seen a stop, it no longer watches the socket (a stopped server takes
+ * no datagrams), so a loop may go on waiting on it to send the answers
+ * still to come, without spinning.
  *
  * udprr_server_timeout_ms - how long the loop may wait before it calls
  * process if the descriptor stays quiet: -1 when no deferred request is

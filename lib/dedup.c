@@ -7,6 +7,8 @@
  * It sits on two lists at once: the age list (doubly linked, oldest first,
  * so the head is the next to expire or be evicted and any entry can be
  * unlinked in O(1)) and the singly linked chain of its hash bucket.
+ * In-progress entries sit on a list of their own instead of the age list:
+ * pinned, never expired nor evicted, outside the bounds.
  */
 #include "dedup.h"
 
@@ -33,12 +35,19 @@ _Static_assert(sizeof(struct entry) + 24 + 2 * sizeof(struct entry *) <=
                    UDPRR_CACHE_ENTRY_OVERHEAD,
                "UDPRR_CACHE_ENTRY_OVERHEAD no longer covers an entry");
 
+/* A doubly linked list of entries, oldest first. */
+struct entry_list {
+    struct entry *oldest;
+    struct entry *newest;
+};
+
 struct udprr__dedup {
     struct udprr__dedup_limits limits;
     struct entry **buckets;
     size_t bucket_mask; /* bucket count - 1; the count is a power of two */
-    struct entry *oldest;
-    struct entry *newest;
+    struct entry_list age;    /* answers: expiry and eviction order */
+    struct entry_list pinned; /* in progress */
+    size_t pinned_count;
     struct udprr__dedup_stats stats; /* entries and bytes kept current */
 };
 
@@ -89,7 +98,35 @@ static size_t entry_cost(size_t reply_len)
     return reply_len + UDPRR_CACHE_ENTRY_OVERHEAD;
 }
 
-/* Takes e off its bucket chain and the age list, and frees it. */
+static int is_pinned(const struct entry *e)
+{
+    return e->kind == UDPRR__DEDUP_IN_PROGRESS;
+}
+
+static void list_append(struct entry_list *l, struct entry *e)
+{
+    e->newer = NULL;
+    e->older = l->newest;
+    if (l->newest != NULL)
+        l->newest->newer = e;
+    else
+        l->oldest = e;
+    l->newest = e;
+}
+
+static void list_unlink(struct entry_list *l, struct entry *e)
+{
+    if (e->older != NULL)
+        e->older->newer = e->newer;
+    else
+        l->oldest = e->newer;
+    if (e->newer != NULL)
+        e->newer->older = e->older;
+    else
+        l->newest = e->older;
+}
+
+/* Takes e off its bucket chain and its list, and frees it. */
 static void remove_entry(udprr__dedup *d, struct entry *e)
 {
     struct entry **link = bucket_of(d, &e->key);
@@ -97,17 +134,14 @@ static void remove_entry(udprr__dedup *d, struct entry *e)
         link = &(*link)->chain_next;
     *link = e->chain_next;
 
-    if (e->older != NULL)
-        e->older->newer = e->newer;
-    else
-        d->oldest = e->newer;
-    if (e->newer != NULL)
-        e->newer->older = e->older;
-    else
-        d->newest = e->older;
-
-    d->stats.entries--;
-    d->stats.bytes -= entry_cost(e->reply_len);
+    if (is_pinned(e)) {
+        list_unlink(&d->pinned, e);
+        d->pinned_count--;
+    } else {
+        list_unlink(&d->age, e);
+        d->stats.entries--;
+        d->stats.bytes -= entry_cost(e->reply_len);
+    }
     udprr__free(e);
 }
 
@@ -149,11 +183,14 @@ void udprr__dedup_free(udprr__dedup *d)
 {
     if (d == NULL)
         return;
-    struct entry *e = d->oldest;
-    while (e != NULL) {
-        struct entry *newer = e->newer;
-        udprr__free(e);
-        e = newer;
+    struct entry_list *lists[2] = {&d->age, &d->pinned};
+    for (int i = 0; i < 2; i++) {
+        struct entry *e = lists[i]->oldest;
+        while (e != NULL) {
+            struct entry *newer = e->newer;
+            udprr__free(e);
+            e = newer;
+        }
     }
     udprr__free(d->buckets);
     udprr__free(d);
@@ -172,8 +209,9 @@ void udprr__dedup_expire(udprr__dedup *d, uint64_t now_us)
 {
     if (d == NULL)
         return;
-    while (d->oldest != NULL && lifetime_ended(d, d->oldest, now_us)) {
-        remove_entry(d, d->oldest);
+    while (d->age.oldest != NULL &&
+           lifetime_ended(d, d->age.oldest, now_us)) {
+        remove_entry(d, d->age.oldest);
         d->stats.expired++;
     }
 }
@@ -188,7 +226,7 @@ int udprr__dedup_lookup(udprr__dedup *d, const struct udprr__dedup_key *key,
     const struct entry *e = find(d, key);
     if (e == NULL)
         return 0;
-    if (e->kind != UDPRR__DEDUP_IN_PROGRESS)
+    if (!is_pinned(e))
         d->stats.hits++;
     if (kind != NULL)
         *kind = e->kind;
@@ -203,7 +241,8 @@ int udprr__dedup_insert(udprr__dedup *d, const struct udprr__dedup_key *key,
                         uint64_t now_us, int kind, const void *reply,
                         size_t reply_len)
 {
-    if (d == NULL || !key_valid(key) || (reply == NULL && reply_len > 0))
+    if (d == NULL || !key_valid(key) || (reply == NULL && reply_len > 0) ||
+        (kind == UDPRR__DEDUP_IN_PROGRESS && reply_len > 0))
         return UDPRR_EINVAL;
     /* max_bytes >= the overhead was checked at creation: no wrap. */
     const size_t max_bytes = d->limits.max_bytes;
@@ -230,32 +269,47 @@ int udprr__dedup_insert(udprr__dedup *d, const struct udprr__dedup_key *key,
     udprr__dedup_expire(d, now_us);
     struct entry *previous = find(d, key);
     if (previous != NULL) {
+        /* An answer taking its in-progress entry's place replaces no
+         * answer. */
+        if (!is_pinned(previous))
+            d->stats.replaced++;
         remove_entry(d, previous);
-        d->stats.replaced++;
+    }
+    struct entry **bucket = bucket_of(d, key);
+    fresh->chain_next = *bucket;
+    *bucket = fresh;
+    if (is_pinned(fresh)) {
+        list_append(&d->pinned, fresh);
+        d->pinned_count++;
+        return UDPRR_OK;
     }
     /* Ends at the latest when the cache is empty: cost <= max_bytes and
      * max_entries >= 1. */
     while (d->stats.entries >= d->limits.max_entries ||
            d->stats.bytes > max_bytes - cost) {
-        remove_entry(d, d->oldest);
+        remove_entry(d, d->age.oldest);
         d->stats.evicted++;
     }
-
-    struct entry **bucket = bucket_of(d, key);
-    fresh->chain_next = *bucket;
-    *bucket = fresh;
-    fresh->newer = NULL;
-    fresh->older = d->newest;
-    if (d->newest != NULL)
-        d->newest->newer = fresh;
-    else
-        d->oldest = fresh;
-    d->newest = fresh;
+    list_append(&d->age, fresh);
 
     d->stats.entries++;
     d->stats.bytes += cost;
     d->stats.inserted++;
     return UDPRR_OK;
+}
+
+void udprr__dedup_forget(udprr__dedup *d, const struct udprr__dedup_key *key)
+{
+    if (d == NULL || !key_valid(key))
+        return;
+    struct entry *e = find(d, key);
+    if (e != NULL && is_pinned(e))
+        remove_entry(d, e);
+}
+
+size_t udprr__dedup_in_progress(const udprr__dedup *d)
+{
+    return d == NULL ? 0 : d->pinned_count;
 }
 
 void udprr__dedup_stats(const udprr__dedup *d, struct udprr__dedup_stats *out)

@@ -46,8 +46,11 @@
 /* The kind of an entry whose answer does not exist yet: a deferred request
  * (udprr.h, UDPRR_DEFER) still being worked on. Inserted with no reply, it
  * is found like any entry, so a retransmission does not run the handler
- * again, but a lookup that finds it is no hit (nothing is answered); the
- * answer, once given, replaces it. */
+ * again, but a lookup that finds it is no hit (nothing is answered). It is
+ * pinned: never expired, never evicted, and outside the bounds and the
+ * counters (the server bounds such requests itself, by max_deferred),
+ * until an insert of the same key (the answer) replaces it or
+ * udprr__dedup_forget removes it. */
 #define UDPRR__DEDUP_IN_PROGRESS (-1)
 
 /* Room for any sockaddr the server can see (sockaddr_in6 is 28 bytes). */
@@ -119,6 +122,14 @@ int udprr__dedup_lookup(udprr__dedup *d, const struct udprr__dedup_key *key,
 int udprr__dedup_insert(udprr__dedup *d, const struct udprr__dedup_key *key,
                         uint64_t now_us, int kind, const void *reply,
                         size_t reply_len);
+
+/* Removes the in-progress entry of key, if there is one (an answer that
+ * could not be cached must not leave its request "in progress" forever);
+ * an answer stays. */
+void udprr__dedup_forget(udprr__dedup *d, const struct udprr__dedup_key *key);
+
+/* In-progress entries held now. */
+size_t udprr__dedup_in_progress(const udprr__dedup *d);
 
 /* Copies the counters; d NULL gives all zeros. */
 void udprr__dedup_stats(const udprr__dedup *d, struct udprr__dedup_stats *out);

@@ -102,6 +102,7 @@ struct udprr_server {
     atomic_int stopping;
     int in_step; /* run or process is running (the handler may not
                     re-enter) */
+    int socket_unwatched; /* stopped: poll_fd watches wake_fd alone */
     udprr__dedup *cache; /* NULL when the reply cache is off */
     struct udprr__framing framing;
     struct server_counters stats;
@@ -162,15 +163,9 @@ int udprr_server_open(udprr_server **out, const char *host,
         if (rc == UDPRR_OK)
             rc = udprr__dedup_new(&s->cache, &lim);
     }
-    /* A deferred request's "in progress" entry must outlive its token,
-     * or a retransmission would run the handler while the work goes on:
-     * with a cache, the lifetime is at most the cache's. */
-    unsigned lifetime_ms = o.deferred_lifetime_ms;
-    if (s->cache != NULL && o.cache_lifetime_ms < lifetime_ms)
-        lifetime_ms = o.cache_lifetime_ms;
     if (rc == UDPRR_OK)
         rc = udprr__defer_new(&s->deferred, o.max_deferred,
-                              (uint64_t)lifetime_ms * 1000);
+                              (uint64_t)o.deferred_lifetime_ms * 1000);
     if (rc == UDPRR_OK) {
         rc = pthread_mutex_init(&s->lock, NULL) == 0 ? UDPRR_OK
                                                       : UDPRR_ENOMEM;
@@ -263,8 +258,13 @@ static void cache_and_answer(udprr_server *s, const struct udprr__dedup_key *key
     udprr__framing_reply_id(&s->framing, id, body, body_len);
     if (s->cache != NULL && key->addr_len > 0 &&
         udprr__dedup_insert(s->cache, key, now_us, kind, body, body_len) !=
-            UDPRR_OK)
+            UDPRR_OK) {
         bump(&s->stats.uncached);
+        /* A deferred request's answer that could not take the place of
+         * its in-progress entry: drop the entry, or retransmissions would
+         * be dropped for ever instead of running the handler again. */
+        udprr__dedup_forget(s->cache, key);
+    }
     answer(s, peer, peer_len, kind, id, attempt, body, body_len);
 }
 
@@ -495,6 +495,12 @@ static void receive_step(udprr_server *s, udprr_handler h, void *user)
 /* One step: answers given, lifetimes ended, datagrams waiting. */
 static void step(udprr_server *s, udprr_handler h, void *user)
 {
+    /* A stopped server takes no more datagrams: its descriptor stops
+     * watching the socket, or a loop waiting on it would spin on
+     * datagrams no step will take. */
+    if (atomic_load(&s->stopping) && !s->socket_unwatched)
+        s->socket_unwatched =
+            udprr__poller_remove(s->poll_fd, s->fd) == UDPRR_OK;
     udprr__wake_drain(s->wake_fd);
     uint64_t now = udprr__now_us();
     deliver_answers(s, now);
@@ -595,7 +601,10 @@ static int give_answer(udprr_server *s, uint64_t token,
         memcpy(a->body, body, len);
     lock(s);
     a->node = udprr__defer_take(s->deferred, token);
-    if (a->node != NULL) {
+    /* Decided under the lock: once a is queued and the lock released, the
+     * server's thread may send and free it at any moment. */
+    int found = a->node != NULL;
+    if (found) {
         if (s->answers_tail != NULL)
             s->answers_tail->next = a;
         else
@@ -603,7 +612,7 @@ static int give_answer(udprr_server *s, uint64_t token,
         s->answers_tail = a;
     }
     unlock(s);
-    if (a->node == NULL) {
+    if (!found) {
         udprr__free(a);
         return UDPRR_ENOTPENDING;
     }

@@ -350,3 +350,9 @@ int udprr__poller_open(int fd_a, int fd_b, int *epfd_out)
     *epfd_out = ep;
     return UDPRR_OK;
 }
+
+int udprr__poller_remove(int epfd, int fd)
+{
+    return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL) == 0 ? UDPRR_OK
+                                                         : UDPRR_ESYS;
+}

@@ -120,4 +120,7 @@ void udprr__wake_drain(int wake_fd);
  * UDPRR_OK or UDPRR_ESYS. */
 int udprr__poller_open(int fd_a, int fd_b, int *epfd_out);
 
+/* Stops epfd watching fd. UDPRR_OK or UDPRR_ESYS. */
+int udprr__poller_remove(int epfd, int fd);
+
 #endif /* UDPRR_SOCK_H */

@@ -919,10 +919,59 @@ START_TEST(test_in_progress_entry_is_found_but_no_hit)
     ck_assert_mem_eq(reply, "ok", 2);
     ck_assert_uint_eq(stats_of(d).hits, 1);
     ck_assert_uint_eq(stats_of(d).entries, 1);
-    ck_assert_uint_eq(stats_of(d).replaced, 1);
+    ck_assert_uint_eq(stats_of(d).replaced, 0); /* no answer replaced */
+    ck_assert_uint_eq(udprr__dedup_in_progress(d), 0);
     /* The answer lives its own lifetime, from its insertion. */
     ck_assert_int_eq(udprr__dedup_lookup(d, &k, 1029, NULL, NULL, NULL), 1);
     ck_assert_int_eq(udprr__dedup_lookup(d, &k, 1030, NULL, NULL, NULL), 0);
+    udprr__dedup_free(d);
+}
+END_TEST
+
+/* In-progress entries are pinned: a flood of answers that evicts every
+ * other entry, and time far past the lifetime, leave them; they are
+ * outside the bounds; forget removes them, and only them. */
+START_TEST(test_in_progress_entries_are_pinned)
+{
+    udprr__dedup *d = cache_new(4, 1 << 20, 1000);
+    struct udprr__dedup_key busy = key_of(1, 7), other = key_of(2, 7);
+    ck_assert_int_eq(udprr__dedup_insert(d, &busy, 0, UDPRR__DEDUP_IN_PROGRESS,
+                                         NULL, 0),
+                     UDPRR_OK);
+    ck_assert_int_eq(udprr__dedup_insert(d, &other, 0,
+                                         UDPRR__DEDUP_IN_PROGRESS, "x", 1),
+                     UDPRR_EINVAL); /* no reply in progress */
+    for (unsigned i = 0; i < 100; i++) {
+        struct udprr__dedup_key k = key_of(100 + i, i);
+        ck_assert_int_eq(udprr__dedup_insert(d, &k, 10 * i, UDPRR__KIND_REPLY,
+                                             "a", 1),
+                         UDPRR_OK);
+    }
+    struct udprr__dedup_stats st = stats_of(d);
+    ck_assert_uint_eq(st.entries, 4); /* the bound, in-progress not in it */
+    ck_assert_uint_eq(st.evicted + st.expired, 96);
+    int kind = 0;
+    ck_assert_int_eq(udprr__dedup_lookup(d, &busy, 1000000, &kind, NULL, NULL),
+                     1);
+    ck_assert_int_eq(kind, UDPRR__DEDUP_IN_PROGRESS);
+    ck_assert_uint_eq(udprr__dedup_in_progress(d), 1);
+    /* forget leaves answers alone, and removes an in-progress entry. */
+    struct udprr__dedup_key answered = key_of(199, 99);
+    ck_assert_int_eq(udprr__dedup_insert(d, &answered, 1000000,
+                                         UDPRR__KIND_REPLY, "b", 1),
+                     UDPRR_OK);
+    udprr__dedup_forget(d, &answered);
+    ck_assert_int_eq(udprr__dedup_lookup(d, &answered, 1000001, NULL, NULL,
+                                         NULL),
+                     1);
+    udprr__dedup_forget(d, &busy);
+    ck_assert_int_eq(udprr__dedup_lookup(d, &busy, 1000001, NULL, NULL, NULL),
+                     0);
+    ck_assert_uint_eq(udprr__dedup_in_progress(d), 0);
+    /* Freed with the cache while still in progress (valgrind checks). */
+    ck_assert_int_eq(udprr__dedup_insert(d, &other, 1000002,
+                                         UDPRR__DEDUP_IN_PROGRESS, NULL, 0),
+                     UDPRR_OK);
     udprr__dedup_free(d);
 }
 END_TEST
@@ -968,6 +1017,7 @@ int main(void)
     tcase_add_test(api, test_new_survives_every_allocation_failure);
     tcase_add_test(api, test_insert_survives_every_allocation_failure);
     tcase_add_test(api, test_in_progress_entry_is_found_but_no_hit);
+    tcase_add_test(api, test_in_progress_entries_are_pinned);
     suite_add_tcase(s, api);
     return udprr_test_run(s);
 }

@@ -29,33 +29,6 @@ tally_name=async-examples-test
 
 . tests/procs.sh
 
-# wait_for PID FILE SED: at most 5 s until sed finds SED in FILE (while
-# PID runs); prints what it found.
-wait_for() {
-    for _ in $(seq 50); do
-        found=$(sed -n "$3" "$2")
-        if [ -n "$found" ]; then
-            echo "$found"
-            return 0
-        fi
-        exited "$1" && return 1
-        sleep 0.1
-    done
-    return 1
-}
-
-
-# The number after "$2 " in line $1, or before " $2" with num_before (the
-# summary has both orders); -1 when absent, so checks fail.
-num_after() {
-    n=$(echo "$1" | sed -n "s/.*$2 \([0-9][0-9]*\).*/\1/p")
-    echo "${n:--1}"
-}
-num_before() {
-    n=$(echo "$1" | sed -n "s/.*[ (,;]\([0-9][0-9]*\) $2.*/\1/p")
-    echo "${n:--1}"
-}
-
 # --- the server --------------------------------------------------------------
 
 server_port=""

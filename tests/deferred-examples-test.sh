@@ -33,33 +33,6 @@ tally_name=deferred-examples-test
 
 . tests/procs.sh
 
-# wait_for PID FILE SED: at most 5 s until sed finds SED in FILE (while
-# PID runs); prints what it found.
-wait_for() {
-    for _ in $(seq 50); do
-        found=$(sed -n "$3" "$2")
-        if [ -n "$found" ]; then
-            echo "$found"
-            return 0
-        fi
-        exited "$1" && return 1
-        sleep 0.1
-    done
-    return 1
-}
-
-# The number after "NAME " in line $1 (the stats print "name N"), or
-# before " NAME" with num_before (the client's summary); -1 when absent,
-# so checks fail.
-num_after() {
-    n=$(echo "$1" | sed -n "s/.*[ :,;(]$2 \([0-9][0-9]*\).*/\1/p")
-    echo "${n:--1}"
-}
-num_before() {
-    n=$(echo "$1" | sed -n "s/.*[ (,;:]\([0-9][0-9]*\) $2.*/\1/p")
-    echo "${n:--1}"
-}
-
 # interrupt PID: SIGINT, as a user's ^C; at most 5 s to exit. Sets
 # $interrupt_status to its exit status ("hung" when it had to be
 # killed), reaps it and forgets it.

@@ -9,6 +9,8 @@
 #   stop PID            SIGTERM, at most 5 s to exit, then SIGKILL; reaps
 #                       it and forgets it, so the cleanup never signals a
 #                       PID the system may have reused
+#   wait_for PID FILE SED   at most 5 s until sed's SED finds something in
+#                       FILE (while PID runs); prints what it found
 # Sourcing it sets traps: on exit every recorded process is stopped and
 # $tmp (if set) removed; INT, TERM and HUP exit.
 procs=""
@@ -27,6 +29,19 @@ stop() {
     exited "$1" || kill -KILL "$1" 2>/dev/null
     wait "$1" 2>/dev/null
     procs=$(echo " $procs " | sed "s/ $1 / /g")
+}
+
+wait_for() {
+    for _ in $(seq 50); do
+        found=$(sed -n "$3" "$2")
+        if [ -n "$found" ]; then
+            echo "$found"
+            return 0
+        fi
+        exited "$1" && return 1
+        sleep 0.1
+    done
+    return 1
 }
 
 procs_cleanup() {

@@ -11,6 +11,9 @@
 #   check TEXT GOT WANT   pass when GOT is WANT, else fail saying both
 #   yes_if EXPR   prints "yes" when the shell expression holds, else
 #                 "no: EXPR" (for `check TEXT "$(yes_if ...)" yes`)
+#   num_after LINE NAME    the number after "NAME " in LINE (a stats line
+#                 prints "name N"); -1 when absent, so that checks fail
+#   num_before LINE NAME   the number before " NAME" (a summary's "N name")
 #   tally_finish  records the counts; returns 0 only when nothing failed.
 #                 Call it last, or as `tally_finish; exit` to stop early.
 : "${tally_name:?set tally_name before sourcing tests/tally.sh}"
@@ -27,6 +30,14 @@ check() {
     fi
 }
 yes_if() { if eval "$1"; then echo yes; else echo "no: $1"; fi; }
+num_after() {
+    n=$(echo "$1" | sed -n "s/.*[ :,;(]$2 \([0-9][0-9]*\).*/\1/p")
+    echo "${n:--1}"
+}
+num_before() {
+    n=$(echo "$1" | sed -n "s/.*[ (,;:]\([0-9][0-9]*\) $2.*/\1/p")
+    echo "${n:--1}"
+}
 
 tally_finish() {
     mkdir -p "$(dirname "$tally_file")"

@@ -46,10 +46,10 @@
 #include <udprr.h>
 
 #include "example_util.h"
+#include "requests.h"
 
 #define MAX_WORKERS 64u
 #define MAX_COUNT 1000000u
-#define REPORTED 10u /* client failures described one by one */
 
 static void usage(FILE *out)
 {
@@ -73,17 +73,6 @@ static void usage(FILE *out)
             "        answers its own request. Exits 0 when every one did,\n"
             "        1 otherwise.\n",
             MAX_WORKERS, MAX_COUNT);
-}
-
-/* Digits only, within [min, max]. 0 on success, -1 otherwise. */
-static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*s < '0' || *s > '9' || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = (unsigned)v;
-    return 0;
 }
 
 /* --- server -------------------------------------------------------------- */
@@ -325,87 +314,8 @@ static int run_server(const char *bind_addr, const char *port,
 
 /* --- client -------------------------------------------------------------- */
 
-struct client_run;
-
-struct client_request {
-    struct client_run *run;
-    unsigned index; /* 1..count */
-    int ended;      /* its done callback has run */
-};
-
-struct client_run {
-    unsigned count, sent, ended, completed, failed, wrong;
-    uint64_t peak_in_flight;
-    struct client_request *requests;
-};
-
-/* Request i is the text "request i". */
-static size_t request_text(unsigned index, char *buf, size_t cap)
-{
-    return (size_t)snprintf(buf, cap, "request %u", index);
-}
-
-/* A reply is its request's own when it starts with the request's text and
- * " -> " (so the reply to request 1 is not taken for request 10's). */
-static void request_done(void *user, int status, const void *reply,
-                         size_t reply_len)
-{
-    struct client_request *r = user;
-    struct client_run *run = r->run;
-    if (r->ended) {
-        run->wrong++;
-        fprintf(stderr, "deferred_server client: request %u ended twice\n",
-                r->index);
-        return;
-    }
-    r->ended = 1;
-    run->ended++;
-    if (status != UDPRR_OK) {
-        if (run->failed++ < REPORTED)
-            fprintf(stderr, "deferred_server client: request %u: %s\n",
-                    r->index, udprr_strerror(status));
-        return;
-    }
-    char own[32];
-    size_t n = request_text(r->index, own, sizeof own);
-    if (reply_len > n + 4 && memcmp(reply, own, n) == 0 &&
-        memcmp((const char *)reply + n, " -> ", 4) == 0) {
-        run->completed++;
-        return;
-    }
-    run->wrong++;
-    fprintf(stderr, "deferred_server client: request %u: the reply '%.*s' "
-            "is not its own\n",
-            r->index, (int)(reply_len > 80 ? 80 : reply_len),
-            (const char *)reply);
-}
-
-/* Sends what the handle will take; the rest when requests have ended.
- * Notes how many are in flight then, for the summary. */
-static void send_more(udprr_client *c, struct client_run *run)
-{
-    while (run->sent < run->count) {
-        struct client_request *r = &run->requests[run->sent];
-        char text[32];
-        size_t len = request_text(r->index, text, sizeof text);
-        int rc = udprr_client_send(c, text, len, request_done, r);
-        if (rc == UDPRR_EBUSY)
-            return;
-        run->sent++;
-        if (rc != UDPRR_OK) { /* done will not run for it */
-            r->ended = 1;
-            run->ended++;
-            if (run->failed++ < REPORTED)
-                fprintf(stderr, "deferred_server client: request %u not "
-                        "sent: %s\n", r->index, udprr_strerror(rc));
-        }
-    }
-    struct udprr_client_stats s = {.size = sizeof s};
-    if (udprr_client_stats(c, &s) == UDPRR_OK &&
-        s.in_flight > run->peak_in_flight)
-        run->peak_in_flight = s.in_flight;
-}
-
+/* Request i is "request i"; the server's answer starts with it and " -> "
+ * (requests.h's requests_text_bytes and requests_text_own). */
 static int run_client(const char *host, const char *port, unsigned count,
                       unsigned window)
 {
@@ -417,67 +327,45 @@ static int run_client(const char *host, const char *port, unsigned count,
     opts.min_rto_ms = 10;
     opts.fixed_rto = 1;
     opts.max_window = window;
-    udprr_client *c;
-    int rc = udprr_client_open(&c, host, port, &opts);
+    struct requests rs;
+    if (requests_init(&rs, "deferred_server client", count,
+                      requests_text_bytes, requests_text_own) != 0)
+        return 1;
+    int rc = udprr_client_open(&rs.client, host, port, &opts);
     if (rc != UDPRR_OK) {
         fprintf(stderr, "deferred_server client: cannot reach %s port %s: "
                 "%s\n", host, port, udprr_strerror(rc));
+        requests_free(&rs);
         return 1;
     }
-    struct client_run run = {.count = count};
-    run.requests = calloc(count, sizeof *run.requests);
-    if (run.requests == NULL) {
-        fprintf(stderr, "deferred_server client: no memory\n");
-        udprr_client_close(c);
-        return 1;
-    }
-    for (unsigned i = 0; i < count; i++) {
-        run.requests[i].run = &run;
-        run.requests[i].index = i + 1;
-    }
-    struct timespec start, end;
+    struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
 
-    send_more(c, &run);
+    requests_send_more(&rs);
     /* Bounded: every request ends by the handle's deadline (10 s by
      * default) at the latest. */
-    while (run.ended < run.count) {
-        int timeout_ms = udprr_client_timeout_ms(c);
+    while (!requests_finished(&rs)) {
+        int timeout_ms = udprr_client_timeout_ms(rs.client);
         if (timeout_ms < 0) {
             fprintf(stderr, "deferred_server client: %u requests never "
-                    "ended\n", run.count - run.ended);
+                    "ended\n", rs.count - rs.ended);
             break;
         }
-        struct pollfd pfd = {.fd = udprr_client_fd(c), .events = POLLIN};
+        struct pollfd pfd = {.fd = udprr_client_fd(rs.client),
+                             .events = POLLIN};
         if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR) {
             fprintf(stderr, "deferred_server client: poll: %s\n",
                     strerror(errno));
             break;
         }
-        udprr_client_process(c);
-        send_more(c, &run);
+        udprr_client_process(rs.client);
+        requests_send_more(&rs);
     }
 
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    struct udprr_client_stats s = {.size = sizeof s};
-    udprr_client_stats(c, &s);
-    udprr_client_close(c); /* anything still pending ends: a failure */
-    double seconds = (double)(end.tv_sec - start.tv_sec) +
-                     (double)(end.tv_nsec - start.tv_nsec) / 1e9;
-    printf("deferred_server client: %u requests, %u completed, %u failed, "
-           "%u wrong replies; %llu attempts, %llu retransmissions; "
-           "window %llu (max %u), peak in flight %llu, %llu window "
-           "reductions; %.3f s\n",
-           run.count, run.completed, run.failed, run.wrong,
-           (unsigned long long)s.attempts,
-           (unsigned long long)s.retransmissions,
-           (unsigned long long)s.window, window,
-           (unsigned long long)run.peak_in_flight,
-           (unsigned long long)s.window_reductions, seconds);
+    requests_close_no_newline(&rs, window, &start);
+    printf("\n");
     fflush(stdout);
-    int ok = run.completed == run.count && run.wrong == 0;
-    free(run.requests);
-    return ok ? 0 : 1;
+    return requests_free(&rs);
 }
 
 int main(int argc, char **argv)
@@ -496,7 +384,7 @@ int main(int argc, char **argv)
         switch (opt) {
         case 'b': bind_addr = optarg; break;
         case 'S':
-            if (parse_uint(optarg, 0, 86400, &seconds) != 0) {
+            if (example_parse_uint(optarg, 0, 86400, &seconds) != 0) {
                 usage(stderr);
                 return 2;
             }
@@ -511,8 +399,8 @@ int main(int argc, char **argv)
     if (nargs >= 1 && strcmp(args[0], "client") == 0) {
         unsigned count = 100, window = 64;
         if (nargs < 3 || nargs > 5 ||
-            (nargs > 3 && parse_uint(args[3], 1, MAX_COUNT, &count)) ||
-            (nargs > 4 && parse_uint(args[4], 1, 65535, &window))) {
+            (nargs > 3 && example_parse_uint(args[3], 1, MAX_COUNT, &count)) ||
+            (nargs > 4 && example_parse_uint(args[4], 1, 65535, &window))) {
             usage(stderr);
             return 2;
         }
@@ -521,7 +409,8 @@ int main(int argc, char **argv)
 
     unsigned nworkers = 4, work_ms = 50;
     if (nargs < 1 || nargs > 3 ||
-        (nargs > 1 && parse_uint(args[1], 1, MAX_WORKERS, &nworkers)) ||
+        (nargs > 1 &&
+         example_parse_uint(args[1], 1, MAX_WORKERS, &nworkers)) ||
         (nargs > 2 && example_parse_ms(args[2], &work_ms))) {
         usage(stderr);
         return 2;

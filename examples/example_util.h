@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * example_util.h - the few lines every example server needs: printing an
- * address, saying where it listens, and stopping on a signal. Plain
- * libudprr API use, kept in one place so each example shows only what is
- * its own.
+ * example_util.h - the few lines every example needs: printing an
+ * address, saying where a server listens, stopping it on a signal,
+ * reading numbers from the command line and timing a run. Plain libudprr
+ * API use, kept in one place so each example shows only what is its own.
  */
 #ifndef EXAMPLE_UTIL_H
 #define EXAMPLE_UTIL_H
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <udprr.h>
@@ -87,16 +88,32 @@ static inline void example_forget_signals(void)
     signal(SIGALRM, SIG_DFL);
 }
 
+/* Digits only, within [min, max]. 0 on success, -1 otherwise. */
+static inline int example_parse_uint(const char *s, unsigned min,
+                                     unsigned max, unsigned *out)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*s < '0' || *s > '9' || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
 /* A duration in milliseconds from the command line: digits only, at most
  * an hour. 0 on success, -1 otherwise. */
 static inline int example_parse_ms(const char *s, unsigned *out)
 {
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*s < '0' || *s > '9' || *end != '\0' || v > 3600000)
-        return -1;
-    *out = (unsigned)v;
-    return 0;
+    return example_parse_uint(s, 0, 3600000, out);
+}
+
+/* Seconds on the monotonic clock since start. */
+static inline double example_seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) +
+           (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
 #endif /* EXAMPLE_UTIL_H */

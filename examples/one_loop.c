@@ -39,21 +39,10 @@
 #include <udprr.h>
 
 #include "example_util.h"
+#include "requests.h"
 
 #define MAX_COUNT 1000000u
-#define REPORTED 10u     /* client failures described one by one */
 #define RUN_LIMIT_S 60.0 /* the loop gives up after this long */
-
-/* Digits only, within [min, max]. 0 on success, -1 otherwise. */
-static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*s < '0' || *s > '9' || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = (unsigned)v;
-    return 0;
-}
 
 static void usage(FILE *out)
 {
@@ -155,91 +144,7 @@ static void forget_deferred(struct server_side *side)
     }
 }
 
-/* --- the client's side --------------------------------------------------- */
-
-struct client_side;
-
-struct request {
-    struct client_side *side;
-    unsigned index; /* 1..count */
-    int ended;      /* its done callback has run */
-};
-
-struct client_side {
-    udprr_client *client;
-    unsigned count, sent, ended, completed, failed, wrong;
-    struct request *requests;
-};
-
-/* Request i is the text "request i". */
-static size_t request_text(unsigned index, char *buf, size_t cap)
-{
-    return (size_t)snprintf(buf, cap, "request %u", index);
-}
-
-/* A reply is the request's own when it starts with the request's text and
- * " -> " (so the reply to request 1 is not taken for request 10's). */
-static void request_done(void *user, int status, const void *reply,
-                         size_t reply_len)
-{
-    struct request *r = user;
-    struct client_side *side = r->side;
-    if (r->ended) {
-        side->wrong++;
-        fprintf(stderr, "one_loop: request %u ended twice\n", r->index);
-        return;
-    }
-    r->ended = 1;
-    side->ended++;
-    if (status != UDPRR_OK) {
-        if (side->failed++ < REPORTED)
-            fprintf(stderr, "one_loop: request %u: %s\n", r->index,
-                    udprr_strerror(status));
-        return;
-    }
-    char own[32];
-    size_t n = request_text(r->index, own, sizeof own);
-    if (reply_len > n + 4 && memcmp(reply, own, n) == 0 &&
-        memcmp((const char *)reply + n, " -> ", 4) == 0) {
-        side->completed++;
-        return;
-    }
-    side->wrong++;
-    fprintf(stderr, "one_loop: request %u: the reply '%.*s' is not its own\n",
-            r->index, (int)(reply_len > 80 ? 80 : reply_len),
-            (const char *)reply);
-}
-
-/* Sends what the handle will take; the rest when requests have ended. */
-static void send_more(struct client_side *side)
-{
-    while (side->sent < side->count) {
-        struct request *r = &side->requests[side->sent];
-        char text[32];
-        size_t len = request_text(r->index, text, sizeof text);
-        int rc = udprr_client_send(side->client, text, len, request_done, r);
-        if (rc == UDPRR_EBUSY)
-            return;
-        side->sent++;
-        if (rc != UDPRR_OK) { /* done will not run for it */
-            r->ended = 1;
-            side->ended++;
-            if (side->failed++ < REPORTED)
-                fprintf(stderr, "one_loop: request %u not sent: %s\n",
-                        r->index, udprr_strerror(rc));
-        }
-    }
-}
-
 /* --- the loop ------------------------------------------------------------ */
-
-static double seconds_since(const struct timespec *start)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - start->tv_sec) +
-           (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-}
 
 /* The earlier of two event-loop timeouts, where -1 means none. */
 static int earlier(int a_ms, int b_ms)
@@ -253,12 +158,12 @@ static int earlier(int a_ms, int b_ms)
 
 /* Turns the loop until every request has ended. 0, or -1 after saying
  * why it stopped early. */
-static int run_loop(struct server_side *srv, struct client_side *cli,
+static int run_loop(struct server_side *srv, struct requests *cli,
                     const struct timespec *start)
 {
-    send_more(cli);
-    while (cli->ended < cli->count) {
-        if (seconds_since(start) > RUN_LIMIT_S) {
+    requests_send_more(cli);
+    while (!requests_finished(cli)) {
+        if (example_seconds_since(start) > RUN_LIMIT_S) {
             fprintf(stderr, "one_loop: gave up after %.0f s\n", RUN_LIMIT_S);
             return -1;
         }
@@ -285,7 +190,7 @@ static int run_loop(struct server_side *srv, struct client_side *cli,
          * and the server's must run after answers were given. */
         udprr_server_process(srv->server, serve, srv);
         udprr_client_process(cli->client);
-        send_more(cli);
+        requests_send_more(cli);
     }
     return 0;
 }
@@ -336,8 +241,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc > 3 ||
-        (argc > 1 && parse_uint(argv[1], 1, MAX_COUNT, &count)) ||
-        (argc > 2 && parse_uint(argv[2], 1, 65535, &window))) {
+        (argc > 1 && example_parse_uint(argv[1], 1, MAX_COUNT, &count)) ||
+        (argc > 2 && example_parse_uint(argv[2], 1, 65535, &window))) {
         usage(stderr);
         return 2;
     }
@@ -356,7 +261,14 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    struct client_side cli = {.count = count};
+    /* Request i is "request i"; the server's answer starts with it and
+     * " -> " (requests.h's requests_text_bytes and requests_text_own). */
+    struct requests cli;
+    if (requests_init(&cli, "one_loop", count, requests_text_bytes,
+                      requests_text_own) != 0) {
+        udprr_server_close(srv.server);
+        return 1;
+    }
     udprr_client_opts opts;
     udprr_client_opts_init(&opts);
     opts.max_window = window;
@@ -364,19 +276,9 @@ int main(int argc, char **argv)
     if (rc != UDPRR_OK) {
         fprintf(stderr, "one_loop: cannot reach 127.0.0.1 port %s: %s\n",
                 port, udprr_strerror(rc));
+        requests_free(&cli);
         udprr_server_close(srv.server);
         return 1;
-    }
-    cli.requests = calloc(count, sizeof *cli.requests);
-    if (cli.requests == NULL) {
-        fprintf(stderr, "one_loop: no memory for %u requests\n", count);
-        udprr_client_close(cli.client);
-        udprr_server_close(srv.server);
-        return 1;
-    }
-    for (unsigned i = 0; i < count; i++) {
-        cli.requests[i].side = &cli;
-        cli.requests[i].index = i + 1;
     }
     printf("one_loop: server at 127.0.0.1:%s, %u requests, window %u\n",
            port, count, window);
@@ -384,7 +286,7 @@ int main(int argc, char **argv)
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     run_loop(&srv, &cli, &start);
-    double seconds = seconds_since(&start);
+    double seconds = example_seconds_since(&start);
 
     print_stats(srv.server, cli.client);
     printf("one_loop: %u requests, %u completed, %u failed, %u wrong "
@@ -400,7 +302,5 @@ int main(int argc, char **argv)
     udprr_client_close(cli.client);
     udprr_server_close(srv.server);
     forget_deferred(&srv);
-    int ok = cli.completed == cli.count && cli.wrong == 0;
-    free(cli.requests);
-    return ok ? 0 : 1;
+    return requests_free(&cli);
 }

@@ -32,36 +32,37 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc < 0 ? 0 : rc;
 
+    struct requests *rs = &p.requests;
     udprr_client_opts opts;
     udprr_client_opts_init(&opts);
     opts.max_window = p.max_window;
-    rc = udprr_client_open(&p.client, p.host, p.port, &opts);
+    rc = udprr_client_open(&rs->client, p.host, p.port, &opts);
     if (rc != UDPRR_OK) {
         fprintf(stderr, "poll_client: cannot reach %s port %s: %s\n", p.host,
                 p.port, udprr_strerror(rc));
-        free(p.requests);
+        requests_free(rs);
         return 1;
     }
 
-    pipeline_send_more(&p);
+    requests_send_more(rs);
     /* Bounded: every request ends by its deadline (the handle's, 10 s by
      * default) at the latest, and then its done callback has run. */
-    while (!pipeline_finished(&p)) {
-        int timeout_ms = udprr_client_timeout_ms(p.client);
+    while (!requests_finished(rs)) {
+        int timeout_ms = udprr_client_timeout_ms(rs->client);
         if (timeout_ms < 0) {
             /* Nothing pending, yet not every request has ended. */
             fprintf(stderr, "poll_client: %u requests never ended\n",
-                    p.count - p.ended);
+                    rs->count - rs->ended);
             break;
         }
-        struct pollfd pfd = {.fd = udprr_client_fd(p.client),
+        struct pollfd pfd = {.fd = udprr_client_fd(rs->client),
                              .events = POLLIN};
         if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR) {
             fprintf(stderr, "poll_client: poll: %s\n", strerror(errno));
             break;
         }
-        udprr_client_process(p.client);
-        pipeline_send_more(&p);
+        udprr_client_process(rs->client);
+        requests_send_more(rs);
     }
     return pipeline_close(&p);
 }

@@ -54,18 +54,18 @@ static void on_timer(uv_timer_t *timer);
  * the requests were just sent. */
 static void drive(struct uv_client *uc)
 {
-    struct pipeline *p = &uc->pipeline;
-    udprr_client_process(p->client);
-    pipeline_send_more(p);
-    if (pipeline_finished(p)) {
+    struct requests *rs = &uc->pipeline.requests;
+    udprr_client_process(rs->client);
+    requests_send_more(rs);
+    if (requests_finished(rs)) {
         stop(uc);
         return;
     }
-    int timeout_ms = udprr_client_timeout_ms(p->client);
+    int timeout_ms = udprr_client_timeout_ms(rs->client);
     if (timeout_ms < 0) {
         /* Nothing pending, yet not every request has ended. */
         fprintf(stderr, "uv_client: %u requests never ended\n",
-                p->count - p->ended);
+                rs->count - rs->ended);
         uc->loop_failed = 1;
         stop(uc);
         return;
@@ -108,7 +108,7 @@ static int run(struct uv_client *uc)
     uv_timer_init(&uc->loop, &uc->timer);
     uc->timer.data = uc;
     rc = uv_poll_init(&uc->loop, &uc->readable,
-                      udprr_client_fd(uc->pipeline.client));
+                      udprr_client_fd(uc->pipeline.requests.client));
     if (rc == 0) {
         uc->readable.data = uc;
         rc = uv_poll_start(&uc->readable, UV_READABLE, on_readable);
@@ -144,11 +144,11 @@ int main(int argc, char **argv)
     udprr_client_opts opts;
     udprr_client_opts_init(&opts);
     opts.max_window = p->max_window;
-    rc = udprr_client_open(&p->client, p->host, p->port, &opts);
+    rc = udprr_client_open(&p->requests.client, p->host, p->port, &opts);
     if (rc != UDPRR_OK) {
         fprintf(stderr, "uv_client: cannot reach %s port %s: %s\n", p->host,
                 p->port, udprr_strerror(rc));
-        free(p->requests);
+        requests_free(&p->requests);
         return 1;
     }
     int loop_rc = run(&uc);

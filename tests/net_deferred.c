@@ -15,6 +15,11 @@
  *     unknown and spent tokens, answers too big;
  *   - one thread, one poll loop driving a server and a client; the
  *     server's descriptor woken by an answer from another thread;
+ *   - a deferred request's retransmissions dropped, never handled again,
+ *     after a flood of answers has evicted everything from a small reply
+ *     cache;
+ *   - a stopped server's descriptor quiet with datagrams on its socket,
+ *     woken by an answer still;
  *   - stop from a signal handler while requests are deferred, then close
  *     (valgrind in make check watches for leaks);
  *   - the counters read from another thread while the server runs.
@@ -1314,6 +1319,283 @@ START_TEST(test_answer_from_another_thread_wakes_the_fd)
 }
 END_TEST
 
+/* --- a deferred request in a full reply cache ---------------------------- */
+
+enum { FLOOD_N = 24, FLOOD_CACHE = 8 };
+
+/* Defers "slow" requests (the test answers them); answers every other
+ * request at once. Runs on the test's thread (inside process). */
+struct flood {
+    unsigned slow_calls;
+    unsigned quick_calls;
+    uint64_t token;
+    unsigned char data[REQ_MAX];
+    size_t len;
+};
+
+static int flood_handler(void *user, const udprr_request *req, void *reply,
+                         size_t cap, size_t *reply_len)
+{
+    struct flood *f = user;
+    char kind[16];
+    unsigned index;
+    ck_assert(parse_request(req->data, req->len, kind, &index));
+    if (strcmp(kind, "slow") == 0) {
+        f->slow_calls++;
+        f->token = req->token;
+        memcpy(f->data, req->data, req->len);
+        f->len = req->len;
+        return UDPRR_DEFER;
+    }
+    f->quick_calls++;
+    *reply_len = make_answer(reply, cap, req->data, req->len);
+    ck_assert_uint_ne(*reply_len, 0);
+    return UDPRR_REPLY;
+}
+
+/* One server driven by process, two clients, one poll(2) over the three,
+ * as loop_until does for one client. */
+struct flood_loop {
+    udprr_server *s;
+    struct flood *f;
+    udprr_client *c[2];
+};
+
+static int flood_until(struct flood_loop *fl, until_fn until, void *arg,
+                       unsigned timeout_ms)
+{
+    uint64_t end = test_now_us() + timeout_ms * MS;
+    while (!until(arg)) {
+        uint64_t now = test_now_us();
+        if (now >= end)
+            return 0;
+        int wait = (int)((end - now + MS - 1) / MS);
+        int t = udprr_server_timeout_ms(fl->s);
+        if (t >= 0 && t < wait)
+            wait = t;
+        for (unsigned i = 0; i < 2; i++) {
+            t = udprr_client_timeout_ms(fl->c[i]);
+            if (t >= 0 && t < wait)
+                wait = t;
+        }
+        struct pollfd p[3] = {{udprr_server_fd(fl->s), POLLIN, 0},
+                              {udprr_client_fd(fl->c[0]), POLLIN, 0},
+                              {udprr_client_fd(fl->c[1]), POLLIN, 0}};
+        ck_assert_int_ge(poll(p, 3, wait), 0);
+        ck_assert_int_eq(udprr_server_process(fl->s, flood_handler, fl->f),
+                         UDPRR_OK);
+        for (unsigned i = 0; i < 2; i++)
+            ck_assert_int_eq(udprr_client_process(fl->c[i]), UDPRR_OK);
+    }
+    return 1;
+}
+
+static int slow_called(void *arg)
+{
+    return ((const struct flood_loop *)arg)->f->slow_calls > 0;
+}
+
+/* Until the server has counted more deferred retransmissions than
+ * `above`, or the slow request's handler has run again (the failure). */
+struct retrans_wait {
+    struct flood_loop *fl;
+    uint64_t above;
+};
+
+static int retransmission_dropped(void *arg)
+{
+    struct retrans_wait *w = arg;
+    return w->fl->f->slow_calls > 1 ||
+           server_stats(w->fl->s).deferred_retransmissions > w->above;
+}
+
+/* A reply cache of 8 answers: one request deferred, retransmitted every
+ * 5 ms by its client, then 24 requests from a second client answered at
+ * once, which evict every answer cached before them. The deferred
+ * request's "in progress" entry must outlive them all: a retransmission
+ * that arrives after the flood is dropped (deferred_retransmissions), not
+ * handed to the handler a second time; the answer, given later, reaches
+ * the client. */
+START_TEST(test_deferred_request_survives_a_full_reply_cache)
+{
+    done_calls = 0;
+    static struct flood f;
+    memset(&f, 0, sizeof f);
+    udprr_server_opts so;
+    udprr_server_opts_init(&so);
+    so.cache_entries = FLOOD_CACHE;
+    struct flood_loop fl = {.f = &f};
+    fl.s = open_server(&so);
+    char port[16];
+    server_port(fl.s, port);
+    udprr_client_opts slow_opts = patient_opts();
+    slow_opts.initial_rto_ms = 5;
+    slow_opts.min_rto_ms = 1;
+    slow_opts.max_rto_ms = 5;
+    slow_opts.fixed_rto = 1;
+    slow_opts.backoff_pct = 100;
+    slow_opts.jitter_pct = 0;
+    fl.c[0] = open_client(port, &slow_opts);
+    /* The flood's client never retransmits within the test. */
+    udprr_client_opts quick_opts = patient_opts();
+    quick_opts.initial_rto_ms = quick_opts.min_rto_ms =
+        quick_opts.max_rto_ms = 30000;
+    quick_opts.fixed_rto = 1;
+    fl.c[1] = open_client(port, &quick_opts);
+
+    unsigned char slow_req[REQ_MAX], slow_ans[REQ_MAX + 4];
+    struct outcome slow;
+    memset(&slow, 0, sizeof slow);
+    size_t slow_len = make_request(slow_req, sizeof slow_req, "slow", 0);
+    slow.expect = slow_ans;
+    slow.expect_len = make_answer(slow_ans, sizeof slow_ans, slow_req,
+                                  slow_len);
+    send_request(fl.c[0], slow_req, slow_len, &slow);
+    ck_assert(flood_until(&fl, slow_called, &fl, WAIT_MS));
+    ck_assert_uint_ne(f.token, 0);
+    /* Retransmissions dropped while the cache still has room. */
+    struct retrans_wait rw = {&fl, 0};
+    ck_assert(flood_until(&fl, retransmission_dropped, &rw, WAIT_MS));
+    ck_assert_uint_eq(f.slow_calls, 1);
+
+    static struct outcome o[FLOOD_N];
+    static unsigned char req[FLOOD_N][REQ_MAX], ans[FLOOD_N][REQ_MAX + 4];
+    memset(o, 0, sizeof o);
+    for (unsigned i = 0; i < FLOOD_N; i++) {
+        size_t len = make_request(req[i], sizeof req[i], "req", i);
+        o[i].expect = ans[i];
+        o[i].expect_len = make_answer(ans[i], sizeof ans[i], req[i], len);
+        send_request(fl.c[1], req[i], len, &o[i]);
+    }
+    unsigned all = FLOOD_N;
+    ck_assert_msg(flood_until(&fl, done_reached, &all, WAIT_MS),
+                  "only %u of %u requests ended", done_calls, FLOOD_N);
+    for (unsigned i = 0; i < FLOOD_N; i++)
+        assert_answered(&o[i], i);
+    ck_assert_uint_eq(slow.calls, 0);
+    struct udprr_server_stats ss = server_stats(fl.s);
+    /* Full, and every answer older than the last 8 evicted. */
+    ck_assert_uint_eq(ss.cache_entries, FLOOD_CACHE);
+    ck_assert_uint_ge(ss.cache_evicted, FLOOD_N - FLOOD_CACHE);
+
+    /* A retransmission of the deferred request after the flood. */
+    rw.above = ss.deferred_retransmissions;
+    ck_assert(flood_until(&fl, retransmission_dropped, &rw, WAIT_MS));
+    ck_assert_msg(f.slow_calls == 1,
+                  "the deferred request ran the handler %u times",
+                  f.slow_calls);
+    ck_assert_uint_gt(server_stats(fl.s).deferred_retransmissions, rw.above);
+
+    ck_assert_int_eq(udprr_server_reply(fl.s, f.token, slow_ans,
+                                        slow.expect_len),
+                     UDPRR_OK);
+    ck_assert(flood_until(&fl, has_run, &slow, WAIT_MS));
+    assert_answered(&slow, 0);
+    ck_assert_uint_gt(client_stats(fl.c[0]).retransmissions, 0);
+    ck_assert_uint_eq(client_stats(fl.c[1]).retransmissions, 0);
+    udprr_client_close(fl.c[0]);
+    udprr_client_close(fl.c[1]);
+
+    ss = server_stats(fl.s);
+    ck_assert_uint_eq(f.slow_calls, 1);
+    ck_assert_uint_eq(f.quick_calls, FLOOD_N);
+    ck_assert_uint_eq(ss.handled, FLOOD_N + 1);
+    ck_assert_uint_eq(ss.deferred, 1);
+    ck_assert_uint_eq(ss.deferred_answered, 1);
+    ck_assert_uint_eq(ss.deferred_pending, 0);
+    ck_assert_uint_eq(ss.deferred_expired, 0);
+    ck_assert_uint_gt(ss.deferred_retransmissions, 0);
+    ck_assert_uint_le(ss.cache_entries, FLOOD_CACHE);
+    udprr_server_close(fl.s);
+    ck_assert_uint_eq(done_calls, FLOOD_N + 1);
+}
+END_TEST
+
+/* --- a stopped server's descriptor --------------------------------------- */
+
+/* A datagram waits on the socket of a stopped server, which takes none:
+ * once a step has seen the stop, the descriptor no longer reports it, so
+ * a loop that goes on waiting on the descriptor (for the answers still to
+ * come) does not spin. An answer from another thread still wakes it, and
+ * the next process sends it. The client's RTO is longer than the test:
+ * nothing is retransmitted. */
+START_TEST(test_stopped_server_fd_stops_reporting_the_socket)
+{
+    enum { QUIET_MS = 200 };
+    done_calls = 0;
+    struct keeper k = {0, 0};
+    struct loop l = {.h = keep_handler, .user = &k};
+    l.s = open_server(NULL);
+    char port[16];
+    server_port(l.s, port);
+    udprr_client_opts opts = patient_opts();
+    opts.initial_rto_ms = opts.min_rto_ms = opts.max_rto_ms = 30000;
+    opts.fixed_rto = 1;
+    l.c = open_client(port, &opts);
+    unsigned char req[3][REQ_MAX];
+    struct outcome o[3];
+    memset(o, 0, sizeof o);
+    o[0].expect = "woken";
+    o[0].expect_len = 5;
+    send_request(l.c, req[0], make_request(req[0], sizeof req[0], "req", 0),
+                 &o[0]);
+    ck_assert(loop_until(&l, keeper_called, &k, WAIT_MS));
+    ck_assert_uint_ne(k.token, 0);
+    struct pollfd p = {udprr_server_fd(l.s), POLLIN, 0};
+    ck_assert_int_eq(poll(&p, 1, 0), 0);
+
+    /* Request 1 reaches the socket: the descriptor says so. */
+    send_request(l.c, req[1], make_request(req[1], sizeof req[1], "req", 1),
+                 &o[1]);
+    ck_assert_int_eq(poll(&p, 1, WAIT_MS), 1);
+    udprr_server_stop(l.s);
+    /* Request 2 reaches the stopped server's socket. */
+    send_request(l.c, req[2], make_request(req[2], sizeof req[2], "req", 2),
+                 &o[2]);
+    ck_assert_int_eq(poll(&p, 1, 0), 1); /* the stop's wake, the datagrams */
+
+    /* One step sees the stop; from then on the two datagrams waiting on
+     * the socket leave the descriptor quiet, step after step. */
+    for (unsigned i = 0; i < 3; i++) {
+        ck_assert_int_eq(udprr_server_process(l.s, keep_handler, &k),
+                         UDPRR_OK);
+        ck_assert_msg(poll(&p, 1, QUIET_MS) == 0,
+                      "step %u: the stopped server's descriptor is "
+                      "readable", i);
+    }
+    struct udprr_server_stats ss = server_stats(l.s);
+    ck_assert_uint_eq(ss.received, 1);
+    ck_assert_uint_eq(ss.deferred_pending, 1);
+    ck_assert_uint_eq(k.calls, 1);
+
+    /* The answer from another thread wakes it; process sends it. */
+    struct replier r = {l.s, k.token, 12345};
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, replier_main, &r), 0);
+    ck_assert_int_eq(pthread_join(thread, NULL), 0);
+    ck_assert_int_eq(r.rc, UDPRR_OK);
+    ck_assert_int_eq(poll(&p, 1, WAIT_MS), 1);
+    ck_assert(p.revents & POLLIN);
+    ck_assert_int_eq(udprr_server_process(l.s, keep_handler, &k), UDPRR_OK);
+    ck_assert_int_eq(poll(&p, 1, QUIET_MS), 0);
+    ck_assert(pump_until(l.c, has_run, &o[0], WAIT_MS));
+    assert_answered(&o[0], 0);
+    ck_assert_int_eq(udprr_server_timeout_ms(l.s), -1);
+    ss = server_stats(l.s);
+    ck_assert_uint_eq(ss.received, 1);
+    ck_assert_uint_eq(ss.handled, 1);
+    ck_assert_uint_eq(ss.deferred_answered, 1);
+    ck_assert_uint_eq(ss.deferred_pending, 0);
+    ck_assert_uint_eq(k.calls, 1);
+    ck_assert_uint_eq(o[1].calls, 0);
+    ck_assert_uint_eq(o[2].calls, 0);
+    udprr_client_close(l.c);
+    ck_assert_int_eq(o[1].status, UDPRR_ECANCELED);
+    ck_assert_int_eq(o[2].status, UDPRR_ECANCELED);
+    udprr_server_close(l.s);
+}
+END_TEST
+
 /* --- stop from a signal handler ------------------------------------------ */
 
 static udprr_server *volatile signal_target;
@@ -1580,6 +1862,7 @@ int main(void)
     tcase_add_test(own, test_reply_and_decline_from_inside_the_deferring_call);
     tcase_add_test(own, test_one_poll_loop_drives_server_and_client);
     tcase_add_test(own, test_answer_from_another_thread_wakes_the_fd);
+    tcase_add_test(own, test_deferred_request_survives_a_full_reply_cache);
     suite_add_tcase(s, own);
 
     TCase *tokens = tcase_create("tokens");
@@ -1593,6 +1876,7 @@ int main(void)
     TCase *stop = tcase_create("stop_and_stats");
     tcase_set_timeout(stop, 60);
     tcase_add_test(stop, test_stop_from_a_signal_handler_while_deferred);
+    tcase_add_test(stop, test_stopped_server_fd_stops_reporting_the_socket);
     tcase_add_test(stop, test_stats_read_from_another_thread_while_running);
     suite_add_tcase(s, stop);
     return udprr_test_run(s);

@@ -128,28 +128,11 @@ static udprr_send_opts deadline_opts(unsigned deadline_ms)
 
 typedef int (*until_fn)(void *arg);
 
-/* The loop an application writes: poll the handle's socket for as long as
- * udprr_client_timeout_ms says (at most what is left of timeout_ms), then
- * process, until `until` holds. Returns 1 when it held, 0 on timeout.
- * `until` is checked before the handle is touched again, so a callback
- * that closes the handle makes it hold. */
+/* test_pump_until (netutil.h). */
 static int pump_until(udprr_client *c, until_fn until, void *arg,
                       unsigned timeout_ms)
 {
-    uint64_t end = test_now_us() + timeout_ms * MS;
-    while (!until(arg)) {
-        uint64_t now = test_now_us();
-        if (now >= end)
-            return 0;
-        int left = (int)((end - now + MS - 1) / MS);
-        int wait = udprr_client_timeout_ms(c);
-        if (wait < 0 || wait > left)
-            wait = left;
-        struct pollfd p = {udprr_client_fd(c), POLLIN, 0};
-        ck_assert_int_ge(poll(&p, 1, wait), 0);
-        ck_assert_int_eq(udprr_client_process(c), UDPRR_OK);
-    }
-    return 1;
+    return test_pump_until(c, until, arg, timeout_ms, -1);
 }
 
 static int has_run(void *arg)

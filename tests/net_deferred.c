@@ -219,30 +219,12 @@ static void assert_declined(const struct outcome *o, unsigned index)
 
 typedef int (*until_fn)(void *arg);
 
-/* The client's event loop, while the server runs elsewhere: poll the
- * client's socket for as long as udprr_client_timeout_ms says (at most
- * what is left of timeout_ms, and at most 20 ms so that a condition set by
- * another thread is seen soon), then process, until `until` holds.
- * Returns 1 when it held, 0 on timeout. */
+/* test_pump_until (netutil.h), polling at most 20 ms at a time so that a condition
+ * set by another thread (the server runs elsewhere) is seen soon. */
 static int pump_until(udprr_client *c, until_fn until, void *arg,
                       unsigned timeout_ms)
 {
-    uint64_t end = test_now_us() + timeout_ms * MS;
-    while (!until(arg)) {
-        uint64_t now = test_now_us();
-        if (now >= end)
-            return 0;
-        int wait = (int)((end - now + MS - 1) / MS);
-        if (wait > 20)
-            wait = 20;
-        int t = udprr_client_timeout_ms(c);
-        if (t >= 0 && t < wait)
-            wait = t;
-        struct pollfd p = {udprr_client_fd(c), POLLIN, 0};
-        ck_assert_int_ge(poll(&p, 1, wait), 0);
-        ck_assert_int_eq(udprr_client_process(c), UDPRR_OK);
-    }
-    return 1;
+    return test_pump_until(c, until, arg, timeout_ms, 20);
 }
 
 static int has_run(void *arg)

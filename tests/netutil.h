@@ -123,4 +123,37 @@ static inline int test_echo_handler(void *user, const udprr_request *req,
     return fixture_echo_handler(user, req, reply, cap, reply_len);
 }
 
+/* --- driving a client handle ------------------------------------------- */
+
+typedef int (*test_until_fn)(void *arg);
+
+/* The loop an application writes around an asynchronous client: poll the
+ * handle's socket for as long as udprr_client_timeout_ms says (at most
+ * what is left of timeout_ms, and at most max_poll_ms when that is not
+ * negative, so that a condition set by another thread is seen soon), then
+ * process, until `until` holds. Returns 1 when it held, 0 on timeout.
+ * `until` is checked before the handle is touched again, so a callback
+ * that closes the handle can make it hold. */
+static inline int test_pump_until(udprr_client *c, test_until_fn until,
+                                  void *arg, unsigned timeout_ms,
+                                  int max_poll_ms)
+{
+    uint64_t end = test_now_us() + (uint64_t)timeout_ms * 1000;
+    while (!until(arg)) {
+        uint64_t now = test_now_us();
+        if (now >= end)
+            return 0;
+        int wait = (int)((end - now + 999) / 1000);
+        if (max_poll_ms >= 0 && wait > max_poll_ms)
+            wait = max_poll_ms;
+        int t = udprr_client_timeout_ms(c);
+        if (t >= 0 && t < wait)
+            wait = t;
+        struct pollfd p = {udprr_client_fd(c), POLLIN, 0};
+        ck_assert_int_ge(poll(&p, 1, wait), 0);
+        ck_assert_int_eq(udprr_client_process(c), UDPRR_OK);
+    }
+    return 1;
+}
+
 #endif /* UDPRR_NETUTIL_H */

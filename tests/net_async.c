@@ -152,16 +152,6 @@ static int flag_set(void *arg)
 
 /* --- fixtures ------------------------------------------------------------ */
 
-static udprr_client *open_client(const char *port,
-                                 const udprr_client_opts *opts)
-{
-    udprr_client *c = NULL;
-    ck_assert_int_eq(udprr_client_open(&c, "127.0.0.1", port, opts),
-                     UDPRR_OK);
-    ck_assert_ptr_nonnull(c);
-    return c;
-}
-
 /* A client of a plain socket that reads nothing and never answers (its
  * descriptor in *fd, for the test to close): every request stays pending
  * until its deadline, a cancel or the close. */
@@ -169,7 +159,7 @@ static udprr_client *open_silent(int *fd, const udprr_client_opts *opts)
 {
     char port[16];
     *fd = test_plain_socket("127.0.0.1", port);
-    return open_client(port, opts);
+    return test_client_open(port, opts);
 }
 
 /* The defaults, but for one window ceiling (0: the default). */
@@ -179,13 +169,6 @@ static udprr_client_opts opts_with_window(unsigned max_window)
     udprr_client_opts_init(&opts);
     opts.max_window = max_window;
     return opts;
-}
-
-static struct udprr_client_stats client_stats(const udprr_client *c)
-{
-    struct udprr_client_stats st = {.size = sizeof st};
-    ck_assert_int_eq(udprr_client_stats(c, &st), UDPRR_OK);
-    return st;
 }
 
 /* Every request is queued, or was sent (one attempt, and its
@@ -241,7 +224,7 @@ static void pipelined_done(void *user, int status, const void *reply,
     ck_assert_uint_eq(len, pipe_state.len[o->index]);
     ck_assert_msg(memcmp(reply, pipe_state.req[o->index], len) == 0,
                   "request %u got another request's reply", o->index);
-    struct udprr_client_stats st = client_stats(pipe_state.c);
+    struct udprr_client_stats st = test_client_stats(pipe_state.c);
     assert_ended_add_up(&st);
     ck_assert_uint_ge(st.window, 1);
     ck_assert_uint_le(st.window, PIPE_MAX_WINDOW);
@@ -270,7 +253,7 @@ START_TEST(test_pipelined_through_impaired_relay)
     opts.max_rto_ms = 80; /* caps the tail of repeated losses */
     opts.deadline_ms = 0; /* retry until answered: WAIT_MS bounds it */
     opts.max_window = PIPE_MAX_WINDOW;
-    udprr_client *c = open_client(port, &opts);
+    udprr_client *c = test_client_open(port, &opts);
     pipe_state.c = c;
 
     /* Lengths differ from one request to the next, so a reply delivered
@@ -289,7 +272,7 @@ START_TEST(test_pipelined_through_impaired_relay)
     }
     /* Nothing has ended (done never runs from inside a send); the window
      * starts at 4 and the rest wait in the queue. */
-    struct udprr_client_stats st = client_stats(c);
+    struct udprr_client_stats st = test_client_stats(c);
     ck_assert_uint_eq(done_seq, 0);
     ck_assert_uint_eq(st.requests, PIPE_N);
     ck_assert_uint_eq(st.window, 4);
@@ -306,7 +289,7 @@ START_TEST(test_pipelined_through_impaired_relay)
         assert_reply_is(&pipe_state.o[i], pipe_state.req[i],
                         pipe_state.len[i]);
     }
-    st = client_stats(c);
+    st = test_client_stats(c);
     ck_assert_uint_eq(st.requests, PIPE_N);
     ck_assert_uint_eq(st.completed, PIPE_N);
     ck_assert_uint_eq(st.timeouts + st.refused + st.declined + st.canceled +
@@ -325,17 +308,10 @@ START_TEST(test_pipelined_through_impaired_relay)
     ck_assert_int_eq(udprr_client_timeout_ms(c), -1);
     udprr_client_close(c);
 
-    struct relay_stats rs;
-    relay_stop(relay, &rs);
+    /* The impairments happened both ways... */
+    test_relay_stop_impaired(relay);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
-    /* The impairments happened both ways... */
-    ck_assert_uint_gt(rs.to_server.impair.dropped, 0);
-    ck_assert_uint_gt(rs.to_server.impair.duplicated, 0);
-    ck_assert_uint_gt(rs.to_server.impair.reordered, 0);
-    ck_assert_uint_gt(rs.to_client.impair.dropped, 0);
-    ck_assert_uint_gt(rs.to_client.impair.duplicated, 0);
-    ck_assert_uint_gt(rs.to_client.impair.reordered, 0);
     /* ...and each request ran the handler once. */
     ck_assert_uint_eq(ss.handled, PIPE_N);
     /* No done ran twice: exactly PIPE_N calls in all. */
@@ -377,7 +353,7 @@ START_TEST(test_done_that_sends_the_next_request)
     memset(&ch, 0, sizeof ch);
     struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, test_echo_handler, NULL);
-    ch.c = open_client(ts.port, NULL);
+    ch.c = test_client_open(ts.port, NULL);
     snprintf(ch.req[0], sizeof ch.req[0], "link:0");
     ch.o[0].ctx = &ch;
     ck_assert_int_eq(send_text(ch.c, ch.req[0], chain_done, &ch.o[0], NULL),
@@ -390,7 +366,7 @@ START_TEST(test_done_that_sends_the_next_request)
         ck_assert_uint_eq(ch.o[i].seq, i + 1); /* one after the other */
         assert_reply_is(&ch.o[i], ch.req[i], strlen(ch.req[i]));
     }
-    struct udprr_client_stats st = client_stats(ch.c);
+    struct udprr_client_stats st = test_client_stats(ch.c);
     ck_assert_uint_eq(st.requests, CHAIN_N);
     ck_assert_uint_eq(st.completed, CHAIN_N);
     assert_ended_add_up(&st);
@@ -432,7 +408,7 @@ START_TEST(test_done_that_cancels_another_request)
     memset(&k, 0, sizeof k);
     struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, hold_or_echo, NULL);
-    k.c = open_client(ts.port, NULL);
+    k.c = test_client_open(ts.port, NULL);
     k.held.ctx = &k;
     k.go.ctx = &k;
     ck_assert_int_eq(send_text(k.c, "hold", on_done, &k.held, &k.held_ticket),
@@ -452,7 +428,7 @@ START_TEST(test_done_that_cancels_another_request)
     ck_assert_uint_eq(k.go.calls, 1);
     ck_assert_uint_eq(k.held.calls, 1);
 
-    struct udprr_client_stats st = client_stats(k.c);
+    struct udprr_client_stats st = test_client_stats(k.c);
     ck_assert_uint_eq(st.completed, 1);
     ck_assert_uint_eq(st.canceled, 1);
     ck_assert_uint_eq(st.in_flight + st.queued, 0);
@@ -532,7 +508,7 @@ static void closer_start(struct closer *k, struct fixture_server *ts)
     reset_globals();
     memset(k, 0, sizeof *k);
     test_server_start(ts, "127.0.0.1", NULL, hold_or_echo, NULL);
-    k->c = open_client(ts->port, NULL);
+    k->c = test_client_open(ts->port, NULL);
     closer_send_all(k, NULL);
 }
 
@@ -545,7 +521,7 @@ START_TEST(test_done_that_closes_the_handle)
     static struct closer k;
     struct fixture_server ts;
     closer_start(&k, &ts);
-    ck_assert_uint_gt(client_stats(k.c).queued, 0);
+    ck_assert_uint_gt(test_client_stats(k.c).queued, 0);
     ck_assert(pump_until(k.c, flag_set, &k.closed, WAIT_MS));
     assert_reply_is(&k.go, "go", 2);
     ck_assert_uint_eq(k.go.calls, 1);
@@ -617,7 +593,7 @@ START_TEST(test_close_with_a_thousand_pending)
         snprintf(req, sizeof req, "pending:%u", i);
         ck_assert_int_eq(send_text(c, req, on_done, &o[i], NULL), UDPRR_OK);
     }
-    struct udprr_client_stats st = client_stats(c);
+    struct udprr_client_stats st = test_client_stats(c);
     ck_assert_uint_eq(st.requests, N);
     ck_assert_uint_eq(st.in_flight + st.queued, N);
     ck_assert_uint_ge(st.in_flight, 1);
@@ -637,7 +613,7 @@ END_TEST
 /* The handle has dropped a reply: as stale or as a duplicate. */
 static int reply_dropped(void *arg)
 {
-    struct udprr_client_stats st = client_stats(arg);
+    struct udprr_client_stats st = test_client_stats(arg);
     return st.dropped_stale + st.dropped_duplicate > 0;
 }
 
@@ -654,7 +630,7 @@ static void tally_done(void *user, int status, const void *reply, size_t len)
     struct outcome *o = user;
     struct tally *t = o->ctx;
     record(o, status, reply, len);
-    t->seen[o->index] = client_stats(t->c);
+    t->seen[o->index] = test_client_stats(t->c);
 }
 
 /* The counters add up whenever they are read, also from the done
@@ -673,7 +649,7 @@ START_TEST(test_stats_add_up_inside_close_callbacks)
         ck_assert_int_eq(send_text(t.c, "pending", tally_done, &t.o[i], NULL),
                          UDPRR_OK);
     }
-    struct udprr_client_stats st = client_stats(t.c);
+    struct udprr_client_stats st = test_client_stats(t.c);
     ck_assert_uint_gt(st.in_flight, 0);
     ck_assert_uint_gt(st.queued, 0); /* both kinds are pending */
     assert_ended_add_up(&st);
@@ -713,7 +689,7 @@ START_TEST(test_cancel_before_completion_drops_the_late_reply)
     memset(&o, 0, sizeof o);
     char port[16];
     int fd = test_plain_socket("127.0.0.1", port);
-    udprr_client *c = open_client(port, NULL);
+    udprr_client *c = test_client_open(port, NULL);
     uint64_t ticket = 0;
     ck_assert_int_eq(send_text(c, "late", on_done, &o, &ticket), UDPRR_OK);
     ck_assert_uint_eq(ticket, 1); /* tickets count up from 1 */
@@ -736,7 +712,7 @@ START_TEST(test_cancel_before_completion_drops_the_late_reply)
     ck_assert_int_eq(udprr_client_cancel(c, ticket), UDPRR_OK);
     ck_assert_uint_eq(o.calls, 1); /* before cancel returned */
     ck_assert_int_eq(o.status, UDPRR_ECANCELED);
-    struct udprr_client_stats st = client_stats(c);
+    struct udprr_client_stats st = test_client_stats(c);
     ck_assert_uint_eq(st.canceled, 1);
     ck_assert_uint_eq(st.unsent, 0); /* it had been sent */
     ck_assert_uint_eq(st.in_flight + st.queued, 0);
@@ -754,7 +730,7 @@ START_TEST(test_cancel_before_completion_drops_the_late_reply)
                             from_len),
                      (ssize_t)sizeof out);
     ck_assert(pump_until(c, reply_dropped, c, WAIT_MS));
-    st = client_stats(c);
+    st = test_client_stats(c);
     ck_assert_uint_eq(st.dropped_duplicate, 1);
     ck_assert_uint_eq(st.dropped_stale, 0);
     ck_assert_uint_eq(st.completed, 0);
@@ -783,7 +759,7 @@ START_TEST(test_cancel_of_a_queued_request_sends_nothing)
     ck_assert_int_eq(send_text(c, "first", on_done, &first, &t1), UDPRR_OK);
     ck_assert_int_eq(send_text(c, "queued", on_done, &queued, &t2), UDPRR_OK);
     ck_assert_uint_gt(t2, t1);
-    struct udprr_client_stats st = client_stats(c);
+    struct udprr_client_stats st = test_client_stats(c);
     ck_assert_uint_eq(st.in_flight, 1);
     ck_assert_uint_eq(st.queued, 1);
 
@@ -791,7 +767,7 @@ START_TEST(test_cancel_of_a_queued_request_sends_nothing)
     ck_assert_uint_eq(queued.calls, 1);
     ck_assert_int_eq(queued.status, UDPRR_ECANCELED);
     ck_assert_uint_eq(first.calls, 0);
-    st = client_stats(c);
+    st = test_client_stats(c);
     ck_assert_uint_eq(st.in_flight, 1);
     ck_assert_uint_eq(st.queued, 0);
     ck_assert_uint_eq(st.canceled, 1);
@@ -832,7 +808,7 @@ START_TEST(test_cancel_after_completion_is_enotpending)
     memset(&o, 0, sizeof o);
     struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, test_echo_handler, NULL);
-    udprr_client *c = open_client(ts.port, NULL);
+    udprr_client *c = test_client_open(ts.port, NULL);
     uint64_t ticket = 0;
     ck_assert_int_eq(send_text(c, "done", on_done, &o, &ticket), UDPRR_OK);
     ck_assert_uint_eq(ticket, 1);
@@ -847,7 +823,7 @@ START_TEST(test_cancel_after_completion_is_enotpending)
     ck_assert_int_eq(udprr_client_cancel(c, ticket + 1000),
                      UDPRR_ENOTPENDING);
     ck_assert_int_eq(udprr_client_cancel(NULL, ticket), UDPRR_EINVAL);
-    struct udprr_client_stats st = client_stats(c);
+    struct udprr_client_stats st = test_client_stats(c);
     ck_assert_uint_eq(st.completed, 1);
     ck_assert_uint_eq(st.canceled, 0);
     assert_ended_add_up(&st);
@@ -894,7 +870,7 @@ static void check_own_deadline(unsigned window, unsigned deadline_ms)
                      UDPRR_OK);
     ck_assert_int_eq(send_ex(c, "second", 6, &so, on_done, &second, NULL),
                      UDPRR_OK);
-    ck_assert_uint_eq(client_stats(c).queued, window == 1);
+    ck_assert_uint_eq(test_client_stats(c).queued, window == 1);
     /* The next timer is at most the short deadline away. */
     int wait = udprr_client_timeout_ms(c);
     ck_assert_int_ge(wait, 0);
@@ -905,7 +881,7 @@ static void check_own_deadline(unsigned window, unsigned deadline_ms)
     ck_assert_uint_ge(second.at_us - start, deadline_ms * MS);
     ck_assert_uint_lt(second.at_us - start, 15000 * MS);
     ck_assert_uint_eq(first.calls, 0);
-    struct udprr_client_stats st = client_stats(c);
+    struct udprr_client_stats st = test_client_stats(c);
     ck_assert_uint_eq(st.timeouts, 1);
     ck_assert_uint_eq(st.unsent, window == 1);
     ck_assert_uint_eq(st.queued, 0);
@@ -990,7 +966,7 @@ START_TEST(test_process_and_request_from_done_are_einval)
     r.process_rc = r.request_rc = 12345;
     struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", NULL, test_echo_handler, NULL);
-    r.c = open_client(ts.port, NULL);
+    r.c = test_client_open(ts.port, NULL);
     r.o.ctx = &r;
     ck_assert_int_eq(send_text(r.c, "outer", reenter_done, &r.o, NULL),
                      UDPRR_OK);
@@ -1001,7 +977,7 @@ START_TEST(test_process_and_request_from_done_are_einval)
     ck_assert_int_eq(udprr_client_process(NULL), UDPRR_EINVAL);
 
     /* The refused calls left the handle as it was. */
-    struct udprr_client_stats st = client_stats(r.c);
+    struct udprr_client_stats st = test_client_stats(r.c);
     ck_assert_uint_eq(st.requests, 1);
     ck_assert_uint_eq(st.completed, 1);
     ck_assert_uint_eq(st.in_flight + st.queued, 0);
@@ -1033,7 +1009,7 @@ START_TEST(test_blocking_request_with_async_pending)
     udprr_client_opts opts;
     udprr_client_opts_init(&opts);
     opts.max_window = WINDOW;
-    udprr_client *c = open_client(ts.port, &opts);
+    udprr_client *c = test_client_open(ts.port, &opts);
     for (unsigned i = 0; i < N; i++) {
         snprintf(req[i], sizeof req[i], "async:%u", i);
         ck_assert_int_eq(send_text(c, req[i], on_done, &o[i], NULL),
@@ -1056,7 +1032,7 @@ START_TEST(test_blocking_request_with_async_pending)
         ck_assert_uint_eq(o[i].calls, 1);
         assert_reply_is(&o[i], req[i], strlen(req[i]));
     }
-    struct udprr_client_stats st = client_stats(c);
+    struct udprr_client_stats st = test_client_stats(c);
     ck_assert_uint_eq(st.requests, N + 1);
     ck_assert_uint_eq(st.completed, N + 1);
     ck_assert_uint_eq(st.in_flight + st.queued, 0);
@@ -1083,7 +1059,7 @@ static void raw_done(void *user, int status, const void *reply, size_t len)
     struct outcome *o = user;
     record(o, status, reply, len);
     ck_assert_uint_eq(o->seq, o->index + 1); /* in the order sent */
-    struct udprr_client_stats st = client_stats(raw_state.c);
+    struct udprr_client_stats st = test_client_stats(raw_state.c);
     if (st.in_flight > raw_state.max_in_flight)
         raw_state.max_in_flight = st.in_flight;
 }
@@ -1107,7 +1083,7 @@ START_TEST(test_raw_framing_one_in_flight_in_order)
     opts.initial_rto_ms = 1000;
     opts.min_rto_ms = 1000;
     opts.deadline_ms = 0;
-    raw_state.c = open_client(ts.port, &opts);
+    raw_state.c = test_client_open(ts.port, &opts);
     for (unsigned i = 0; i < RAW_N; i++) {
         /* distinct lengths: "r0", "r1x", "r2xx", ... */
         int n = snprintf(raw_state.req[i], sizeof raw_state.req[i], "r%u", i);
@@ -1118,7 +1094,7 @@ START_TEST(test_raw_framing_one_in_flight_in_order)
                                    &raw_state.o[i], NULL),
                          UDPRR_OK);
     }
-    struct udprr_client_stats st = client_stats(raw_state.c);
+    struct udprr_client_stats st = test_client_stats(raw_state.c);
     ck_assert_uint_eq(st.in_flight, 1);
     ck_assert_uint_eq(st.queued, RAW_N - 1);
 
@@ -1130,7 +1106,7 @@ START_TEST(test_raw_framing_one_in_flight_in_order)
                         strlen(raw_state.req[i]));
     }
     ck_assert_uint_le(raw_state.max_in_flight, 1);
-    st = client_stats(raw_state.c);
+    st = test_client_stats(raw_state.c);
     ck_assert_uint_eq(st.completed, RAW_N);
     ck_assert_uint_eq(st.in_flight + st.queued, 0);
     assert_ended_add_up(&st);
@@ -1162,7 +1138,7 @@ START_TEST(test_send_errors_never_call_done)
     ck_assert_int_eq(send_ex(c, big, sizeof big, NULL, on_done, &refused,
                              &ticket),
                      UDPRR_ETOOBIG);
-    struct udprr_client_stats st = client_stats(c);
+    struct udprr_client_stats st = test_client_stats(c);
     ck_assert_uint_eq(st.requests, 0);
     ck_assert_uint_eq(st.attempts, 0);
     ck_assert_int_eq(udprr_client_timeout_ms(c), -1);
@@ -1190,7 +1166,7 @@ START_TEST(test_max_pending_gives_ebusy)
                          UDPRR_OK);
     ck_assert_int_eq(send_text(c, "p", on_done, &o[MAX], &tickets[MAX]),
                      UDPRR_EBUSY);
-    struct udprr_client_stats st = client_stats(c);
+    struct udprr_client_stats st = test_client_stats(c);
     ck_assert_uint_eq(st.requests, MAX);
     ck_assert_uint_eq(st.in_flight + st.queued, MAX);
 
@@ -1237,7 +1213,7 @@ START_TEST(test_max_pending_bytes_gives_ebusy)
                      UDPRR_OK);
     ck_assert_int_eq(send_ex(c, "s", 1, NULL, on_done, &o[2], &tickets[2]),
                      UDPRR_EBUSY);
-    ck_assert_uint_eq(client_stats(c).requests, 2);
+    ck_assert_uint_eq(test_client_stats(c).requests, 2);
     ck_assert_int_eq(udprr_client_cancel(c, tickets[0]), UDPRR_OK);
     ck_assert_int_eq(send_ex(c, "s", 1, NULL, on_done, &o[3], &tickets[3]),
                      UDPRR_OK);
@@ -1262,18 +1238,18 @@ START_TEST(test_closed_port_is_refused_once)
     char port[16];
     int fd = test_plain_socket("127.0.0.1", port);
     close(fd); /* nothing listens there now */
-    udprr_client *c = open_client(port, NULL);
+    udprr_client *c = test_client_open(port, NULL);
     int rc = send_text(c, "anyone?", on_done, &o, NULL);
     struct udprr_client_stats st;
     if (rc == UDPRR_OK) {
         ck_assert(pump_until(c, has_run, &o, WAIT_MS));
         ck_assert_int_eq(o.status, UDPRR_EREFUSED);
-        st = client_stats(c);
+        st = test_client_stats(c);
         ck_assert_uint_eq(st.refused, 1);
         ck_assert_uint_eq(st.requests, 1);
     } else {
         ck_assert_int_eq(rc, UDPRR_EREFUSED);
-        st = client_stats(c);
+        st = test_client_stats(c);
         ck_assert_uint_eq(st.requests, 0);
     }
     assert_ended_add_up(&st);

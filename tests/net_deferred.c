@@ -66,29 +66,12 @@ static struct udprr_server_stats server_stats(const udprr_server *s)
     return st;
 }
 
-static struct udprr_client_stats client_stats(const udprr_client *c)
-{
-    struct udprr_client_stats st = {.size = sizeof st};
-    ck_assert_int_eq(udprr_client_stats(c, &st), UDPRR_OK);
-    return st;
-}
-
 static udprr_server *open_server(const udprr_server_opts *opts)
 {
     udprr_server *s = NULL;
     ck_assert_int_eq(udprr_server_open(&s, "127.0.0.1", "0", opts), UDPRR_OK);
     ck_assert_ptr_nonnull(s);
     return s;
-}
-
-static udprr_client *open_client(const char *port,
-                                 const udprr_client_opts *opts)
-{
-    udprr_client *c = NULL;
-    ck_assert_int_eq(udprr_client_open(&c, "127.0.0.1", port, opts),
-                     UDPRR_OK);
-    ck_assert_ptr_nonnull(c);
-    return c;
 }
 
 /* The port a server listens on, as udprr_client_open takes it. */
@@ -108,6 +91,30 @@ static udprr_client_opts patient_opts(void)
     udprr_client_opts opts;
     udprr_client_opts_init(&opts);
     opts.deadline_ms = WAIT_MS;
+    return opts;
+}
+
+/* patient_opts with a fixed 5 ms RTO: retransmits all along a request's
+ * wait for a deferred answer. */
+static udprr_client_opts eager_opts(void)
+{
+    udprr_client_opts opts = patient_opts();
+    opts.initial_rto_ms = 5;
+    opts.min_rto_ms = 1;
+    opts.max_rto_ms = 5;
+    opts.fixed_rto = 1;
+    opts.backoff_pct = 100;
+    opts.jitter_pct = 0;
+    return opts;
+}
+
+/* patient_opts with a fixed RTO longer than any test: nothing is
+ * retransmitted, so the server's counts are exact. */
+static udprr_client_opts quiet_opts(void)
+{
+    udprr_client_opts opts = patient_opts();
+    opts.initial_rto_ms = opts.min_rto_ms = opts.max_rto_ms = 30000;
+    opts.fixed_rto = 1;
     return opts;
 }
 
@@ -217,6 +224,38 @@ static void assert_declined(const struct outcome *o, unsigned index)
                   index, udprr_status_name(o->status));
 }
 
+/* Sends request `index` of `kind` (make_request, built in req). With
+ * ans, the outcome expects the answer every test gives (make_answer,
+ * built in ans). */
+static void send_numbered(udprr_client *c, const char *kind, unsigned index,
+                          unsigned char req[REQ_MAX],
+                          unsigned char ans[REQ_MAX + 4], struct outcome *o)
+{
+    size_t len = make_request(req, REQ_MAX, kind, index);
+    if (ans != NULL) {
+        o->expect = ans;
+        o->expect_len = make_answer(ans, REQ_MAX + 4, req, len);
+    }
+    send_request(c, req, len, o);
+}
+
+/* Requests "req:0:" to "req:<n-1>:" (with ans: each expecting its
+ * answer). */
+static void send_numbered_all(udprr_client *c, unsigned char (*req)[REQ_MAX],
+                              unsigned char (*ans)[REQ_MAX + 4],
+                              struct outcome *o, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        send_numbered(c, "req", i, req[i], ans != NULL ? ans[i] : NULL,
+                      &o[i]);
+}
+
+static void assert_all_answered(const struct outcome *o, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        assert_answered(&o[i], i);
+}
+
 typedef int (*until_fn)(void *arg);
 
 /* test_pump_until (netutil.h), polling at most 20 ms at a time so that a condition
@@ -235,6 +274,34 @@ static int has_run(void *arg)
 static int done_reached(void *arg)
 {
     return done_calls >= *(const unsigned *)arg;
+}
+
+/* Pumps the client until n done callbacks of the test have run. */
+static void await_done(udprr_client *c, unsigned n)
+{
+    ck_assert_msg(pump_until(c, done_reached, &n, WAIT_MS),
+                  "only %u of %u requests ended", done_calls, n);
+}
+
+/* Pumps the client until o[0..n) have ended; each got its answer. */
+static void await_answered(udprr_client *c, const struct outcome *o,
+                           unsigned n)
+{
+    await_done(c, n);
+    assert_all_answered(o, n);
+}
+
+/* The server's deferred counters once nothing waits: `handled` requests
+ * ran the handler, `deferred` of them were deferred, `answered` of those
+ * answered, and none is pending. */
+static void assert_deferred_end(const struct udprr_server_stats *ss,
+                                uint64_t handled, uint64_t deferred,
+                                uint64_t answered)
+{
+    ck_assert_uint_eq(ss->handled, handled);
+    ck_assert_uint_eq(ss->deferred, deferred);
+    ck_assert_uint_eq(ss->deferred_answered, answered);
+    ck_assert_uint_eq(ss->deferred_pending, 0);
 }
 
 /* --- the server's side: a handler that hands requests over --------------- */
@@ -372,12 +439,24 @@ static int answer(udprr_server *s, const struct deferral *d)
     return udprr_server_reply(s, d->token, ans, n);
 }
 
-/* A server with box_handler on a thread (udprr_server_run). */
+/* An empty box, and a server with box_handler on a thread
+ * (udprr_server_run). */
 static void start_box_server(struct fixture_server *ts, struct box *b,
                              const udprr_server_opts *opts)
 {
+    box_init(b);
     b->s = open_server(opts);
     test_server_serve(ts, b->s, box_handler, b);
+}
+
+/* start_box_server, and a client of that server (NULL copts: the
+ * library's defaults). */
+static udprr_client *start_box_test(struct fixture_server *ts, struct box *b,
+                                    const udprr_server_opts *sopts,
+                                    const udprr_client_opts *copts)
+{
+    start_box_server(ts, b, sopts);
+    return test_client_open(ts->port, copts);
 }
 
 /* --- worker threads ------------------------------------------------------ */
@@ -509,7 +588,6 @@ START_TEST(test_worker_answers_after_many_rtos_through_impaired_relay)
     memset(&relay_workers, 0, sizeof relay_workers);
     memset(relay_o, 0, sizeof relay_o);
     static struct box b;
-    box_init(&b);
     struct fixture_server ts;
     start_box_server(&ts, &b, NULL);
     relay_workers.await_retransmission = 1;
@@ -523,27 +601,11 @@ START_TEST(test_worker_answers_after_many_rtos_through_impaired_relay)
     struct relay *relay = test_relay_in_front(&ts, &impair, &impair, seed,
                                               port);
 
-    udprr_client_opts opts = patient_opts();
-    opts.initial_rto_ms = 5;
-    opts.min_rto_ms = 1;
-    opts.max_rto_ms = 5;
-    opts.fixed_rto = 1;
-    opts.backoff_pct = 100;
-    opts.jitter_pct = 0;
-    udprr_client *c = open_client(port, &opts);
-    for (unsigned i = 0; i < RELAY_N; i++) {
-        size_t len = make_request(relay_req[i], sizeof relay_req[i], "req", i);
-        relay_o[i].expect = relay_ans[i];
-        relay_o[i].expect_len =
-            make_answer(relay_ans[i], sizeof relay_ans[i], relay_req[i], len);
-        send_request(c, relay_req[i], len, &relay_o[i]);
-    }
-    unsigned all = RELAY_N;
-    ck_assert_msg(pump_until(c, done_reached, &all, WAIT_MS),
-                  "only %u of %u requests ended", done_calls, RELAY_N);
-    for (unsigned i = 0; i < RELAY_N; i++)
-        assert_answered(&relay_o[i], i);
-    struct udprr_client_stats cs = client_stats(c);
+    udprr_client_opts opts = eager_opts();
+    udprr_client *c = test_client_open(port, &opts);
+    send_numbered_all(c, relay_req, relay_ans, relay_o, RELAY_N);
+    await_answered(c, relay_o, RELAY_N);
+    struct udprr_client_stats cs = test_client_stats(c);
     ck_assert_uint_eq(cs.requests, RELAY_N);
     ck_assert_uint_eq(cs.completed, RELAY_N);
     ck_assert_uint_gt(cs.retransmissions, 0);
@@ -555,17 +617,9 @@ START_TEST(test_worker_answers_after_many_rtos_through_impaired_relay)
         ck_assert_msg(relay_workers.reply_rc[i] == UDPRR_OK,
                       "request %u: udprr_server_reply gave %s", i,
                       udprr_status_name(relay_workers.reply_rc[i]));
-    struct relay_stats rs;
-    relay_stop(relay, &rs);
+    test_relay_stop_impaired(relay);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
-
-    ck_assert_uint_gt(rs.to_server.impair.dropped, 0);
-    ck_assert_uint_gt(rs.to_server.impair.duplicated, 0);
-    ck_assert_uint_gt(rs.to_server.impair.reordered, 0);
-    ck_assert_uint_gt(rs.to_client.impair.dropped, 0);
-    ck_assert_uint_gt(rs.to_client.impair.duplicated, 0);
-    ck_assert_uint_gt(rs.to_client.impair.reordered, 0);
 
     /* Once per request, whatever the network and the retransmissions did. */
     ck_assert_uint_eq(b.bad, 0);
@@ -574,10 +628,7 @@ START_TEST(test_worker_answers_after_many_rtos_through_impaired_relay)
     for (unsigned i = 0; i < RELAY_N; i++)
         ck_assert_msg(b.calls[i] == 1, "request %u ran the handler %u times",
                       i, b.calls[i]);
-    ck_assert_uint_eq(ss.handled, RELAY_N);
-    ck_assert_uint_eq(ss.deferred, RELAY_N);
-    ck_assert_uint_eq(ss.deferred_answered, RELAY_N);
-    ck_assert_uint_eq(ss.deferred_pending, 0);
+    assert_deferred_end(&ss, RELAY_N, RELAY_N, RELAY_N);
     ck_assert_uint_eq(ss.deferred_expired, 0);
     ck_assert_uint_eq(ss.deferred_refused, 0);
     ck_assert_uint_gt(ss.deferred_retransmissions, 0);
@@ -640,18 +691,10 @@ START_TEST(test_answers_from_a_later_handler_call_and_from_inside)
     l.s = open_server(NULL);
     struct fixture_server ts;
     test_server_serve(&ts, l.s, later_handler, &l);
-    udprr_client *c = open_client(ts.port, NULL);
+    udprr_client *c = test_client_open(ts.port, NULL);
     /* The window starts at 4: all four are sent at once. */
-    for (unsigned i = 0; i < LATER_N; i++) {
-        size_t len = make_request(req[i], sizeof req[i], "req", i);
-        o[i].expect = ans[i];
-        o[i].expect_len = make_answer(ans[i], sizeof ans[i], req[i], len);
-        send_request(c, req[i], len, &o[i]);
-    }
-    unsigned all = LATER_N;
-    ck_assert(pump_until(c, done_reached, &all, WAIT_MS));
-    for (unsigned i = 0; i < LATER_N; i++)
-        assert_answered(&o[i], i);
+    send_numbered_all(c, req, ans, o, LATER_N);
+    await_answered(c, o, LATER_N);
     udprr_client_close(c);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss); /* joins the thread: l is ours again */
@@ -666,10 +709,7 @@ START_TEST(test_answers_from_a_later_handler_call_and_from_inside)
     /* Once per token. */
     ck_assert_int_eq(l.again_rc, UDPRR_ENOTPENDING);
     ck_assert_int_eq(l.decline_again_rc, UDPRR_ENOTPENDING);
-    ck_assert_uint_eq(ss.handled, LATER_N);
-    ck_assert_uint_eq(ss.deferred, LATER_N);
-    ck_assert_uint_eq(ss.deferred_answered, LATER_N);
-    ck_assert_uint_eq(ss.deferred_pending, 0);
+    assert_deferred_end(&ss, LATER_N, LATER_N, LATER_N);
 }
 END_TEST
 
@@ -678,21 +718,14 @@ START_TEST(test_reply_and_decline_from_inside_the_deferring_call)
 {
     done_calls = 0;
     static struct box b;
-    box_init(&b);
     struct fixture_server ts;
-    start_box_server(&ts, &b, NULL);
-    udprr_client *c = open_client(ts.port, NULL);
+    udprr_client *c = start_box_test(&ts, &b, NULL, NULL);
     unsigned char req[2][REQ_MAX], ans[REQ_MAX + 4];
     struct outcome o[2];
     memset(o, 0, sizeof o);
-    size_t len0 = make_request(req[0], sizeof req[0], "inreply", 0);
-    o[0].expect = ans;
-    o[0].expect_len = make_answer(ans, sizeof ans, req[0], len0);
-    send_request(c, req[0], len0, &o[0]);
-    send_request(c, req[1], make_request(req[1], sizeof req[1], "indecline", 1),
-                 &o[1]);
-    unsigned all = 2;
-    ck_assert(pump_until(c, done_reached, &all, WAIT_MS));
+    send_numbered(c, "inreply", 0, req[0], ans, &o[0]);
+    send_numbered(c, "indecline", 1, req[1], NULL, &o[1]);
+    await_done(c, 2);
     assert_answered(&o[0], 0);
     assert_declined(&o[1], 1);
     udprr_client_close(c);
@@ -708,10 +741,7 @@ START_TEST(test_reply_and_decline_from_inside_the_deferring_call)
         ck_assert_int_eq(d.inside_again_rc, UDPRR_ENOTPENDING);
         ck_assert_uint_eq(b.calls[i], 1);
     }
-    ck_assert_uint_eq(ss.handled, 2);
-    ck_assert_uint_eq(ss.deferred, 2);
-    ck_assert_uint_eq(ss.deferred_answered, 2);
-    ck_assert_uint_eq(ss.deferred_pending, 0);
+    assert_deferred_end(&ss, 2, 2, 2);
     box_destroy(&b);
 }
 END_TEST
@@ -722,15 +752,13 @@ START_TEST(test_decline_through_the_token)
 {
     done_calls = 0;
     static struct box b;
-    box_init(&b);
     struct fixture_server ts;
-    start_box_server(&ts, &b, NULL);
     udprr_client_opts opts = patient_opts();
-    udprr_client *c = open_client(ts.port, &opts);
+    udprr_client *c = start_box_test(&ts, &b, NULL, &opts);
     unsigned char req[REQ_MAX];
     struct outcome o;
     memset(&o, 0, sizeof o);
-    send_request(c, req, make_request(req, sizeof req, "req", 0), &o);
+    send_numbered(c, "req", 0, req, NULL, &o);
     await_deferrals(c, &b, 1);
     struct deferral d = deferral_of(&b, 0);
     ck_assert_uint_ne(d.token, 0);
@@ -747,17 +775,14 @@ START_TEST(test_decline_through_the_token)
     ck_assert_int_eq(udprr_server_decline(b.s, d.token), UDPRR_ENOTPENDING);
     ck_assert_int_eq(udprr_server_reply(b.s, d.token, "x", 1),
                      UDPRR_ENOTPENDING);
-    struct udprr_client_stats cs = client_stats(c);
+    struct udprr_client_stats cs = test_client_stats(c);
     ck_assert_uint_eq(cs.declined, 1);
     ck_assert_uint_eq(cs.completed, 0);
     udprr_client_close(c);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
     ck_assert_uint_eq(b.handler_calls, 1);
-    ck_assert_uint_eq(ss.handled, 1);
-    ck_assert_uint_eq(ss.deferred, 1);
-    ck_assert_uint_eq(ss.deferred_answered, 1);
-    ck_assert_uint_eq(ss.deferred_pending, 0);
+    assert_deferred_end(&ss, 1, 1, 1);
     ck_assert_uint_eq(ss.deferred_expired, 0);
     box_destroy(&b);
 }
@@ -771,23 +796,16 @@ START_TEST(test_max_deferred_declines_the_one_beyond)
     enum { N = 3 };
     done_calls = 0;
     static struct box b;
-    box_init(&b);
     udprr_server_opts so;
     udprr_server_opts_init(&so);
     so.max_deferred = 2;
     struct fixture_server ts;
-    start_box_server(&ts, &b, &so);
     udprr_client_opts opts = patient_opts();
-    udprr_client *c = open_client(ts.port, &opts);
+    udprr_client *c = start_box_test(&ts, &b, &so, &opts);
     unsigned char req[N + 1][REQ_MAX], ans[N + 1][REQ_MAX + 4];
     struct outcome o[N + 1];
     memset(o, 0, sizeof o);
-    for (unsigned i = 0; i < N; i++) {
-        size_t len = make_request(req[i], sizeof req[i], "req", i);
-        o[i].expect = ans[i];
-        o[i].expect_len = make_answer(ans[i], sizeof ans[i], req[i], len);
-        send_request(c, req[i], len, &o[i]);
-    }
+    send_numbered_all(c, req, ans, o, N);
     await_deferrals(c, &b, N);
 
     /* Which one was third depends on the order they arrived: find it. */
@@ -816,17 +834,13 @@ START_TEST(test_max_deferred_declines_the_one_beyond)
         struct deferral d = deferral_of(&b, i);
         ck_assert_int_eq(answer(b.s, &d), UDPRR_OK);
     }
-    unsigned all = N;
-    ck_assert(pump_until(c, done_reached, &all, WAIT_MS));
+    await_done(c, N);
     for (unsigned i = 0; i < N; i++)
         if (i != refused)
             assert_answered(&o[i], i);
 
     /* The two have left the table: a new request gets a token. */
-    size_t len = make_request(req[N], sizeof req[N], "req", N);
-    o[N].expect = ans[N];
-    o[N].expect_len = make_answer(ans[N], sizeof ans[N], req[N], len);
-    send_request(c, req[N], len, &o[N]);
+    send_numbered(c, "req", N, req[N], ans[N], &o[N]);
     await_deferrals(c, &b, N + 1);
     struct deferral d = deferral_of(&b, N);
     ck_assert_uint_ne(d.token, 0);
@@ -840,11 +854,8 @@ START_TEST(test_max_deferred_declines_the_one_beyond)
     ck_assert_uint_eq(b.bad, 0);
     ck_assert_uint_eq(b.handler_calls, N + 1);
     ck_assert_uint_eq(b.zero_tokens, 1);
-    ck_assert_uint_eq(ss.handled, N + 1);
-    ck_assert_uint_eq(ss.deferred, N);
+    assert_deferred_end(&ss, N + 1, N, N);
     ck_assert_uint_eq(ss.deferred_refused, 1);
-    ck_assert_uint_eq(ss.deferred_answered, N);
-    ck_assert_uint_eq(ss.deferred_pending, 0);
     box_destroy(&b);
 }
 END_TEST
@@ -858,14 +869,10 @@ START_TEST(test_unknown_spent_and_too_big)
 {
     done_calls = 0;
     static struct box b;
-    box_init(&b);
     struct fixture_server ts;
-    start_box_server(&ts, &b, NULL);
-    udprr_client_opts opts = patient_opts();
     /* No retransmission within the test: the server's counts are exact. */
-    opts.initial_rto_ms = opts.min_rto_ms = opts.max_rto_ms = 30000;
-    opts.fixed_rto = 1;
-    udprr_client *c = open_client(ts.port, &opts);
+    udprr_client_opts opts = quiet_opts();
+    udprr_client *c = start_box_test(&ts, &b, NULL, &opts);
 
     /* Nothing deferred yet: no token is pending. */
     ck_assert_int_eq(udprr_server_reply(b.s, 0, "x", 1), UDPRR_ENOTPENDING);
@@ -877,9 +884,7 @@ START_TEST(test_unknown_spent_and_too_big)
     unsigned char req[3][REQ_MAX];
     struct outcome o[3];
     memset(o, 0, sizeof o);
-    for (unsigned i = 0; i < 3; i++)
-        send_request(c, req[i], make_request(req[i], sizeof req[i], "req", i),
-                     &o[i]);
+    send_numbered_all(c, req, NULL, o, 3);
     await_deferrals(c, &b, 3);
     struct deferral d[3];
     for (unsigned i = 0; i < 3; i++) {
@@ -920,8 +925,7 @@ START_TEST(test_unknown_spent_and_too_big)
     ck_assert_int_eq(udprr_server_reply(b.s, d[1].token, NULL, 0), UDPRR_OK);
     /* Request 2: declined. */
     ck_assert_int_eq(udprr_server_decline(b.s, d[2].token), UDPRR_OK);
-    unsigned all = 3;
-    ck_assert(pump_until(c, done_reached, &all, WAIT_MS));
+    await_done(c, 3);
     assert_answered(&o[0], 0);
     ck_assert_uint_eq(o[0].reply_len, UDPRR_MAX_PAYLOAD);
     assert_answered(&o[1], 1);
@@ -939,16 +943,13 @@ START_TEST(test_unknown_spent_and_too_big)
     unsigned char last[REQ_MAX], last_ans[REQ_MAX + 4];
     struct outcome lo;
     memset(&lo, 0, sizeof lo);
-    size_t len = make_request(last, sizeof last, "req", 3);
-    lo.expect = last_ans;
-    lo.expect_len = make_answer(last_ans, sizeof last_ans, last, len);
-    send_request(c, last, len, &lo);
+    send_numbered(c, "req", 3, last, last_ans, &lo);
     await_deferrals(c, &b, 4);
     struct deferral d3 = deferral_of(&b, 3);
     ck_assert_int_eq(answer(b.s, &d3), UDPRR_OK);
     ck_assert(pump_until(c, has_run, &lo, WAIT_MS));
     assert_answered(&lo, 3);
-    struct udprr_client_stats cs = client_stats(c);
+    struct udprr_client_stats cs = test_client_stats(c);
     ck_assert_uint_eq(cs.retransmissions, 0);
     ck_assert_uint_eq(cs.dropped_stale + cs.dropped_duplicate +
                           cs.dropped_unexpected + cs.dropped_malformed,
@@ -957,10 +958,7 @@ START_TEST(test_unknown_spent_and_too_big)
 
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
-    ck_assert_uint_eq(ss.handled, 4);
-    ck_assert_uint_eq(ss.deferred, 4);
-    ck_assert_uint_eq(ss.deferred_answered, 4);
-    ck_assert_uint_eq(ss.deferred_pending, 0);
+    assert_deferred_end(&ss, 4, 4, 4);
     ck_assert_uint_eq(ss.answered, 4); /* one answer per request, no more */
     box_destroy(&b);
 }
@@ -968,22 +966,37 @@ END_TEST
 
 /* --- the server in the program's own loop -------------------------------- */
 
-/* One thread, one poll(2) over the server's and the client's descriptors,
- * timed by both handles' timeouts; after each turn, `turn` may answer
- * deferred requests (from the server's thread, after process returned:
- * they go out on the next turn). */
+/* One thread, one poll(2) over the server's and the client's descriptors
+ * (and a second client's, when there is one), timed by all the handles'
+ * timeouts; after each turn, `turn` may answer deferred requests (from the
+ * server's thread, after process returned: they go out on the next
+ * turn). */
 struct loop {
     udprr_server *s;
     udprr_handler h;
     void *user;
     udprr_client *c;
+    udprr_client *c2; /* NULL, or a second client */
     void (*turn)(struct loop *l);
     int answers_queued; /* the next poll must not wait */
 };
 
+/* Opens the loop's server (NULL sopts: the defaults) and a client of it
+ * (NULL copts: the defaults). */
+static void loop_open(struct loop *l, const udprr_server_opts *sopts,
+                      const udprr_client_opts *copts)
+{
+    l->s = open_server(sopts);
+    char port[16];
+    server_port(l->s, port);
+    l->c = test_client_open(port, copts);
+}
+
 static int loop_until(struct loop *l, until_fn until, void *arg,
                       unsigned timeout_ms)
 {
+    udprr_client *c[2] = {l->c, l->c2};
+    unsigned nc = l->c2 != NULL ? 2 : 1;
     uint64_t end = test_now_us() + timeout_ms * MS;
     while (!until(arg)) {
         uint64_t now = test_now_us();
@@ -995,19 +1008,31 @@ static int loop_until(struct loop *l, until_fn until, void *arg,
         int t = udprr_server_timeout_ms(l->s);
         if (t >= 0 && t < wait)
             wait = t;
-        t = udprr_client_timeout_ms(l->c);
-        if (t >= 0 && t < wait)
-            wait = t;
-        struct pollfd p[2] = {{udprr_server_fd(l->s), POLLIN, 0},
-                              {udprr_client_fd(l->c), POLLIN, 0}};
-        ck_assert_int_ge(poll(p, 2, wait), 0);
+        struct pollfd p[3] = {{udprr_server_fd(l->s), POLLIN, 0}};
+        for (unsigned i = 0; i < nc; i++) {
+            t = udprr_client_timeout_ms(c[i]);
+            if (t >= 0 && t < wait)
+                wait = t;
+            p[1 + i] = (struct pollfd){udprr_client_fd(c[i]), POLLIN, 0};
+        }
+        ck_assert_int_ge(poll(p, 1 + nc, wait), 0);
         l->answers_queued = 0;
         ck_assert_int_eq(udprr_server_process(l->s, l->h, l->user), UDPRR_OK);
-        ck_assert_int_eq(udprr_client_process(l->c), UDPRR_OK);
+        for (unsigned i = 0; i < nc; i++)
+            ck_assert_int_eq(udprr_client_process(c[i]), UDPRR_OK);
         if (l->turn != NULL)
             l->turn(l);
     }
     return 1;
+}
+
+/* Turns the loop until o[0..n) have ended; each got its answer. */
+static void loop_await_answered(struct loop *l, const struct outcome *o,
+                                unsigned n)
+{
+    ck_assert_msg(loop_until(l, done_reached, &n, WAIT_MS),
+                  "only %u of %u requests ended", done_calls, n);
+    assert_all_answered(o, n);
 }
 
 /* Turns both handles until neither descriptor has anything left (a
@@ -1093,11 +1118,8 @@ START_TEST(test_one_poll_loop_drives_server_and_client)
     struct loop l = {.h = loop_handler, .user = &ls,
                      .turn = loop_answer_turn};
     ls.l = &l;
-    l.s = open_server(NULL);
-    char port[16];
-    server_port(l.s, port);
     udprr_client_opts opts = patient_opts();
-    l.c = open_client(port, &opts);
+    loop_open(&l, NULL, &opts);
 
     int fd = udprr_server_fd(l.s);
     ck_assert_int_ge(fd, 0);
@@ -1114,17 +1136,8 @@ START_TEST(test_one_poll_loop_drives_server_and_client)
     static struct outcome o[LOOP_N];
     static unsigned char req[LOOP_N][REQ_MAX], ans[LOOP_N][REQ_MAX + 4];
     memset(o, 0, sizeof o);
-    for (unsigned i = 0; i < LOOP_N; i++) {
-        size_t len = make_request(req[i], sizeof req[i], "req", i);
-        o[i].expect = ans[i];
-        o[i].expect_len = make_answer(ans[i], sizeof ans[i], req[i], len);
-        send_request(l.c, req[i], len, &o[i]);
-    }
-    unsigned all = LOOP_N;
-    ck_assert_msg(loop_until(&l, done_reached, &all, WAIT_MS),
-                  "only %u of %u requests ended", done_calls, LOOP_N);
-    for (unsigned i = 0; i < LOOP_N; i++)
-        assert_answered(&o[i], i);
+    send_numbered_all(l.c, req, ans, o, LOOP_N);
+    loop_await_answered(&l, o, LOOP_N);
     ck_assert_int_eq(ls.inner_process_rc, UDPRR_EINVAL);
     ck_assert(ls.timeout_while_waiting_checked);
     ck_assert_uint_eq(ls.calls, LOOP_N);
@@ -1136,10 +1149,7 @@ START_TEST(test_one_poll_loop_drives_server_and_client)
     ck_assert_int_eq(udprr_server_timeout_ms(l.s), -1);
     ck_assert_int_eq(udprr_server_fd(l.s), fd);
     struct udprr_server_stats ss = server_stats(l.s);
-    ck_assert_uint_eq(ss.handled, LOOP_N);
-    ck_assert_uint_eq(ss.deferred, LOOP_N);
-    ck_assert_uint_eq(ss.deferred_answered, LOOP_N);
-    ck_assert_uint_eq(ss.deferred_pending, 0);
+    assert_deferred_end(&ss, LOOP_N, LOOP_N, LOOP_N);
     ck_assert_uint_eq(ss.deferred_expired, 0);
     udprr_client_close(l.c);
     udprr_server_close(l.s);
@@ -1182,18 +1192,15 @@ START_TEST(test_token_expires_declined_and_forgotten)
     udprr_server_opts so;
     udprr_server_opts_init(&so);
     so.deferred_lifetime_ms = LIFETIME_MS;
-    l.s = open_server(&so);
-    char port[16];
-    server_port(l.s, port);
     udprr_client_opts opts = patient_opts();
     opts.initial_rto_ms = 20; /* retransmits while the token waits */
-    l.c = open_client(port, &opts);
+    loop_open(&l, &so, &opts);
 
     unsigned char req[REQ_MAX];
     struct outcome o;
     memset(&o, 0, sizeof o);
     uint64_t sent_us = test_now_us();
-    send_request(l.c, req, make_request(req, sizeof req, "req", 0), &o);
+    send_numbered(l.c, "req", 0, req, NULL, &o);
     ck_assert(loop_until(&l, keeper_called, &k, WAIT_MS));
     ck_assert_uint_ne(k.token, 0);
     /* A token waits: the loop must come back by the end of its lifetime. */
@@ -1211,12 +1218,9 @@ START_TEST(test_token_expires_declined_and_forgotten)
     ck_assert_int_eq(udprr_server_timeout_ms(l.s), -1);
     ck_assert_msg(loop_settle(&l), "the descriptors never went quiet");
     ss = server_stats(l.s);
-    ck_assert_uint_eq(ss.deferred, 1);
+    assert_deferred_end(&ss, 1, 1, 0);
     ck_assert_uint_eq(ss.deferred_expired, 1);
-    ck_assert_uint_eq(ss.deferred_pending, 0);
-    ck_assert_uint_eq(ss.deferred_answered, 0);
-    ck_assert_uint_eq(ss.handled, 1);
-    struct udprr_client_stats cs = client_stats(l.c);
+    struct udprr_client_stats cs = test_client_stats(l.c);
 
     /* The late answer: refused, and nothing goes out. */
     ck_assert_int_eq(udprr_server_reply(l.s, k.token, "late", 4),
@@ -1229,7 +1233,7 @@ START_TEST(test_token_expires_declined_and_forgotten)
     struct udprr_server_stats after = server_stats(l.s);
     ck_assert_uint_eq(after.answered, ss.answered);
     ck_assert_uint_eq(after.deferred_answered, 0);
-    struct udprr_client_stats cafter = client_stats(l.c);
+    struct udprr_client_stats cafter = test_client_stats(l.c);
     ck_assert_uint_eq(cafter.dropped_duplicate, cs.dropped_duplicate);
     ck_assert_uint_eq(cafter.dropped_stale, cs.dropped_stale);
     ck_assert_uint_eq(cafter.dropped_unexpected, cs.dropped_unexpected);
@@ -1255,6 +1259,17 @@ static void *replier_main(void *arg)
     return NULL;
 }
 
+/* Answers "woken" to token from a thread of its own, and waits for it:
+ * returns what udprr_server_reply returned there. */
+static int reply_from_another_thread(udprr_server *s, uint64_t token)
+{
+    struct replier r = {s, token, 12345};
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, replier_main, &r), 0);
+    ck_assert_int_eq(pthread_join(thread, NULL), 0);
+    return r.rc;
+}
+
 /* The descriptor is quiet while a request is deferred, becomes readable
  * when another thread gives the answer, and quiet again once process has
  * sent it. The client's RTO is longer than the test, so no retransmission
@@ -1264,28 +1279,19 @@ START_TEST(test_answer_from_another_thread_wakes_the_fd)
     done_calls = 0;
     struct keeper k = {0, 0};
     struct loop l = {.h = keep_handler, .user = &k};
-    l.s = open_server(NULL);
-    char port[16];
-    server_port(l.s, port);
-    udprr_client_opts opts = patient_opts();
-    opts.initial_rto_ms = opts.min_rto_ms = opts.max_rto_ms = 30000;
-    opts.fixed_rto = 1;
-    l.c = open_client(port, &opts);
+    udprr_client_opts opts = quiet_opts();
+    loop_open(&l, NULL, &opts);
     unsigned char req[REQ_MAX];
     struct outcome o;
     memset(&o, 0, sizeof o);
     o.expect = "woken";
     o.expect_len = 5;
-    send_request(l.c, req, make_request(req, sizeof req, "req", 0), &o);
+    send_numbered(l.c, "req", 0, req, NULL, &o);
     ck_assert(loop_until(&l, keeper_called, &k, WAIT_MS));
     struct pollfd p = {udprr_server_fd(l.s), POLLIN, 0};
     ck_assert_int_eq(poll(&p, 1, 0), 0);
 
-    struct replier r = {l.s, k.token, 12345};
-    pthread_t thread;
-    ck_assert_int_eq(pthread_create(&thread, NULL, replier_main, &r), 0);
-    ck_assert_int_eq(pthread_join(thread, NULL), 0);
-    ck_assert_int_eq(r.rc, UDPRR_OK);
+    ck_assert_int_eq(reply_from_another_thread(l.s, k.token), UDPRR_OK);
     ck_assert_int_eq(poll(&p, 1, 0), 1);
     ck_assert(p.revents & POLLIN);
     ck_assert_uint_eq(o.calls, 0); /* given, not yet sent */
@@ -1295,7 +1301,7 @@ START_TEST(test_answer_from_another_thread_wakes_the_fd)
     ck_assert(loop_until(&l, has_run, &o, WAIT_MS));
     assert_answered(&o, 0);
     ck_assert_uint_eq(k.calls, 1);
-    ck_assert_uint_eq(client_stats(l.c).retransmissions, 0);
+    ck_assert_uint_eq(test_client_stats(l.c).retransmissions, 0);
     udprr_client_close(l.c);
     udprr_server_close(l.s);
 }
@@ -1335,60 +1341,24 @@ static int flood_handler(void *user, const udprr_request *req, void *reply,
     return UDPRR_REPLY;
 }
 
-/* One server driven by process, two clients, one poll(2) over the three,
- * as loop_until does for one client. */
-struct flood_loop {
-    udprr_server *s;
-    struct flood *f;
-    udprr_client *c[2];
-};
-
-static int flood_until(struct flood_loop *fl, until_fn until, void *arg,
-                       unsigned timeout_ms)
-{
-    uint64_t end = test_now_us() + timeout_ms * MS;
-    while (!until(arg)) {
-        uint64_t now = test_now_us();
-        if (now >= end)
-            return 0;
-        int wait = (int)((end - now + MS - 1) / MS);
-        int t = udprr_server_timeout_ms(fl->s);
-        if (t >= 0 && t < wait)
-            wait = t;
-        for (unsigned i = 0; i < 2; i++) {
-            t = udprr_client_timeout_ms(fl->c[i]);
-            if (t >= 0 && t < wait)
-                wait = t;
-        }
-        struct pollfd p[3] = {{udprr_server_fd(fl->s), POLLIN, 0},
-                              {udprr_client_fd(fl->c[0]), POLLIN, 0},
-                              {udprr_client_fd(fl->c[1]), POLLIN, 0}};
-        ck_assert_int_ge(poll(p, 3, wait), 0);
-        ck_assert_int_eq(udprr_server_process(fl->s, flood_handler, fl->f),
-                         UDPRR_OK);
-        for (unsigned i = 0; i < 2; i++)
-            ck_assert_int_eq(udprr_client_process(fl->c[i]), UDPRR_OK);
-    }
-    return 1;
-}
-
 static int slow_called(void *arg)
 {
-    return ((const struct flood_loop *)arg)->f->slow_calls > 0;
+    return ((const struct flood *)arg)->slow_calls > 0;
 }
 
 /* Until the server has counted more deferred retransmissions than
  * `above`, or the slow request's handler has run again (the failure). */
 struct retrans_wait {
-    struct flood_loop *fl;
+    struct loop *l;
+    struct flood *f;
     uint64_t above;
 };
 
 static int retransmission_dropped(void *arg)
 {
     struct retrans_wait *w = arg;
-    return w->fl->f->slow_calls > 1 ||
-           server_stats(w->fl->s).deferred_retransmissions > w->above;
+    return w->f->slow_calls > 1 ||
+           server_stats(w->l->s).deferred_retransmissions > w->above;
 }
 
 /* A reply cache of 8 answers: one request deferred, retransmitted every
@@ -1406,89 +1376,66 @@ START_TEST(test_deferred_request_survives_a_full_reply_cache)
     udprr_server_opts so;
     udprr_server_opts_init(&so);
     so.cache_entries = FLOOD_CACHE;
-    struct flood_loop fl = {.f = &f};
-    fl.s = open_server(&so);
+    /* One server driven by process, two clients, one loop over the
+     * three. */
+    struct loop l = {.h = flood_handler, .user = &f};
+    l.s = open_server(&so);
     char port[16];
-    server_port(fl.s, port);
-    udprr_client_opts slow_opts = patient_opts();
-    slow_opts.initial_rto_ms = 5;
-    slow_opts.min_rto_ms = 1;
-    slow_opts.max_rto_ms = 5;
-    slow_opts.fixed_rto = 1;
-    slow_opts.backoff_pct = 100;
-    slow_opts.jitter_pct = 0;
-    fl.c[0] = open_client(port, &slow_opts);
+    server_port(l.s, port);
+    udprr_client_opts slow_opts = eager_opts();
+    l.c = test_client_open(port, &slow_opts);
     /* The flood's client never retransmits within the test. */
-    udprr_client_opts quick_opts = patient_opts();
-    quick_opts.initial_rto_ms = quick_opts.min_rto_ms =
-        quick_opts.max_rto_ms = 30000;
-    quick_opts.fixed_rto = 1;
-    fl.c[1] = open_client(port, &quick_opts);
+    udprr_client_opts quick_opts = quiet_opts();
+    l.c2 = test_client_open(port, &quick_opts);
 
     unsigned char slow_req[REQ_MAX], slow_ans[REQ_MAX + 4];
     struct outcome slow;
     memset(&slow, 0, sizeof slow);
-    size_t slow_len = make_request(slow_req, sizeof slow_req, "slow", 0);
-    slow.expect = slow_ans;
-    slow.expect_len = make_answer(slow_ans, sizeof slow_ans, slow_req,
-                                  slow_len);
-    send_request(fl.c[0], slow_req, slow_len, &slow);
-    ck_assert(flood_until(&fl, slow_called, &fl, WAIT_MS));
+    send_numbered(l.c, "slow", 0, slow_req, slow_ans, &slow);
+    ck_assert(loop_until(&l, slow_called, &f, WAIT_MS));
     ck_assert_uint_ne(f.token, 0);
     /* Retransmissions dropped while the cache still has room. */
-    struct retrans_wait rw = {&fl, 0};
-    ck_assert(flood_until(&fl, retransmission_dropped, &rw, WAIT_MS));
+    struct retrans_wait rw = {&l, &f, 0};
+    ck_assert(loop_until(&l, retransmission_dropped, &rw, WAIT_MS));
     ck_assert_uint_eq(f.slow_calls, 1);
 
     static struct outcome o[FLOOD_N];
     static unsigned char req[FLOOD_N][REQ_MAX], ans[FLOOD_N][REQ_MAX + 4];
     memset(o, 0, sizeof o);
-    for (unsigned i = 0; i < FLOOD_N; i++) {
-        size_t len = make_request(req[i], sizeof req[i], "req", i);
-        o[i].expect = ans[i];
-        o[i].expect_len = make_answer(ans[i], sizeof ans[i], req[i], len);
-        send_request(fl.c[1], req[i], len, &o[i]);
-    }
-    unsigned all = FLOOD_N;
-    ck_assert_msg(flood_until(&fl, done_reached, &all, WAIT_MS),
-                  "only %u of %u requests ended", done_calls, FLOOD_N);
-    for (unsigned i = 0; i < FLOOD_N; i++)
-        assert_answered(&o[i], i);
+    send_numbered_all(l.c2, req, ans, o, FLOOD_N);
+    loop_await_answered(&l, o, FLOOD_N);
     ck_assert_uint_eq(slow.calls, 0);
-    struct udprr_server_stats ss = server_stats(fl.s);
+    struct udprr_server_stats ss = server_stats(l.s);
     /* Full, and every answer older than the last 8 evicted. */
     ck_assert_uint_eq(ss.cache_entries, FLOOD_CACHE);
     ck_assert_uint_ge(ss.cache_evicted, FLOOD_N - FLOOD_CACHE);
 
     /* A retransmission of the deferred request after the flood. */
     rw.above = ss.deferred_retransmissions;
-    ck_assert(flood_until(&fl, retransmission_dropped, &rw, WAIT_MS));
+    ck_assert(loop_until(&l, retransmission_dropped, &rw, WAIT_MS));
     ck_assert_msg(f.slow_calls == 1,
                   "the deferred request ran the handler %u times",
                   f.slow_calls);
-    ck_assert_uint_gt(server_stats(fl.s).deferred_retransmissions, rw.above);
+    ck_assert_uint_gt(server_stats(l.s).deferred_retransmissions, rw.above);
 
-    ck_assert_int_eq(udprr_server_reply(fl.s, f.token, slow_ans,
+    ck_assert_int_eq(udprr_server_reply(l.s, f.token, slow_ans,
                                         slow.expect_len),
                      UDPRR_OK);
-    ck_assert(flood_until(&fl, has_run, &slow, WAIT_MS));
+    ck_assert(loop_until(&l, has_run, &slow, WAIT_MS));
     assert_answered(&slow, 0);
-    ck_assert_uint_gt(client_stats(fl.c[0]).retransmissions, 0);
-    ck_assert_uint_eq(client_stats(fl.c[1]).retransmissions, 0);
-    udprr_client_close(fl.c[0]);
-    udprr_client_close(fl.c[1]);
+    ck_assert_uint_gt(test_client_stats(l.c).retransmissions, 0);
+    ck_assert_uint_eq(test_client_stats(l.c2).retransmissions, 0);
+    udprr_client_close(l.c);
+    udprr_client_close(l.c2);
 
-    ss = server_stats(fl.s);
+    ss = server_stats(l.s);
     ck_assert_uint_eq(f.slow_calls, 1);
     ck_assert_uint_eq(f.quick_calls, FLOOD_N);
-    ck_assert_uint_eq(ss.handled, FLOOD_N + 1);
-    ck_assert_uint_eq(ss.deferred, 1);
-    ck_assert_uint_eq(ss.deferred_answered, 1);
-    ck_assert_uint_eq(ss.deferred_pending, 0);
+    assert_deferred_end(&ss, FLOOD_N + 1, 1, 1);
     ck_assert_uint_eq(ss.deferred_expired, 0);
     ck_assert_uint_gt(ss.deferred_retransmissions, 0);
     ck_assert_uint_le(ss.cache_entries, FLOOD_CACHE);
-    udprr_server_close(fl.s);
+    udprr_server_close(l.s);
     ck_assert_uint_eq(done_calls, FLOOD_N + 1);
 }
 END_TEST
@@ -1507,33 +1454,25 @@ START_TEST(test_stopped_server_fd_stops_reporting_the_socket)
     done_calls = 0;
     struct keeper k = {0, 0};
     struct loop l = {.h = keep_handler, .user = &k};
-    l.s = open_server(NULL);
-    char port[16];
-    server_port(l.s, port);
-    udprr_client_opts opts = patient_opts();
-    opts.initial_rto_ms = opts.min_rto_ms = opts.max_rto_ms = 30000;
-    opts.fixed_rto = 1;
-    l.c = open_client(port, &opts);
+    udprr_client_opts opts = quiet_opts();
+    loop_open(&l, NULL, &opts);
     unsigned char req[3][REQ_MAX];
     struct outcome o[3];
     memset(o, 0, sizeof o);
     o[0].expect = "woken";
     o[0].expect_len = 5;
-    send_request(l.c, req[0], make_request(req[0], sizeof req[0], "req", 0),
-                 &o[0]);
+    send_numbered(l.c, "req", 0, req[0], NULL, &o[0]);
     ck_assert(loop_until(&l, keeper_called, &k, WAIT_MS));
     ck_assert_uint_ne(k.token, 0);
     struct pollfd p = {udprr_server_fd(l.s), POLLIN, 0};
     ck_assert_int_eq(poll(&p, 1, 0), 0);
 
     /* Request 1 reaches the socket: the descriptor says so. */
-    send_request(l.c, req[1], make_request(req[1], sizeof req[1], "req", 1),
-                 &o[1]);
+    send_numbered(l.c, "req", 1, req[1], NULL, &o[1]);
     ck_assert_int_eq(poll(&p, 1, WAIT_MS), 1);
     udprr_server_stop(l.s);
     /* Request 2 reaches the stopped server's socket. */
-    send_request(l.c, req[2], make_request(req[2], sizeof req[2], "req", 2),
-                 &o[2]);
+    send_numbered(l.c, "req", 2, req[2], NULL, &o[2]);
     ck_assert_int_eq(poll(&p, 1, 0), 1); /* the stop's wake, the datagrams */
 
     /* One step sees the stop; from then on the two datagrams waiting on
@@ -1551,11 +1490,7 @@ START_TEST(test_stopped_server_fd_stops_reporting_the_socket)
     ck_assert_uint_eq(k.calls, 1);
 
     /* The answer from another thread wakes it; process sends it. */
-    struct replier r = {l.s, k.token, 12345};
-    pthread_t thread;
-    ck_assert_int_eq(pthread_create(&thread, NULL, replier_main, &r), 0);
-    ck_assert_int_eq(pthread_join(thread, NULL), 0);
-    ck_assert_int_eq(r.rc, UDPRR_OK);
+    ck_assert_int_eq(reply_from_another_thread(l.s, k.token), UDPRR_OK);
     ck_assert_int_eq(poll(&p, 1, WAIT_MS), 1);
     ck_assert(p.revents & POLLIN);
     ck_assert_int_eq(udprr_server_process(l.s, keep_handler, &k), UDPRR_OK);
@@ -1610,17 +1545,13 @@ START_TEST(test_stop_from_a_signal_handler_while_deferred)
     enum { N = 3 };
     done_calls = 0;
     static struct box b;
-    box_init(&b);
     struct fixture_server ts;
-    start_box_server(&ts, &b, NULL);
     udprr_client_opts opts = patient_opts();
-    udprr_client *c = open_client(ts.port, &opts);
+    udprr_client *c = start_box_test(&ts, &b, NULL, &opts);
     unsigned char req[N + 1][REQ_MAX], ans[REQ_MAX + 4];
     struct outcome o[N + 1];
     memset(o, 0, sizeof o);
-    for (unsigned i = 0; i < N; i++)
-        send_request(c, req[i], make_request(req[i], sizeof req[i], "req", i),
-                     &o[i]);
+    send_numbered_all(c, req, NULL, o, N);
     await_deferrals(c, &b, N);
 
     struct sigaction sa, old;
@@ -1646,8 +1577,7 @@ START_TEST(test_stop_from_a_signal_handler_while_deferred)
 
     /* A request to the stopped server: it reaches the socket at once
      * (loopback), and process must not hand it to the handler. */
-    send_request(c, req[N], make_request(req[N], sizeof req[N], "req", N),
-                 &o[N]);
+    send_numbered(c, "req", N, req[N], NULL, &o[N]);
     struct deferral d0 = deferral_of(&b, 0);
     o[0].expect = ans;
     o[0].expect_len = make_answer(ans, sizeof ans, d0.data, d0.len);
@@ -1661,8 +1591,7 @@ START_TEST(test_stop_from_a_signal_handler_while_deferred)
     ck_assert_uint_eq(ss.deferred_answered, 1);
 
     udprr_server_close(b.s);
-    unsigned declined = N; /* requests 0..N-1 */
-    ck_assert(pump_until(c, done_reached, &declined, WAIT_MS));
+    await_done(c, N); /* requests 0..N-1 */
     for (unsigned i = 1; i < N; i++)
         assert_declined(&o[i], i);
     ck_assert_uint_eq(o[N].calls, 0); /* never taken: still waiting */
@@ -1752,7 +1681,6 @@ START_TEST(test_stats_read_from_another_thread_while_running)
 {
     done_calls = 0;
     static struct box b;
-    box_init(&b);
     static struct workers w;
     memset(&w, 0, sizeof w);
     w.skip_every = 4;
@@ -1771,19 +1699,12 @@ START_TEST(test_stats_read_from_another_thread_while_running)
 
     udprr_client_opts opts = patient_opts();
     opts.initial_rto_ms = 50;
-    udprr_client *c = open_client(ts.port, &opts);
+    udprr_client *c = test_client_open(ts.port, &opts);
     static struct outcome o[STATS_N];
     static unsigned char req[STATS_N][REQ_MAX], ans[STATS_N][REQ_MAX + 4];
     memset(o, 0, sizeof o);
-    for (unsigned i = 0; i < STATS_N; i++) {
-        size_t len = make_request(req[i], sizeof req[i], "req", i);
-        o[i].expect = ans[i];
-        o[i].expect_len = make_answer(ans[i], sizeof ans[i], req[i], len);
-        send_request(c, req[i], len, &o[i]);
-    }
-    unsigned all = STATS_N;
-    ck_assert_msg(pump_until(c, done_reached, &all, WAIT_MS),
-                  "only %u of %u requests ended", done_calls, STATS_N);
+    send_numbered_all(c, req, ans, o, STATS_N);
+    await_done(c, STATS_N);
     for (unsigned i = 0; i < STATS_N; i++) {
         if (i % 4 == 3)
             assert_declined(&o[i], i);
@@ -1814,11 +1735,8 @@ START_TEST(test_stats_read_from_another_thread_while_running)
                       (unsigned long long)counter(&ss, monotonic[i].offset));
 
     ck_assert_uint_eq(b.handler_calls, STATS_N);
-    ck_assert_uint_eq(ss.handled, STATS_N);
-    ck_assert_uint_eq(ss.deferred, STATS_N);
+    assert_deferred_end(&ss, STATS_N, STATS_N, STATS_N - STATS_N / 4);
     ck_assert_uint_eq(ss.deferred_expired, STATS_N / 4);
-    ck_assert_uint_eq(ss.deferred_answered, STATS_N - STATS_N / 4);
-    ck_assert_uint_eq(ss.deferred_pending, 0);
     ck_assert_uint_eq(ss.deferred, ss.deferred_pending +
                                        ss.deferred_answered +
                                        ss.deferred_expired);

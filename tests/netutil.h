@@ -115,6 +115,40 @@ test_relay_in_front(const struct fixture_server *ts,
     return relay;
 }
 
+/* Stops a relay that impaired both directions (test_relay_in_front with
+ * drops, duplicates and reordering each way) and asserts that it dropped,
+ * duplicated and held back datagrams in each. */
+static inline void test_relay_stop_impaired(struct relay *relay)
+{
+    struct relay_stats rs;
+    relay_stop(relay, &rs);
+    ck_assert_uint_gt(rs.to_server.impair.dropped, 0);
+    ck_assert_uint_gt(rs.to_server.impair.duplicated, 0);
+    ck_assert_uint_gt(rs.to_server.impair.reordered, 0);
+    ck_assert_uint_gt(rs.to_client.impair.dropped, 0);
+    ck_assert_uint_gt(rs.to_client.impair.duplicated, 0);
+    ck_assert_uint_gt(rs.to_client.impair.reordered, 0);
+}
+
+/* A client handle of 127.0.0.1 port `port` (NULL opts: the defaults). */
+static inline udprr_client *test_client_open(const char *port,
+                                             const udprr_client_opts *opts)
+{
+    udprr_client *c = NULL;
+    ck_assert_int_eq(udprr_client_open(&c, "127.0.0.1", port, opts),
+                     UDPRR_OK);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+static inline struct udprr_client_stats
+test_client_stats(const udprr_client *c)
+{
+    struct udprr_client_stats st = {.size = sizeof st};
+    ck_assert_int_eq(udprr_client_stats(c, &st), UDPRR_OK);
+    return st;
+}
+
 /* A handler that answers each request with its own bytes. */
 static inline int test_echo_handler(void *user, const udprr_request *req,
                                     void *reply, size_t cap, size_t *reply_len)

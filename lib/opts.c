@@ -155,7 +155,13 @@ struct opts_kind {
     void (*defaults)(void *out);
     struct opts_version own;
     struct opts_version older[2];
+    /* The fields appended after 0.1, whose zero means their default. */
+    struct field_span {
+        size_t offset, size;
+    } zero_default[3];
 };
+
+#define SPAN(type, field) {offsetof(type, field), sizeof(((type *)0)->field)}
 
 static const struct opts_kind client_kind = {
     client_defaults,
@@ -164,6 +170,9 @@ static const struct opts_kind client_kind = {
       FIELD_END(struct client_opts_0_1, id_len)},
      {sizeof(struct client_opts_0_2),
       FIELD_END(struct client_opts_0_2, max_window)}},
+    {SPAN(udprr_client_opts, max_pending),
+     SPAN(udprr_client_opts, max_pending_bytes),
+     SPAN(udprr_client_opts, max_window)},
 };
 static const struct opts_kind server_kind = {
     server_defaults,
@@ -173,6 +182,8 @@ static const struct opts_kind server_kind = {
       FIELD_END(struct server_opts_0_1, id_len)},
      {sizeof(struct server_opts_0_2),
       FIELD_END(struct server_opts_0_2, deferred_lifetime_ms)}},
+    {SPAN(udprr_server_opts, max_deferred),
+     SPAN(udprr_server_opts, deferred_lifetime_ms)},
 };
 
 /* Per-request options are new in 0.2: no older version. */
@@ -180,6 +191,7 @@ static const struct opts_kind send_kind = {
     send_defaults,
     {sizeof(udprr_send_opts), FIELD_END(udprr_send_opts, deadline_ms)},
     {{0, 0}, {0, 0}},
+    {{0, 0}},
 };
 
 #define N_OLDER (sizeof client_kind.older / sizeof client_kind.older[0])
@@ -227,6 +239,25 @@ static size_t bytes_to_take(const void *given, size_t given_size,
     return 0;
 }
 
+/* A field appended after 0.1 that the program left at zero takes its
+ * default (the rule in opts.h). */
+static void zero_means_default(void *out, const struct opts_kind *k)
+{
+    union any_opts d;
+    k->defaults(&d);
+    for (size_t i = 0; i < sizeof k->zero_default / sizeof k->zero_default[0];
+         i++) {
+        const struct field_span *f = &k->zero_default[i];
+        const uint8_t *field = (const uint8_t *)out + f->offset;
+        size_t nonzero = 0;
+        for (size_t b = 0; b < f->size; b++)
+            nonzero |= field[b];
+        if (f->size > 0 && nonzero == 0)
+            memcpy((uint8_t *)out + f->offset, (const uint8_t *)&d + f->offset,
+                   f->size);
+    }
+}
+
 static int take(void *out, const void *given, const struct opts_kind *k)
 {
     k->defaults(out);
@@ -239,6 +270,7 @@ static int take(void *out, const void *given, const struct opts_kind *k)
         return UDPRR_EINVAL;
     memcpy((uint8_t *)out + sizeof given_size,
            (const uint8_t *)given + sizeof given_size, n - sizeof given_size);
+    zero_means_default(out, k);
     return UDPRR_OK;
 }
 
@@ -272,17 +304,7 @@ void(udprr_server_opts_init)(udprr_server_opts *opts)
 int udprr__client_opts_take(udprr_client_opts *out,
                             const udprr_client_opts *given)
 {
-    int rc = take(out, given, &client_kind);
-    /* The zero of a field appended after 0.1 means its default. */
-    udprr_client_opts d;
-    client_defaults(&d);
-    if (out->max_pending == 0)
-        out->max_pending = d.max_pending;
-    if (out->max_pending_bytes == 0)
-        out->max_pending_bytes = d.max_pending_bytes;
-    if (out->max_window == 0)
-        out->max_window = d.max_window;
-    return rc;
+    return take(out, given, &client_kind);
 }
 
 int udprr__send_opts_take(udprr_send_opts *out, const udprr_send_opts *given)
@@ -293,13 +315,5 @@ int udprr__send_opts_take(udprr_send_opts *out, const udprr_send_opts *given)
 int udprr__server_opts_take(udprr_server_opts *out,
                             const udprr_server_opts *given)
 {
-    int rc = take(out, given, &server_kind);
-    /* The zero of a field appended after 0.1 means its default. */
-    udprr_server_opts d;
-    server_defaults(&d);
-    if (out->max_deferred == 0)
-        out->max_deferred = d.max_deferred;
-    if (out->deferred_lifetime_ms == 0)
-        out->deferred_lifetime_ms = d.deferred_lifetime_ms;
-    return rc;
+    return take(out, given, &server_kind);
 }

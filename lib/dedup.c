@@ -15,12 +15,12 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "list.h"
 #include "siphash.h"
 #include "udprr.h"
 
 struct entry {
-    struct entry *older;      /* toward the head of the age list */
-    struct entry *newer;      /* toward the tail */
+    struct udprr__link link;  /* on the age list, or the pinned one */
     struct entry *chain_next; /* next in the same bucket */
     uint64_t inserted_us;
     size_t reply_len;
@@ -35,18 +35,12 @@ _Static_assert(sizeof(struct entry) + 24 + 2 * sizeof(struct entry *) <=
                    UDPRR_CACHE_ENTRY_OVERHEAD,
                "UDPRR_CACHE_ENTRY_OVERHEAD no longer covers an entry");
 
-/* A doubly linked list of entries, oldest first. */
-struct entry_list {
-    struct entry *oldest;
-    struct entry *newest;
-};
-
 struct udprr__dedup {
     struct udprr__dedup_limits limits;
     struct entry **buckets;
     size_t bucket_mask; /* bucket count - 1; the count is a power of two */
-    struct entry_list age;    /* answers: expiry and eviction order */
-    struct entry_list pinned; /* in progress */
+    struct udprr__list age;    /* answers: expiry and eviction order */
+    struct udprr__list pinned; /* in progress */
     size_t pinned_count;
     struct udprr__dedup_stats stats; /* entries and bytes kept current */
 };
@@ -103,27 +97,12 @@ static int is_pinned(const struct entry *e)
     return e->kind == UDPRR__DEDUP_IN_PROGRESS;
 }
 
-static void list_append(struct entry_list *l, struct entry *e)
+/* The oldest entry of a list, or NULL. */
+static struct entry *oldest_of(const struct udprr__list *l)
 {
-    e->newer = NULL;
-    e->older = l->newest;
-    if (l->newest != NULL)
-        l->newest->newer = e;
-    else
-        l->oldest = e;
-    l->newest = e;
-}
-
-static void list_unlink(struct entry_list *l, struct entry *e)
-{
-    if (e->older != NULL)
-        e->older->newer = e->newer;
-    else
-        l->oldest = e->newer;
-    if (e->newer != NULL)
-        e->newer->older = e->older;
-    else
-        l->newest = e->older;
+    return l->oldest != NULL
+               ? udprr__container_of(l->oldest, struct entry, link)
+               : NULL;
 }
 
 /* Takes e off its bucket chain and its list, and frees it. */
@@ -135,10 +114,10 @@ static void remove_entry(udprr__dedup *d, struct entry *e)
     *link = e->chain_next;
 
     if (is_pinned(e)) {
-        list_unlink(&d->pinned, e);
+        udprr__list_unlink(&d->pinned, &e->link);
         d->pinned_count--;
     } else {
-        list_unlink(&d->age, e);
+        udprr__list_unlink(&d->age, &e->link);
         d->stats.entries--;
         d->stats.bytes -= entry_cost(e->reply_len);
     }
@@ -183,13 +162,15 @@ void udprr__dedup_free(udprr__dedup *d)
 {
     if (d == NULL)
         return;
-    struct entry_list *lists[2] = {&d->age, &d->pinned};
+    struct udprr__list *lists[2] = {&d->age, &d->pinned};
     for (int i = 0; i < 2; i++) {
-        struct entry *e = lists[i]->oldest;
+        struct entry *e = oldest_of(lists[i]);
         while (e != NULL) {
-            struct entry *newer = e->newer;
+            struct udprr__link *newer = e->link.newer;
             udprr__free(e);
-            e = newer;
+            e = newer != NULL
+                    ? udprr__container_of(newer, struct entry, link)
+                    : NULL;
         }
     }
     udprr__free(d->buckets);
@@ -209,9 +190,10 @@ void udprr__dedup_expire(udprr__dedup *d, uint64_t now_us)
 {
     if (d == NULL)
         return;
-    while (d->age.oldest != NULL &&
-           lifetime_ended(d, d->age.oldest, now_us)) {
-        remove_entry(d, d->age.oldest);
+    struct entry *e;
+    while ((e = oldest_of(&d->age)) != NULL &&
+           lifetime_ended(d, e, now_us)) {
+        remove_entry(d, e);
         d->stats.expired++;
     }
 }
@@ -279,7 +261,7 @@ int udprr__dedup_insert(udprr__dedup *d, const struct udprr__dedup_key *key,
     fresh->chain_next = *bucket;
     *bucket = fresh;
     if (is_pinned(fresh)) {
-        list_append(&d->pinned, fresh);
+        udprr__list_append(&d->pinned, &fresh->link);
         d->pinned_count++;
         return UDPRR_OK;
     }
@@ -287,10 +269,10 @@ int udprr__dedup_insert(udprr__dedup *d, const struct udprr__dedup_key *key,
      * max_entries >= 1. */
     while (d->stats.entries >= d->limits.max_entries ||
            d->stats.bytes > max_bytes - cost) {
-        remove_entry(d, d->age.oldest);
+        remove_entry(d, oldest_of(&d->age));
         d->stats.evicted++;
     }
-    list_append(&d->age, fresh);
+    udprr__list_append(&d->age, &fresh->link);
 
     d->stats.entries++;
     d->stats.bytes += cost;

@@ -15,7 +15,7 @@ struct udprr__defer {
     size_t count, max;
     uint64_t lifetime_us;
     uint64_t last_token;
-    struct udprr__deferred *oldest, *newest;
+    struct udprr__list age; /* oldest first: expiry order */
 };
 
 int udprr__defer_new(udprr__defer **out, size_t max, uint64_t lifetime_us)
@@ -76,13 +76,7 @@ int udprr__defer_add(udprr__defer *t, struct udprr__deferred *n,
     struct udprr__deferred **b = bucket_of(t, n->token);
     n->chain = *b;
     *b = n;
-    n->older = t->newest;
-    n->newer = NULL;
-    if (t->newest != NULL)
-        t->newest->newer = n;
-    else
-        t->oldest = n;
-    t->newest = n;
+    udprr__list_append(&t->age, &n->link);
     t->count++;
     return UDPRR_OK;
 }
@@ -93,14 +87,7 @@ static void unlink_entry(udprr__defer *t, struct udprr__deferred *e)
     while (*p != e)
         p = &(*p)->chain;
     *p = e->chain;
-    if (e->older != NULL)
-        e->older->newer = e->newer;
-    else
-        t->oldest = e->newer;
-    if (e->newer != NULL)
-        e->newer->older = e->older;
-    else
-        t->newest = e->older;
+    udprr__list_unlink(&t->age, &e->link);
     t->count--;
 }
 
@@ -114,10 +101,19 @@ struct udprr__deferred *udprr__defer_take(udprr__defer *t, uint64_t token)
     return e;
 }
 
+/* The oldest entry, or NULL. */
+static struct udprr__deferred *oldest_of(const udprr__defer *t)
+{
+    return t->age.oldest != NULL ? udprr__container_of(t->age.oldest,
+                                                       struct udprr__deferred,
+                                                       link)
+                                 : NULL;
+}
+
 struct udprr__deferred *udprr__defer_take_expired(udprr__defer *t,
                                                   uint64_t now_us)
 {
-    struct udprr__deferred *e = t->oldest;
+    struct udprr__deferred *e = oldest_of(t);
     if (e == NULL || now_us < e->expires_us)
         return NULL;
     unlink_entry(t, e);
@@ -126,7 +122,7 @@ struct udprr__deferred *udprr__defer_take_expired(udprr__defer *t,
 
 struct udprr__deferred *udprr__defer_take_oldest(udprr__defer *t)
 {
-    struct udprr__deferred *e = t->oldest;
+    struct udprr__deferred *e = oldest_of(t);
     if (e != NULL)
         unlink_entry(t, e);
     return e;
@@ -134,9 +130,10 @@ struct udprr__deferred *udprr__defer_take_oldest(udprr__defer *t)
 
 int udprr__defer_next_expiry(const udprr__defer *t, uint64_t *when_us)
 {
-    if (t->oldest == NULL)
+    const struct udprr__deferred *e = oldest_of(t);
+    if (e == NULL)
         return 0;
-    *when_us = t->oldest->expires_us;
+    *when_us = e->expires_us;
     return 1;
 }
 

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "dedup.h"
+#include "list.h"
 
 /* The largest max_deferred. */
 #define UDPRR__DEFER_MAX ((size_t)1 << 20)
@@ -37,7 +38,8 @@ struct udprr__deferred {
                                      not cached */
     int state;                    /* the server's (server.c) */
     /* The table's own links. */
-    struct udprr__deferred *chain, *older, *newer;
+    struct udprr__deferred *chain;
+    struct udprr__link link; /* expiry order */
 };
 
 typedef struct udprr__defer udprr__defer;

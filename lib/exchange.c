@@ -20,7 +20,7 @@ struct udprr__xreq {
     uint64_t key[2];                 /* [BY_ID] its ID (once sent),
                                         [BY_TICKET] its ticket */
     struct udprr__xreq *chain[2];    /* next in each hash's bucket */
-    struct udprr__xreq *qprev, *qnext; /* the queue, while queued */
+    struct udprr__link queue;        /* the queue, while queued */
     enum xreq_state state;
     unsigned attempts;    /* transmissions so far */
     int clipped;          /* the timer is the deadline, not a whole wait */
@@ -311,26 +311,13 @@ static size_t charge(const struct udprr__xreq *r)
 
 static void queue_append(struct udprr__exchange *x, struct udprr__xreq *r)
 {
-    r->qnext = NULL;
-    r->qprev = x->queue_tail;
-    if (x->queue_tail != NULL)
-        x->queue_tail->qnext = r;
-    else
-        x->queue_head = r;
-    x->queue_tail = r;
+    udprr__list_append(&x->queue, &r->queue);
     x->queued++;
 }
 
 static void queue_unlink(struct udprr__exchange *x, struct udprr__xreq *r)
 {
-    if (r->qprev != NULL)
-        r->qprev->qnext = r->qnext;
-    else
-        x->queue_head = r->qnext;
-    if (r->qnext != NULL)
-        r->qnext->qprev = r->qprev;
-    else
-        x->queue_tail = r->qprev;
+    udprr__list_unlink(&x->queue, &r->queue);
     x->queued--;
 }
 
@@ -458,8 +445,9 @@ static int start(struct udprr__exchange *x, struct udprr__xreq *r,
 /* Sends queued requests, in order, while they may go. */
 static void pump(struct udprr__exchange *x, uint64_t now_us)
 {
-    while (x->queue_head != NULL && may_send(x)) {
-        struct udprr__xreq *r = x->queue_head;
+    while (x->queue.oldest != NULL && may_send(x)) {
+        struct udprr__xreq *r =
+            udprr__container_of(x->queue.oldest, struct udprr__xreq, queue);
         if (now_us >= r->deadline_us) {
             /* Its turn came too late (the loop woke after its deadline):
              * it ends as its timer would have ended it, unsent. */
@@ -579,7 +567,7 @@ int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
     if (deadline_us > 0 && now_us <= UINT64_MAX - deadline_us)
         r->deadline_us = now_us + deadline_us;
 
-    if (x->queue_head == NULL && may_send(x)) {
+    if (x->queue.oldest == NULL && may_send(x)) {
         r->state = XREQ_STARTING;
         int rc = start(x, r, now_us);
         if (rc != UDPRR_OK) {
@@ -693,26 +681,27 @@ void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us)
 void udprr__exchange_fail_all(struct udprr__exchange *x, int status,
                               uint64_t now_us)
 {
-    /* Detach everything first, chained through qnext: a callback that
+    /* Detach everything first, chained through the ticket hash's links
+     * (the hashes are emptied here, so those are free): a callback that
      * submits adds to the now empty engine, not to this list, so the loop
      * ends whatever the callbacks do. The counts (in flight, queued,
      * bytes) go down one request at a time, as each ends, so that the
      * stats add up inside every callback. */
     struct udprr__xreq *list = NULL;
     for (size_t i = 0; i < x->pending; i++) {
-        x->heap[i]->qnext = list;
+        x->heap[i]->chain[BY_TICKET] = list;
         list = x->heap[i];
     }
     hash_clear(&x->by_id);
     hash_clear(&x->by_ticket);
     x->pending = 0;
-    x->queue_head = x->queue_tail = NULL;
+    x->queue.oldest = x->queue.newest = NULL;
     x->lone = NULL;
     while (list != NULL) {
         struct udprr__xreq *r = list;
         udprr__xdone_fn done = r->done;
         void *user = r->user;
-        list = r->qnext;
+        list = r->chain[BY_TICKET];
         if (r->state == XREQ_IN_FLIGHT)
             x->in_flight--;
         else

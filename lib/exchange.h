@@ -48,6 +48,7 @@
 #include <stdint.h>
 
 #include "framing.h"
+#include "list.h"
 #include "rtt.h"
 #include "window.h"
 
@@ -135,7 +136,7 @@ struct udprr__exchange {
     size_t pending_bytes;          /* as limits.max_pending_bytes counts */
     size_t in_flight;
     size_t queued;
-    struct udprr__xreq *queue_head, *queue_tail; /* waiting, in order */
+    struct udprr__list queue;      /* waiting, in order */
     struct udprr__xreq *lone;      /* raw framing: the one in flight */
     uint64_t last_ticket;
     uint64_t last_seq;             /* requests sent so far */

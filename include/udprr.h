@@ -656,6 +656,30 @@ UDPRR_API void udprr_client_close(udprr_client *c);
  * never tears one). udprr_server_close() must not run concurrently with
  * anything else on the handle: join the threads that answer deferred
  * requests first.
+ *
+ * Workers (since 0.2): with the option workers N > 1, open binds N
+ * sockets to the one address with SO_REUSEPORT (the first to host and
+ * service, so service "0" picks the port; the others to the address the
+ * first got), and run serves each on a thread of its own: N - 1 threads
+ * it starts, and the caller's. The kernel hands all datagrams from one
+ * client address and port to one socket, so each worker keeps a reply
+ * cache and a deferred-request table of its own, each with the bounds of
+ * the options (cache_entries, cache_bytes, max_deferred are per worker:
+ * N times the memory in all), and at-most-once holds as with one socket.
+ * (The kernel may move clients between sockets only when the group
+ * changes, which it does not while the handle is open.) The handler runs
+ * on every worker's thread, concurrently: it must be thread-safe. A token
+ * names the worker that handed it out (in its low bits), so
+ * udprr_server_reply() and _decline() take it from any thread as before.
+ * udprr_server_stop() stops every worker; run returns when every worker
+ * has stopped and its thread has been joined. udprr_server_stats() adds
+ * up the workers' counters; udprr_server_sockname() gives the shared
+ * address. Workers are for run alone: with N > 1, udprr_server_process()
+ * returns UDPRR_EINVAL and udprr_server_fd() and
+ * udprr_server_timeout_ms() return -1. Only programs of the same user may
+ * join a SO_REUSEPORT group on Linux, so another user cannot take a share
+ * of the clients; a second program of the same user that binds the port
+ * with SO_REUSEPORT can (as with any SO_REUSEPORT server).
  * ------------------------------------------------------------------------ */
 
 typedef struct udprr_server udprr_server;
@@ -746,6 +770,9 @@ typedef struct udprr_request {
 typedef int (*udprr_handler)(void *user, const udprr_request *req,
                              void *reply, size_t reply_cap, size_t *reply_len);
 
+/* The most workers one server may have (udprr_server_opts.workers). */
+#define UDPRR_MAX_WORKERS 64
+
 /* Server options; start from udprr_server_opts_init(), as for clients
  * (the size rules are in "Options and ABI" above). */
 typedef struct udprr_server_opts {
@@ -772,6 +799,11 @@ typedef struct udprr_server_opts {
     unsigned deferred_lifetime_ms; /* how long an answer may take before
                                     the request is declined. Default
                                     10000 */
+    /* Since 0.2: threads (see "Workers" below). A zero means the
+     * default. */
+    unsigned workers;            /* sockets and threads that serve the
+                                    address, 1..UDPRR_MAX_WORKERS.
+                                    Default 1 */
 } udprr_server_opts;
 
 /* As for clients (see "Options and ABI" above): the macro passes the
@@ -790,10 +822,12 @@ UDPRR_API void(udprr_server_opts_init)(udprr_server_opts *opts);
  * "0" picks a free port; read it back with udprr_server_sockname().
  *
  * The cache options are checked only when a cache is made: reply_cache on,
- * in a framing that has IDs (not raw).
+ * in a framing that has IDs (not raw). With workers > 1 (see "Workers"
+ * above) every socket is bound before open returns, the first one with
+ * SO_REUSEPORT too.
  *
  * Returns UDPRR_OK; UDPRR_EINVAL (out or service NULL, an option out of
- * range); UDPRR_ERESOLVE; UDPRR_ESYS (socket, bind or eventfd failed, or
+ * range, workers above UDPRR_MAX_WORKERS); UDPRR_ERESOLVE; UDPRR_ESYS (socket, bind or eventfd failed, or
  * the kernel's random source that keys the cache; errno says why, e.g.
  * EADDRINUSE); UDPRR_ENOMEM. On failure *out is unchanged.
  * Like the client's open, it blocks while getaddrinfo resolves a name.
@@ -811,8 +845,12 @@ UDPRR_API int udprr_server_sockname(const udprr_server *s,
  * udprr_server_run - serves requests until udprr_server_stop() is called.
  * Returns UDPRR_OK after a stop (at once if stop came first: a stopped
  * server stays stopped); UDPRR_EINVAL (s or h NULL, or called from inside
- * the handler); UDPRR_ESYS if waiting
- * on the socket fails (errno says why). Once run sees the stop, it calls
+ * the handler; with workers > 1 also while another run of the handle
+ * runs); UDPRR_ESYS if waiting
+ * on the socket fails (errno says why; with workers > 1, if a worker's
+ * thread cannot be started or any worker's wait fails, every worker is
+ * stopped, as by udprr_server_stop(), and run returns the first failure
+ * once all have returned). Once run sees the stop, it calls
  * the handler no more (a call already running finishes, and a datagram
  * already being handled when stop came may still reach it); the answer of
  * every request whose handler ran has been handed to the kernel (or
@@ -832,7 +870,8 @@ UDPRR_API int udprr_server_run_v2(udprr_server *s, udprr_handler h,
 UDPRR_API int(udprr_server_run)(udprr_server *s, udprr_handler h, void *user);
 #define udprr_server_run(s, h, user) udprr_server_run_v2((s), (h), (user))
 
-/* Makes udprr_server_run() return promptly. Async-signal-safe and
+/* Makes udprr_server_run() return promptly (every worker's, with
+ * workers > 1). Async-signal-safe and
  * thread-safe; NULL is a no-op. It must not be called once
  * udprr_server_close() has begun: a signal handler that stops a server is
  * to be reset (or made to skip the call) before the server is closed.
@@ -849,7 +888,8 @@ UDPRR_API void udprr_server_stop(udprr_server *s);
  * a datagram on its socket, or a deferred answer given from another thread
  * (an epoll(7) descriptor watching both; level-triggered). Wait on it with
  * poll(2), epoll or any event library, for reading only; do not read it or
- * close it. The same for the life of the handle; -1 for NULL. Once a step
+ * close it. The same for the life of the handle; -1 for NULL and with
+ * workers > 1 (workers are for run alone). Once a step
  * has seen a stop, it no longer watches the socket (a stopped server takes
  * no datagrams), so a loop may go on waiting on it to send the answers
  * still to come, without spinning.
@@ -857,14 +897,15 @@ UDPRR_API void udprr_server_stop(udprr_server *s);
  * udprr_server_timeout_ms - how long the loop may wait before it calls
  * process if the descriptor stays quiet: -1 when no deferred request is
  * waiting for its answer, else the milliseconds until the next one's
- * lifetime ends, rounded up (0 when it has ended). Thread-safe.
+ * lifetime ends, rounded up (0 when it has ended); -1 with workers > 1.
+ * Thread-safe.
  *
  * udprr_server_process - does what is ready, without blocking: sends the
  * deferred answers given since the last call, declines the deferred
  * requests whose lifetime has ended, and handles up to 64 datagrams from
  * the socket (a level-triggered wait brings it back for the rest).
  * UDPRR_OK; UDPRR_EINVAL (s or h NULL, or called from inside the handler:
- * run and process do not nest).
+ * run and process do not nest; or workers > 1: workers are for run).
  */
 UDPRR_API int udprr_server_fd(const udprr_server *s);
 UDPRR_API int udprr_server_timeout_ms(const udprr_server *s);
@@ -892,7 +933,8 @@ UDPRR_API int udprr_server_reply(udprr_server *s, uint64_t token,
                                  const void *reply, size_t len);
 UDPRR_API int udprr_server_decline(udprr_server *s, uint64_t token);
 
-/* Server counters since open; set out->size first, as for clients. Cache
+/* Server counters since open, each the sum over the workers; set
+ * out->size first, as for clients. Cache
  * entries whose lifetime has ended are removed as later requests arrive,
  * so cache_entries and cache_bytes may include some expired answers. */
 struct udprr_server_stats {

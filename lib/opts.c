@@ -48,6 +48,7 @@ static void server_defaults(void *out)
         .framing = UDPRR_FRAMING_NATIVE,
         .max_deferred = 4096,
         .deferred_lifetime_ms = 10000,
+        .workers = 1,
     };
     memcpy(out, &o, sizeof o);
 }
@@ -101,12 +102,13 @@ struct server_opts_0_1 {
     unsigned id_len;
 };
 
-/* 0.2.0's server options: 0.1's and deferred answers'. Frozen like 0.1's
- * once 0.2.0 is released. */
+/* 0.2.0's server options: 0.1's, deferred answers' and workers. Frozen
+ * like 0.1's once 0.2.0 is released. */
 struct server_opts_0_2 {
     struct server_opts_0_1 v0_1;
     size_t max_deferred;
     unsigned deferred_lifetime_ms;
+    unsigned workers;
 };
 
 #define FIELD_END(type, field)                                                 \
@@ -132,7 +134,9 @@ _Static_assert(offsetof(udprr_server_opts, max_deferred) >=
                    offsetof(udprr_server_opts, max_deferred) ==
                        offsetof(struct server_opts_0_2, max_deferred) &&
                    offsetof(udprr_server_opts, deferred_lifetime_ms) ==
-                       offsetof(struct server_opts_0_2, deferred_lifetime_ms),
+                       offsetof(struct server_opts_0_2, deferred_lifetime_ms) &&
+                   offsetof(udprr_server_opts, workers) ==
+                       offsetof(struct server_opts_0_2, workers),
                "udprr_server_opts no longer begins with 0.2's fields");
 _Static_assert(offsetof(udprr_client_opts, max_pending) ==
                        offsetof(struct client_opts_0_2, max_pending) &&
@@ -177,13 +181,14 @@ static const struct opts_kind client_kind = {
 static const struct opts_kind server_kind = {
     server_defaults,
     {sizeof(udprr_server_opts),
-     FIELD_END(udprr_server_opts, deferred_lifetime_ms)},
+     FIELD_END(udprr_server_opts, workers)},
     {{sizeof(struct server_opts_0_1),
       FIELD_END(struct server_opts_0_1, id_len)},
      {sizeof(struct server_opts_0_2),
-      FIELD_END(struct server_opts_0_2, deferred_lifetime_ms)}},
+      FIELD_END(struct server_opts_0_2, workers)}},
     {SPAN(udprr_server_opts, max_deferred),
-     SPAN(udprr_server_opts, deferred_lifetime_ms)},
+     SPAN(udprr_server_opts, deferred_lifetime_ms),
+     SPAN(udprr_server_opts, workers)},
 };
 
 /* Per-request options are new in 0.2: no older version. */

@@ -11,6 +11,16 @@
  * server's thread, which sends them at its next step. The counters are
  * written by the server's thread alone, as relaxed atomics, so any thread
  * may read them while it runs.
+ *
+ * Workers (udprr.h): with workers N > 1 the handle is worker 0 and owns
+ * N - 1 more, each a udprr_server of its own (its socket in the same
+ * SO_REUSEPORT group, its eventfd, reply cache, deferred table, mutex and
+ * counters) that the program never sees. The kernel keeps each client on
+ * one socket, so each worker's cache and deferred table see all of that
+ * client's datagrams and nothing has to be shared between workers but the
+ * stop. A token names its worker in its low WORKER_BITS bits, so that an
+ * answer goes to the table (and the cache, and the thread) of the worker
+ * that handed the token out.
  */
 #include <errno.h>
 #include <limits.h>
@@ -30,6 +40,11 @@
 
 /* What UDPRR_NO_REPLY was in 0.1's header. */
 #define NO_REPLY_0_1 1
+
+/* A token's low bits that name its worker (only with workers > 1). */
+#define WORKER_BITS 6
+_Static_assert(UDPRR_MAX_WORKERS <= 1u << WORKER_BITS,
+               "a token's worker bits must name every worker");
 
 /* Datagrams taken per receive step before waiting again. */
 #define RECV_BATCH 64
@@ -114,6 +129,17 @@ struct udprr_server {
     udprr__defer *deferred;  /* the tokens waiting for their answers */
     struct answer *answers, *answers_tail;
     struct udprr__deferred *spare; /* a node to reuse (server's thread) */
+    /* Workers: see the top of this file. */
+    unsigned worker_index;   /* this worker's number, 0..n_workers - 1 */
+    unsigned n_workers;      /* worker 0's: how many; the others' 1 */
+    int tagged_tokens;       /* tokens carry worker_index (workers > 1) */
+    udprr_server **others;   /* worker 0's: workers 1..n_workers - 1 */
+    udprr_server *first;     /* worker 0 */
+    atomic_int running;      /* worker 0's: run is running (workers > 1) */
+    pthread_t thread;        /* the others': the thread that runs them */
+    udprr_handler handler;   /* ... and what it runs */
+    void *user;
+    int run_rc, run_errno;   /* ... and how its run ended */
     /* Last: open zeroes only what comes before them (see there). */
     uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
     uint8_t reply[UDPRR_MAX_DATAGRAM];
@@ -129,54 +155,107 @@ static void unlock(const udprr_server *s)
     pthread_mutex_unlock((pthread_mutex_t *)&s->lock);
 }
 
+/* The handle (worker 0) or worker i of it, for loops over them all. */
+static udprr_server *worker_at(const udprr_server *s, unsigned i)
+{
+    return i == 0 ? (udprr_server *)s : s->others[i - 1];
+}
+
+/* What a handle of either kind holds before anything is made. */
+static void worker_clear(udprr_server *w)
+{
+    /* Everything but the two 64 KiB buffers starts zeroed. rxbuf is only
+     * read after a receive wrote it, reply only after the handler wrote
+     * it (up to the *reply_len it set), so zeroing them would touch (and
+     * make resident) every one of their pages for nothing. */
+    memset(w, 0, offsetof(udprr_server, rxbuf));
+    w->fd = w->wake_fd = w->poll_fd = -1;
+    w->n_workers = 1;
+    atomic_init(&w->stopping, 0);
+    atomic_init(&w->running, 0);
+}
+
+/* Makes one worker's cache, table, lock, eventfd, socket and poller: the
+ * socket bound to host/service for worker 0 (first NULL), else beside
+ * first's. */
+static int worker_open(udprr_server *w, const udprr_server_opts *o,
+                       const char *host, const char *service,
+                       const udprr_server *first)
+{
+    w->framing.kind = o->framing;
+    w->framing.id_offset = o->id_offset;
+    w->framing.id_len = o->id_len;
+    w->tagged_tokens = o->workers > 1;
+    int rc = udprr__framing_check(&w->framing);
+    /* Raw datagrams carry no request identity to remember answers by. */
+    if (rc == UDPRR_OK && o->reply_cache &&
+        udprr__framing_has_id(&w->framing)) {
+        struct udprr__dedup_limits lim = {o->cache_entries, o->cache_bytes,
+                                          (uint64_t)o->cache_lifetime_ms * 1000,
+                                          {0, 0}};
+        rc = udprr__random_bytes(lim.hash_key, sizeof lim.hash_key);
+        if (rc == UDPRR_OK)
+            rc = udprr__dedup_new(&w->cache, &lim);
+    }
+    if (rc == UDPRR_OK)
+        rc = udprr__defer_new(&w->deferred, o->max_deferred,
+                              (uint64_t)o->deferred_lifetime_ms * 1000);
+    if (rc == UDPRR_OK) {
+        rc = pthread_mutex_init(&w->lock, NULL) == 0 ? UDPRR_OK
+                                                      : UDPRR_ENOMEM;
+        w->lock_made = rc == UDPRR_OK;
+    }
+    if (rc == UDPRR_OK)
+        rc = udprr__wake_open(&w->wake_fd);
+    if (rc == UDPRR_OK)
+        rc = first == NULL
+                 ? udprr__sock_bind(host, service, o->workers > 1, &w->fd)
+                 : udprr__sock_bind_beside(first->fd, &w->fd);
+    if (rc == UDPRR_OK)
+        rc = udprr__poller_open(w->fd, w->wake_fd, &w->poll_fd);
+    return rc;
+}
+
+/* Makes workers 1..o->workers - 1 of s, counting each in s->n_workers as
+ * soon as it exists, so that a failure leaves them all to the close. */
+static int others_open(udprr_server *s, const udprr_server_opts *o)
+{
+    s->others = udprr__malloc((o->workers - 1) * sizeof *s->others);
+    if (s->others == NULL)
+        return UDPRR_ENOMEM;
+    for (unsigned i = 1; i < o->workers; i++) {
+        udprr_server *w = udprr__malloc(sizeof *w);
+        if (w == NULL)
+            return UDPRR_ENOMEM;
+        worker_clear(w);
+        w->worker_index = i;
+        w->first = s;
+        s->others[i - 1] = w;
+        s->n_workers++;
+        int rc = worker_open(w, o, NULL, NULL, s);
+        if (rc != UDPRR_OK)
+            return rc;
+    }
+    return UDPRR_OK;
+}
+
 int udprr_server_open(udprr_server **out, const char *host,
                       const char *service, const udprr_server_opts *opts)
 {
     udprr_server_opts o;
     if (out == NULL || service == NULL ||
         udprr__server_opts_take(&o, opts) != UDPRR_OK ||
-        o.max_deferred > UDPRR__DEFER_MAX)
+        o.max_deferred > UDPRR__DEFER_MAX || o.workers > UDPRR_MAX_WORKERS)
         return UDPRR_EINVAL;
 
     udprr_server *s = udprr__malloc(sizeof *s);
     if (s == NULL)
         return UDPRR_ENOMEM;
-    /* Everything but the two 64 KiB buffers starts zeroed. rxbuf is only
-     * read after a receive wrote it, reply only after the handler wrote
-     * it (up to the *reply_len it set), so zeroing them would touch (and
-     * make resident) every one of their pages for nothing. */
-    memset(s, 0, offsetof(udprr_server, rxbuf));
-    s->fd = s->wake_fd = s->poll_fd = -1;
-    atomic_init(&s->stopping, 0);
-
-    s->framing.kind = o.framing;
-    s->framing.id_offset = o.id_offset;
-    s->framing.id_len = o.id_len;
-    int rc = udprr__framing_check(&s->framing);
-    /* Raw datagrams carry no request identity to remember answers by. */
-    if (rc == UDPRR_OK && o.reply_cache &&
-        udprr__framing_has_id(&s->framing)) {
-        struct udprr__dedup_limits lim = {o.cache_entries, o.cache_bytes,
-                                          (uint64_t)o.cache_lifetime_ms * 1000,
-                                          {0, 0}};
-        rc = udprr__random_bytes(lim.hash_key, sizeof lim.hash_key);
-        if (rc == UDPRR_OK)
-            rc = udprr__dedup_new(&s->cache, &lim);
-    }
-    if (rc == UDPRR_OK)
-        rc = udprr__defer_new(&s->deferred, o.max_deferred,
-                              (uint64_t)o.deferred_lifetime_ms * 1000);
-    if (rc == UDPRR_OK) {
-        rc = pthread_mutex_init(&s->lock, NULL) == 0 ? UDPRR_OK
-                                                      : UDPRR_ENOMEM;
-        s->lock_made = rc == UDPRR_OK;
-    }
-    if (rc == UDPRR_OK)
-        rc = udprr__wake_open(&s->wake_fd);
-    if (rc == UDPRR_OK)
-        rc = udprr__sock_bind(host, service, &s->fd);
-    if (rc == UDPRR_OK)
-        rc = udprr__poller_open(s->fd, s->wake_fd, &s->poll_fd);
+    worker_clear(s);
+    s->first = s;
+    int rc = worker_open(s, &o, host, service, NULL);
+    if (rc == UDPRR_OK && o.workers > 1)
+        rc = others_open(s, &o);
     if (rc != UDPRR_OK) {
         int saved = errno;
         udprr_server_close(s);
@@ -197,17 +276,30 @@ int udprr_server_sockname(const udprr_server *s, struct sockaddr *addr,
 
 int udprr_server_fd(const udprr_server *s)
 {
-    return s == NULL ? -1 : s->poll_fd;
+    /* Workers are served by run alone. */
+    return s == NULL || s->n_workers > 1 ? -1 : s->poll_fd;
 }
 
 void udprr_server_stop(udprr_server *s)
 {
     if (s == NULL)
         return;
-    /* Only an atomic store and udprr__wake_signal: both
-     * async-signal-safe. */
-    atomic_store(&s->stopping, 1);
-    udprr__wake_signal(s->wake_fd);
+    /* Only atomic stores and udprr__wake_signal: all async-signal-safe
+     * (others and n_workers do not change after open). */
+    for (unsigned i = 0; i < s->n_workers; i++) {
+        udprr_server *w = worker_at(s, i);
+        atomic_store(&w->stopping, 1);
+        udprr__wake_signal(w->wake_fd);
+    }
+}
+
+/* The token the program sees for a worker's table entry. Local tokens
+ * count up from 1 (defer.h), so a tagged token is never 0 either. */
+static uint64_t public_token(const udprr_server *w, uint64_t local)
+{
+    if (local == 0 || !w->tagged_tokens)
+        return local;
+    return local << WORKER_BITS | w->worker_index;
 }
 
 /* The reply cache's figures, for readers on other threads. */
@@ -374,7 +466,8 @@ static void handle_datagram(udprr_server *s, size_t len,
     struct udprr__deferred *node =
         defer_begin(s, &in, peer, peer_len, &key, now_us);
     udprr_request req = {in.body,  in.body_len, peer, peer_len, in.id,
-                         in.attempt, node != NULL ? node->token : 0};
+                         in.attempt,
+                         node != NULL ? public_token(s, node->token) : 0};
     size_t reply_len = 0;
     int rc = h(user, &req, s->reply, cap, &reply_len);
     bump(&s->stats.handled);
@@ -524,7 +617,7 @@ static uint64_t next_timer_us(const udprr_server *s)
 
 int udprr_server_timeout_ms(const udprr_server *s)
 {
-    if (s == NULL)
+    if (s == NULL || s->n_workers > 1)
         return -1;
     uint64_t us = next_timer_us(s);
     if (us == UINT64_MAX)
@@ -535,7 +628,7 @@ int udprr_server_timeout_ms(const udprr_server *s)
 
 int udprr_server_process(udprr_server *s, udprr_handler h, void *user)
 {
-    if (s == NULL || h == NULL || s->in_step)
+    if (s == NULL || h == NULL || s->in_step || s->n_workers > 1)
         return UDPRR_EINVAL;
     s->in_step = 1;
     s->results_0_1 = 0;
@@ -563,12 +656,71 @@ static int run(udprr_server *s, udprr_handler h, void *user)
     return rc;
 }
 
+/* A worker's thread: its run, then, if that failed, a stop of every
+ * worker, so that the caller's run returns and reports it. */
+static void *worker_main(void *arg)
+{
+    udprr_server *w = arg;
+    w->run_rc = run(w, w->handler, w->user);
+    w->run_errno = errno;
+    if (w->run_rc != UDPRR_OK)
+        udprr_server_stop(w->first);
+    return NULL;
+}
+
+/* Runs every worker: the others on threads of their own, worker 0 on the
+ * caller's; returns when all have returned, with the first failure. */
+static int run_workers(udprr_server *s, udprr_handler h, void *user,
+                       int results_0_1)
+{
+    if (s->n_workers == 1) {
+        s->results_0_1 = results_0_1;
+        return run(s, h, user);
+    }
+    /* One run at a time, and none from a handler on any worker's thread
+     * (in_step would see only worker 0's). */
+    if (atomic_exchange(&s->running, 1))
+        return UDPRR_EINVAL;
+    int rc = UDPRR_OK, err = 0;
+    unsigned started = 1;
+    for (; started < s->n_workers; started++) {
+        udprr_server *w = s->others[started - 1];
+        w->results_0_1 = results_0_1;
+        w->handler = h;
+        w->user = user;
+        err = pthread_create(&w->thread, NULL, worker_main, w);
+        if (err != 0) {
+            rc = UDPRR_ESYS;
+            udprr_server_stop(s); /* those started end, and s stays stopped */
+            break;
+        }
+    }
+    if (rc == UDPRR_OK) {
+        s->results_0_1 = results_0_1;
+        rc = run(s, h, user);
+        err = errno;
+        if (rc != UDPRR_OK)
+            udprr_server_stop(s);
+    }
+    for (unsigned i = 1; i < started; i++) {
+        udprr_server *w = s->others[i - 1];
+        pthread_join(w->thread, NULL);
+        if (rc == UDPRR_OK && w->run_rc != UDPRR_OK) {
+            rc = w->run_rc;
+            err = w->run_errno;
+        }
+    }
+    atomic_store(&s->running, 0);
+    if (rc != UDPRR_OK)
+        errno = err;
+    return rc;
+}
+
 int udprr_server_run_v2(udprr_server *s, udprr_handler h, void *user)
 {
     if (s == NULL || h == NULL)
         return UDPRR_EINVAL;
-    s->results_0_1 = 0;
-    return run(s, h, user);
+    return run_workers(s, h, user, 0);
 }
 
 /* The symbol programs built against 0.1's header call: their handlers'
@@ -577,8 +729,7 @@ int(udprr_server_run)(udprr_server *s, udprr_handler h, void *user)
 {
     if (s == NULL || h == NULL)
         return UDPRR_EINVAL;
-    s->results_0_1 = 1;
-    return run(s, h, user);
+    return run_workers(s, h, user, 1);
 }
 
 /* Queues an answer for the token's request, taking its entry out of the
@@ -591,6 +742,14 @@ static int give_answer(udprr_server *s, uint64_t token,
         return UDPRR_EINVAL;
     if (len > udprr__framing_max_body(&s->framing))
         return UDPRR_ETOOBIG;
+    if (s->n_workers > 1) {
+        /* The worker that handed the token out takes the answer. */
+        unsigned i = (unsigned)(token & ((1u << WORKER_BITS) - 1));
+        if (i >= s->n_workers)
+            return UDPRR_ENOTPENDING;
+        s = worker_at(s, i);
+        token >>= WORKER_BITS;
+    }
     struct answer *a = udprr__malloc(sizeof *a + len);
     if (a == NULL)
         return UDPRR_ENOMEM;
@@ -631,10 +790,9 @@ int udprr_server_decline(udprr_server *s, uint64_t token)
     return give_answer(s, token, UDPRR__KIND_DECLINE, NULL, 0);
 }
 
-void udprr_server_close(udprr_server *s)
+/* Closes one worker: its answers and declines go out on its socket. */
+static void worker_close(udprr_server *s)
 {
-    if (s == NULL)
-        return;
     if (s->deferred != NULL && s->lock_made && s->fd >= 0) {
         /* Answers already given go out; what is still deferred is
          * declined, so that no client waits out its deadline. */
@@ -653,34 +811,51 @@ void udprr_server_close(udprr_server *s)
     udprr__free(s);
 }
 
+void udprr_server_close(udprr_server *s)
+{
+    if (s == NULL)
+        return;
+    for (unsigned i = 1; i < s->n_workers; i++)
+        worker_close(s->others[i - 1]);
+    udprr__free(s->others);
+    worker_close(s);
+}
+
+/* Adds one worker's counters to *sum. */
+static void add_counters(struct udprr_server_stats *sum,
+                         const struct server_counters *c)
+{
+    sum->received += get(&c->received);
+    sum->handled += get(&c->handled);
+    sum->answered += get(&c->answered);
+    sum->cache_hits += get(&c->cache_hits);
+    sum->declined += get(&c->declined);
+    sum->not_answered += get(&c->not_answered);
+    sum->dropped_malformed += get(&c->dropped_malformed);
+    sum->dropped_unexpected += get(&c->dropped_unexpected);
+    sum->send_errors += get(&c->send_errors);
+    sum->uncached += get(&c->uncached);
+    sum->cache_entries += get(&c->cache_entries);
+    sum->cache_bytes += get(&c->cache_bytes);
+    sum->cache_evicted += get(&c->cache_evicted);
+    sum->cache_expired += get(&c->cache_expired);
+    sum->deferred += get(&c->deferred);
+    sum->deferred_pending += get(&c->deferred_pending);
+    sum->deferred_answered += get(&c->deferred_answered);
+    sum->deferred_expired += get(&c->deferred_expired);
+    sum->deferred_refused += get(&c->deferred_refused);
+    sum->deferred_retransmissions += get(&c->deferred_retransmissions);
+}
+
 int udprr_server_stats(const udprr_server *s, struct udprr_server_stats *out)
 {
     if (s == NULL || out == NULL || out->size < sizeof out->size)
         return UDPRR_EINVAL;
-    const struct server_counters *c = &s->stats;
-    struct udprr_server_stats full = {
-        .size = sizeof full,
-        .received = get(&c->received),
-        .handled = get(&c->handled),
-        .answered = get(&c->answered),
-        .cache_hits = get(&c->cache_hits),
-        .declined = get(&c->declined),
-        .not_answered = get(&c->not_answered),
-        .dropped_malformed = get(&c->dropped_malformed),
-        .dropped_unexpected = get(&c->dropped_unexpected),
-        .send_errors = get(&c->send_errors),
-        .uncached = get(&c->uncached),
-        .cache_entries = get(&c->cache_entries),
-        .cache_bytes = get(&c->cache_bytes),
-        .cache_evicted = get(&c->cache_evicted),
-        .cache_expired = get(&c->cache_expired),
-        .deferred = get(&c->deferred),
-        .deferred_pending = get(&c->deferred_pending),
-        .deferred_answered = get(&c->deferred_answered),
-        .deferred_expired = get(&c->deferred_expired),
-        .deferred_refused = get(&c->deferred_refused),
-        .deferred_retransmissions = get(&c->deferred_retransmissions),
-    };
+    struct udprr_server_stats full;
+    memset(&full, 0, sizeof full);
+    full.size = sizeof full;
+    for (unsigned i = 0; i < s->n_workers; i++)
+        add_counters(&full, &worker_at(s, i)->stats);
     size_t n = out->size < sizeof full ? out->size : sizeof full;
     memcpy(out, &full, n);
     out->size = n;

@@ -124,7 +124,7 @@ int udprr__sock_connect(const char *host, const char *service, int *fd_out)
 
 /* The wildcard bind: one IPv6 socket that also receives IPv4 (as mapped
  * addresses) where the system allows it, else plain IPv4. */
-static int bind_any(const char *service, int *fd_out)
+static int bind_any(const char *service, attach_fn *attach, int *fd_out)
 {
     struct addrinfo *list;
     int rc = resolve(NULL, service, 1, &list);
@@ -138,7 +138,7 @@ static int bind_any(const char *service, int *fd_out)
         if (fd < 0)
             break;
         if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) == 0 &&
-            bind(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            attach(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
             freeaddrinfo(list);
             *fd_out = fd;
             return UDPRR_OK;
@@ -150,7 +150,7 @@ static int bind_any(const char *service, int *fd_out)
         if (ai->ai_family == AF_INET) {
             struct addrinfo *next = ai->ai_next;
             ai->ai_next = NULL; /* try this one alone */
-            rc = first_that_works(ai, bind, fd_out);
+            rc = first_that_works(ai, attach, fd_out);
             ai->ai_next = next;
             freeaddrinfo(list);
             return rc;
@@ -160,11 +160,53 @@ static int bind_any(const char *service, int *fd_out)
     return UDPRR_ESYS;
 }
 
-int udprr__sock_bind(const char *host, const char *service, int *fd_out)
+/* bind(2), after joining the group of sockets that share the address
+ * (SO_REUSEPORT: the kernel spreads datagrams over the group by a hash of
+ * the sender's address and port, so one client stays on one socket; only
+ * sockets of the same user may join). */
+static int bind_shared(int fd, const struct sockaddr *addr, socklen_t len)
 {
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
+        return -1;
+    return bind(fd, addr, len);
+}
+
+int udprr__sock_bind(const char *host, const char *service, int shared,
+                     int *fd_out)
+{
+    attach_fn *attach = shared ? bind_shared : bind;
     if (host == NULL)
-        return bind_any(service, fd_out);
-    return resolve_and_attach(host, service, 1, bind, fd_out);
+        return bind_any(service, attach, fd_out);
+    return resolve_and_attach(host, service, 1, attach, fd_out);
+}
+
+int udprr__sock_bind_beside(int first_fd, int *fd_out)
+{
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof addr;
+    if (getsockname(first_fd, (struct sockaddr *)&addr, &len) != 0)
+        return UDPRR_ESYS;
+    int fd = open_udp(addr.ss_family);
+    if (fd < 0)
+        return UDPRR_ESYS;
+    int v6only = 0;
+    socklen_t v6only_len = sizeof v6only;
+    /* A dual-stack first socket has dual-stack siblings: a group's
+     * sockets must agree, or the bind fails. */
+    if ((addr.ss_family != AF_INET6 ||
+         (getsockopt(first_fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
+                     &v6only_len) == 0 &&
+          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
+                     sizeof v6only) == 0)) &&
+        bind_shared(fd, (struct sockaddr *)&addr, len) == 0) {
+        *fd_out = fd;
+        return UDPRR_OK;
+    }
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return UDPRR_ESYS;
 }
 
 static void put16(uint8_t *p, uint16_t v)

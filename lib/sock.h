@@ -34,9 +34,17 @@ int udprr__random_bytes(void *buf, size_t n);
 int udprr__sock_connect(const char *host, const char *service, int *fd_out);
 
 /* A non-blocking, close-on-exec UDP socket bound to host/service; host
- * NULL: every interface, dual-stack where possible. UDPRR_OK,
- * UDPRR_ERESOLVE, UDPRR_ESYS. */
-int udprr__sock_bind(const char *host, const char *service, int *fd_out);
+ * NULL: every interface, dual-stack where possible. shared: with
+ * SO_REUSEPORT, so that udprr__sock_bind_beside can bind more sockets to
+ * the same address. UDPRR_OK, UDPRR_ERESOLVE, UDPRR_ESYS. */
+int udprr__sock_bind(const char *host, const char *service, int shared,
+                     int *fd_out);
+
+/* Another socket like it, bound with SO_REUSEPORT to the address first_fd
+ * got (its port too, when the first asked for port 0), which must have
+ * been bound shared. The kernel then hands each sender's datagrams to one
+ * socket of the group. UDPRR_OK or UDPRR_ESYS. */
+int udprr__sock_bind_beside(int first_fd, int *fd_out);
 
 /* Maps the errno of a failed send or receive to a status: ECONNREFUSED to
  * UDPRR_EREFUSED, EMSGSIZE to UDPRR_ETOOBIG, anything else UDPRR_ESYS. */

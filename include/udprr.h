@@ -624,7 +624,8 @@ UDPRR_API void udprr_client_close(udprr_client *c);
 /* ------------------------------------------------------------------------
  * Server
  *
- * A server handle owns one bound UDP socket. udprr_server_run() hands each
+ * A server handle owns one bound UDP socket (one per worker: see Workers
+ * below). udprr_server_run() hands each
  * valid request to the application's handler and sends the handler's reply
  * back to the address the request came from, echoing the request's ID and
  * attempt number (in native framing; see Framings for the others).
@@ -648,7 +649,8 @@ UDPRR_API void udprr_client_close(udprr_client *c);
  *
  * Thread rules: udprr_server_run() and udprr_server_process() run on one
  * thread at a time per handle (the server's thread), and the handler runs
- * on that thread. udprr_server_reply() and udprr_server_decline() may be
+ * on that thread (with workers, on every worker's thread at once).
+ * udprr_server_reply() and udprr_server_decline() may be
  * called from any thread at any time between open and close.
  * udprr_server_stop() may be called from any thread or a signal handler,
  * udprr_server_sockname() and udprr_server_stats() from any thread at any
@@ -676,7 +678,9 @@ UDPRR_API void udprr_client_close(udprr_client *c);
  * up the workers' counters; udprr_server_sockname() gives the shared
  * address. Workers are for run alone: with N > 1, udprr_server_process()
  * returns UDPRR_EINVAL and udprr_server_fd() and
- * udprr_server_timeout_ms() return -1. Only programs of the same user may
+ * udprr_server_timeout_ms() return -1 (so answers given for deferred
+ * requests after a stop go out with udprr_server_close()). Only programs
+ * of the same user may
  * join a SO_REUSEPORT group on Linux, so another user cannot take a share
  * of the clients; a second program of the same user that binds the port
  * with SO_REUSEPORT can (as with any SO_REUSEPORT server).

@@ -310,7 +310,8 @@ build/bench/async: bench/async.c $(FIXTURE_OBJS) $(STATIC_LIB) build/flags
 # raw load generator, all built into the program; servers in processes of
 # their own on CPU 1, the load on CPU 0. About 50 s at the defaults. Exits
 # nonzero only when a reply is wrong or it could not measure.
-# PERF_BENCH_ARGS passes -r ROUNDS, -t SECONDS per cell.
+# PERF_BENCH_ARGS passes -r ROUNDS, -t SECONDS per cell; STRACE=1 adds a
+# pass that counts the servers' system calls per request.
 PERF_BENCH_ARGS ?=
 PERF_DATA = build/bench/perf.dat
 build/bench/perf: bench/perf.c $(STATIC_LIB) build/flags

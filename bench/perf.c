@@ -39,6 +39,12 @@
  * expected on loopback) are counted and reported, not failed. It exits 2
  * when it cannot measure, else 0.
  *
+ * With STRACE=1 in the environment, one more pass counts each server's
+ * system calls per request at window 1 and 64: `perf stat -e
+ * raw_syscalls:sys_enter -p` on the server process, or `strace -c -f`
+ * where perf cannot count (strace's stops slow the server enough to hide
+ * its empty reads at window 1; the output says which was used).
+ *
  * Usage: perf [-r ROUNDS] [-t SECONDS] [DATAFILE]
  *        (defaults 5, 0.8, build/bench/perf.dat)
  *

@@ -32,6 +32,7 @@ set multiplot layout 1,2 title "libudprr against raw sockets on loopback (server
 
 set title "requests/s at window 64 (thousands)"
 set yrange [0:*]
+set offsets 0, 0, graph 0.1, 0
 plot datafile using 1:($4/1000):(half):xtic(tic(strcol(2))) with boxes lc rgb "#2166ac" notitle, \
      '' using 1:($4/1000):(sprintf("%.2fx", $5)) with labels offset 0,0.8 notitle
 

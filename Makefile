@@ -5,7 +5,8 @@
 #   make check           every test suite (installs Check/pkg-config if missing)
 #   make demo            builds everything and shows the library at work
 #   make bench           the resilience benchmark: table, docs/resilience.svg;
-#                        then the pipelining benchmark (docs/async-bench.md)
+#                        then the pipelining benchmark (docs/async-bench.md),
+#                        then the raw-socket comparison (docs/performance.md)
 #   make install         PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, MANDIR
 #   make uninstall       removes exactly what install put there
 #   make CC=clang ...    any compiler; objects are rebuilt when CC or flags change
@@ -304,7 +305,21 @@ build/bench/async: bench/async.c $(FIXTURE_OBJS) $(STATIC_LIB) build/flags
 	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Itests $< \
 	    $(FIXTURE_OBJS) $(LDFLAGS) $(STATIC_LIB) $(LIBS_PRIVATE) -o $@
 
-bench: all build/bench/resilience build/bench/async
+# The raw-socket comparison (docs/performance.md): libudprr's servers and
+# clients against a raw recvmmsg/sendmmsg echo server, a naive one and a
+# raw load generator, all built into the program; servers in processes of
+# their own on CPU 1, the load on CPU 0. About 50 s at the defaults. Exits
+# nonzero only when a reply is wrong or it could not measure.
+# PERF_BENCH_ARGS passes -r ROUNDS, -t SECONDS per cell; STRACE=1 adds a
+# pass that counts the servers' system calls per request.
+PERF_BENCH_ARGS ?=
+PERF_DATA = build/bench/perf.dat
+build/bench/perf: bench/perf.c $(STATIC_LIB) build/flags
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) $< $(LDFLAGS) $(STATIC_LIB) \
+	    $(LIBS_PRIVATE) -o $@
+
+bench: all build/bench/resilience build/bench/async build/bench/perf
 	@sh tests/ensure-deps.sh gnuplot-nox || \
 	    echo "bench: no gnuplot: the table is printed, docs/resilience.svg is not redrawn"
 	build/bench/resilience $(BENCH_DATA)
@@ -312,6 +327,10 @@ bench: all build/bench/resilience build/bench/async
 	    gnuplot -e "datafile='$(BENCH_DATA)'; outfile='docs/resilience.svg'" \
 	        bench/resilience.gp && echo "plot: docs/resilience.svg"; fi
 	build/bench/async $(ASYNC_BENCH_ARGS)
+	build/bench/perf $(PERF_BENCH_ARGS) $(PERF_DATA)
+	@if command -v gnuplot >/dev/null 2>&1; then \
+	    gnuplot -e "datafile='$(PERF_DATA)'; outfile='docs/performance.svg'" \
+	        bench/perf.gp && echo "plot: docs/performance.svg"; fi
 
 # --- fuzzing -----------------------------------------------------------------
 # `make fuzz` runs the decoder target under libFuzzer (clang) for

@@ -50,8 +50,14 @@ _Static_assert(sizeof(struct entry) + 24 + 2 * sizeof(struct entry *) <=
 #define CLASS_STEPS 8
 #define CLASS_COUNT (1 + (CLASS_TOP_SHIFT - CLASS_MIN_SHIFT) * CLASS_STEPS)
 #define CLASS_NONE 255
+/* A class is the size of the chunk malloc takes for a block, its own
+ * header included: asking for a power of two would cost the next chunk
+ * size up. glibc's header is 8 bytes; elsewhere this only moves where
+ * the rounding falls. */
+#define MALLOC_HEADER_BYTES 8
 _Static_assert(CLASS_COUNT < CLASS_NONE, "a class index fits its field");
-_Static_assert(sizeof(struct entry) + UDPRR_MAX_DATAGRAM <=
+_Static_assert(sizeof(struct entry) + UDPRR_MAX_DATAGRAM +
+                       MALLOC_HEADER_BYTES <=
                    (size_t)1 << CLASS_TOP_SHIFT,
                "every reply a datagram carries has a class");
 
@@ -95,14 +101,16 @@ static unsigned class_of(size_t bytes, size_t *class_bytes)
 static struct entry *block_get(udprr__dedup *d, size_t reply_len)
 {
     size_t class_bytes;
-    unsigned c = class_of(sizeof(struct entry) + reply_len, &class_bytes);
+    unsigned c = class_of(sizeof(struct entry) + reply_len +
+                              MALLOC_HEADER_BYTES,
+                          &class_bytes);
     struct entry *e;
     if (c != CLASS_NONE && d->spare[c] != NULL) {
         e = d->spare[c];
         d->spare[c] = e->chain_next;
         d->spare_bytes -= class_bytes;
     } else {
-        e = udprr__malloc(class_bytes);
+        e = udprr__malloc(class_bytes - MALLOC_HEADER_BYTES);
         if (e == NULL)
             return NULL;
     }
@@ -116,7 +124,8 @@ static void block_put(udprr__dedup *d, struct entry *e)
     size_t class_bytes;
     unsigned c = e->size_class;
     if (c != CLASS_NONE) {
-        class_of(sizeof *e + e->reply_len, &class_bytes);
+        class_of(sizeof *e + e->reply_len + MALLOC_HEADER_BYTES,
+                 &class_bytes);
         if (d->spare_bytes + class_bytes <= d->spare_cap) {
             e->chain_next = d->spare[c];
             d->spare[c] = e;

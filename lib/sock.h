@@ -7,7 +7,7 @@
  *
  * Every system call on a socket (or on the server's wake-up eventfd) is
  * made here and nowhere else: client.c and server.c call the functions
- * below, so batching (recvmmsg/sendmmsg) later changes this file alone.
+ * below, batched (recvmmsg/sendmmsg) or one datagram at a time.
  */
 #ifndef UDPRR_SOCK_H
 #define UDPRR_SOCK_H

@@ -5,13 +5,16 @@
  * batch, sent from a plain socket while the server is held in a handler,
  * is answered request by request, each exactly once with its own reply,
  * and the counters add up; a cached answer sent in the same batch as the
- * datagrams that evict it from the cache still goes out intact.
+ * datagrams that evict it from the cache still goes out intact; and the
+ * batched send reports each datagram the kernel refuses while sending
+ * the rest.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
 #include "netutil.h"
+#include "sock.h"
 #include "testutil.h"
 #include "wire.h"
 
@@ -262,6 +265,48 @@ START_TEST(test_cached_answer_survives_its_eviction_in_the_same_batch)
 }
 END_TEST
 
+/* udprr__sock_send_many_to: a datagram the kernel refuses (here, an
+ * address too short to be one) is reported as failed, and those behind it
+ * still go, whether it comes first, in the middle (sendmmsg then ends
+ * early and loses the error) or last. */
+START_TEST(test_send_many_reports_each_failure_and_sends_the_rest)
+{
+    char port[16];
+    int rx = test_plain_socket("127.0.0.1", port);
+    int tx = test_plain_socket("127.0.0.1", port);
+    struct sockaddr_storage to;
+    socklen_t to_len = sizeof to;
+    ck_assert_int_eq(getsockname(rx, (struct sockaddr *)&to, &to_len), 0);
+    const int bad[][5] = {{1, 0, 0, 0, 0}, {0, 0, 1, 0, 0}, {0, 1, 1, 0, 1}};
+    for (size_t round = 0; round < sizeof bad / sizeof bad[0]; round++) {
+        struct udprr__sock_out out[5];
+        int status[5];
+        uint8_t header = 'h', body[5];
+        size_t good = 0;
+        for (size_t i = 0; i < 5; i++) {
+            body[i] = (uint8_t)('0' + i);
+            out[i] = (struct udprr__sock_out){
+                (const struct sockaddr *)&to, bad[round][i] ? 3 : to_len,
+                &header, i % 2, &body[i], 1};
+            good += !bad[round][i];
+        }
+        ck_assert_uint_eq(udprr__sock_send_many_to(tx, out, 5, status), good);
+        for (size_t i = 0; i < 5; i++) {
+            ck_assert_int_eq(status[i], bad[round][i] ? UDPRR_ESYS : UDPRR_OK);
+            if (bad[round][i])
+                continue;
+            uint8_t got[4];
+            ssize_t n = test_recv_within(rx, got, sizeof got, 5000, NULL, NULL);
+            ck_assert_int_eq(n, (ssize_t)(1 + i % 2));
+            ck_assert_int_eq(got[n - 1], '0' + (int)i);
+        }
+    }
+    assert_nothing_more(rx);
+    close(tx);
+    close(rx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("net_batch");
@@ -269,6 +314,7 @@ int main(void)
     tcase_set_timeout(b, 60);
     tcase_add_test(b, test_burst_answered_once_each_with_its_own_reply);
     tcase_add_test(b, test_cached_answer_survives_its_eviction_in_the_same_batch);
+    tcase_add_test(b, test_send_many_reports_each_failure_and_sends_the_rest);
     suite_add_tcase(s, b);
     return udprr_test_run(s);
 }

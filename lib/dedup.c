@@ -9,6 +9,13 @@
  * unlinked in O(1)) and the singly linked chain of its hash bucket.
  * In-progress entries sit on a list of their own instead of the age list:
  * pinned, never expired nor evicted, outside the bounds.
+ *
+ * Blocks come in size classes, eight to each doubling from 128 bytes up to
+ * 128 KiB (one for any reply a datagram can carry), and a removed entry's
+ * block goes on its class's free list for the next insert to take, so a
+ * cache in steady state (as many entries going as coming) makes no
+ * allocation. What the free lists hold is capped at an eighth of
+ * max_bytes; a block beyond the cap, or larger than any class, is freed.
  */
 #include "dedup.h"
 
@@ -25,6 +32,7 @@ struct entry {
     uint64_t inserted_us;
     size_t reply_len;
     int kind;
+    uint8_t size_class; /* of the block; CLASS_NONE: its exact size */
     struct udprr__dedup_key key;
     uint8_t reply[]; /* reply_len bytes, in the same block */
 };
@@ -35,6 +43,24 @@ _Static_assert(sizeof(struct entry) + 24 + 2 * sizeof(struct entry *) <=
                    UDPRR_CACHE_ENTRY_OVERHEAD,
                "UDPRR_CACHE_ENTRY_OVERHEAD no longer covers an entry");
 
+/* Size classes: 128 bytes, then eight steps to each doubling up to
+ * 2^CLASS_TOP_SHIFT bytes. */
+#define CLASS_MIN_SHIFT 7
+#define CLASS_TOP_SHIFT 17
+#define CLASS_STEPS 8
+#define CLASS_COUNT (1 + (CLASS_TOP_SHIFT - CLASS_MIN_SHIFT) * CLASS_STEPS)
+#define CLASS_NONE 255
+/* A class is the size of the chunk malloc takes for a block, its own
+ * header included: asking for a power of two would cost the next chunk
+ * size up. glibc's header is 8 bytes; elsewhere this only moves where
+ * the rounding falls. */
+#define MALLOC_HEADER_BYTES 8
+_Static_assert(CLASS_COUNT < CLASS_NONE, "a class index fits its field");
+_Static_assert(sizeof(struct entry) + UDPRR_MAX_DATAGRAM +
+                       MALLOC_HEADER_BYTES <=
+                   (size_t)1 << CLASS_TOP_SHIFT,
+               "every reply a datagram carries has a class");
+
 struct udprr__dedup {
     struct udprr__dedup_limits limits;
     struct entry **buckets;
@@ -43,7 +69,72 @@ struct udprr__dedup {
     struct udprr__list pinned; /* in progress */
     size_t pinned_count;
     struct udprr__dedup_stats stats; /* entries and bytes kept current */
+    struct entry *spare[CLASS_COUNT]; /* free blocks by class, through
+                                         chain_next */
+    size_t spare_bytes, spare_cap;
 };
+
+/* The class of a block of `bytes`, and the class's block size; CLASS_NONE
+ * (and bytes itself) when it is larger than every class. */
+static unsigned class_of(size_t bytes, size_t *class_bytes)
+{
+    if (bytes <= (size_t)1 << CLASS_MIN_SHIFT) {
+        *class_bytes = (size_t)1 << CLASS_MIN_SHIFT;
+        return 0;
+    }
+    /* 2^shift < bytes <= 2^(shift + 1) */
+    unsigned shift = CLASS_MIN_SHIFT;
+    while (shift < CLASS_TOP_SHIFT && ((size_t)1 << (shift + 1)) < bytes)
+        shift++;
+    if (((size_t)1 << (shift + 1)) < bytes) {
+        *class_bytes = bytes;
+        return CLASS_NONE;
+    }
+    size_t base = (size_t)1 << shift, step = base / CLASS_STEPS;
+    size_t k = (bytes - base + step - 1) / step; /* 1 .. CLASS_STEPS */
+    *class_bytes = base + k * step;
+    return 1 + (shift - CLASS_MIN_SHIFT) * CLASS_STEPS + (unsigned)(k - 1);
+}
+
+/* A block for an entry with reply_len bytes of reply: a spare of its
+ * class, else a new one. NULL when out of memory. */
+static struct entry *block_get(udprr__dedup *d, size_t reply_len)
+{
+    size_t class_bytes;
+    unsigned c = class_of(sizeof(struct entry) + reply_len +
+                              MALLOC_HEADER_BYTES,
+                          &class_bytes);
+    struct entry *e;
+    if (c != CLASS_NONE && d->spare[c] != NULL) {
+        e = d->spare[c];
+        d->spare[c] = e->chain_next;
+        d->spare_bytes -= class_bytes;
+    } else {
+        e = udprr__malloc(class_bytes - MALLOC_HEADER_BYTES);
+        if (e == NULL)
+            return NULL;
+    }
+    e->size_class = (uint8_t)c;
+    return e;
+}
+
+/* Keeps a removed entry's block for a later insert, within the cap. */
+static void block_put(udprr__dedup *d, struct entry *e)
+{
+    size_t class_bytes;
+    unsigned c = e->size_class;
+    if (c != CLASS_NONE) {
+        class_of(sizeof *e + e->reply_len + MALLOC_HEADER_BYTES,
+                 &class_bytes);
+        if (d->spare_bytes + class_bytes <= d->spare_cap) {
+            e->chain_next = d->spare[c];
+            d->spare[c] = e;
+            d->spare_bytes += class_bytes;
+            return;
+        }
+    }
+    udprr__free(e);
+}
 
 static int key_valid(const struct udprr__dedup_key *key)
 {
@@ -121,7 +212,7 @@ static void remove_entry(udprr__dedup *d, struct entry *e)
         d->stats.entries--;
         d->stats.bytes -= entry_cost(e->reply_len);
     }
-    udprr__free(e);
+    block_put(d, e);
 }
 
 int udprr__dedup_new(udprr__dedup **out, const struct udprr__dedup_limits *lim)
@@ -154,6 +245,7 @@ int udprr__dedup_new(udprr__dedup **out, const struct udprr__dedup_limits *lim)
     }
     d->limits = *lim;
     d->bucket_mask = bucket_count - 1;
+    d->spare_cap = lim->max_bytes / 8;
     *out = d;
     return UDPRR_OK;
 }
@@ -173,6 +265,12 @@ void udprr__dedup_free(udprr__dedup *d)
                     : NULL;
         }
     }
+    for (int c = 0; c < CLASS_COUNT; c++)
+        while (d->spare[c] != NULL) {
+            struct entry *next = d->spare[c]->chain_next;
+            udprr__free(d->spare[c]);
+            d->spare[c] = next;
+        }
     udprr__free(d->buckets);
     udprr__free(d);
 }
@@ -236,7 +334,7 @@ int udprr__dedup_insert(udprr__dedup *d, const struct udprr__dedup_key *key,
      * leaves the cache exactly as it was. The size cannot wrap: reply_len
      * is at most SIZE_MAX - UDPRR_CACHE_ENTRY_OVERHEAD and the header is
      * smaller than the overhead (the static assertion above). */
-    struct entry *fresh = udprr__malloc(sizeof *fresh + reply_len);
+    struct entry *fresh = block_get(d, reply_len);
     if (fresh == NULL)
         return UDPRR_ENOMEM;
     fresh->key = *key;

@@ -5,7 +5,8 @@
  *
  * A pure module: it is given the time as a value and never reads a clock or
  * touches a socket. It allocates (entries and reply copies) only through
- * udprr__malloc/udprr__free (alloc.h).
+ * udprr__malloc/udprr__free (alloc.h), and only while it holds more than
+ * it ever held before (see the memory accounting below).
  *
  * Keyed by (peer address bytes, request ID). Entries live in insertion
  * order on one list, which is also expiry order (every entry lives the same
@@ -22,14 +23,19 @@
  * UDPRR_ETOOBIG and the cache is unchanged).
  *
  * The overhead is 128 bytes on every platform. On LP64 it covers the
- * 88-byte entry header that sits in front of the reply copy (one allocation
+ * 88-byte entry header that sits in front of the reply copy (one block
  * per entry), up to 24 bytes of malloc's own header and rounding, and two
  * hash slots: the table is allocated once, at creation, with a power of two
  * of buckets below twice the most entries the bounds allow (min(max_entries,
- * max_bytes / UDPRR_CACHE_ENTRY_OVERHEAD)), so it never grows. The real
- * memory therefore stays within max_bytes when the cache holds all the
- * entries it can, and within max_bytes plus an eighth (the table) when it
- * holds a few large ones; plus the 112-byte handle.
+ * max_bytes / UDPRR_CACHE_ENTRY_OVERHEAD)), so it never grows. A block is
+ * rounded up to its size class (128 bytes, then eight classes to each
+ * doubling: at most an eighth more than header and reply), and the blocks
+ * of removed entries are kept for later inserts (so that a cache in steady
+ * state allocates nothing), up to an eighth of max_bytes. The real memory
+ * therefore stays within max_bytes plus an eighth (the spare blocks) when
+ * the cache holds all the small entries it can, and within max_bytes plus
+ * three eighths (the table, the rounding, the spares) when it holds a few
+ * large ones; plus the handle (under 1 KiB).
  *
  * Times are microseconds on a clock that does not step back (the server
  * uses CLOCK_MONOTONIC). If now_us is ever below an entry's insertion time,

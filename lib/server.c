@@ -46,8 +46,16 @@
 _Static_assert(UDPRR_MAX_WORKERS <= 1u << WORKER_BITS,
                "a token's worker bits must name every worker");
 
-/* Datagrams taken per receive step before waiting again. */
-#define RECV_BATCH 64
+/* Datagrams taken per receive step (one recvmmsg) before waiting again,
+ * and answers sent per sendmmsg. */
+#define BATCH UDPRR__SOCK_BATCH
+
+/* The answers of one step are gathered here and sent together. The room
+ * a handler writes its reply into is taken from it, so that an answer is
+ * copied only when it comes from elsewhere (the reply cache, a token):
+ * four of the largest answers always fit, and a batch of small ones
+ * touches a page or two. */
+#define TX_ARENA_BYTES (4 * (size_t)UDPRR_MAX_DATAGRAM)
 
 /* stop() is async-signal-safe only if this flag needs no lock. */
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int must be lock-free");
@@ -109,12 +117,26 @@ struct answer {
     uint8_t body[];
 };
 
+/* An answer waiting in the send batch. Its body lives in the arena: a
+ * cached answer is copied there because a later datagram of the same
+ * batch may evict it from the cache before the batch is sent. */
+struct outgoing {
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    size_t header_len;
+    size_t body_offset; /* into tx_arena */
+    size_t body_len;
+    uint8_t header[UDPRR__WIRE_HEADER_BYTES];
+};
+
 struct udprr_server {
     int fd;
     int wake_fd; /* eventfd: stop and answers from other threads wake the
                     server's thread through it */
     int poll_fd; /* epoll on fd and wake_fd: udprr_server_fd */
     atomic_int stopping;
+    atomic_int wake_pending; /* set after each wake-up signal: the step
+                                reads the eventfd only when it is */
     int in_step; /* run or process is running (the handler may not
                     re-enter) */
     int socket_unwatched; /* stopped: poll_fd watches wake_fd alone */
@@ -140,9 +162,11 @@ struct udprr_server {
     udprr_handler handler;   /* ... and what it runs */
     void *user;
     int run_rc, run_errno;   /* ... and how its run ended */
-    /* Last: open zeroes only what comes before them (see there). */
-    uint8_t rxbuf[UDPRR__RECV_BUFFER_BYTES];
-    uint8_t reply[UDPRR_MAX_DATAGRAM];
+    udprr__recv_batch *rx;   /* the datagrams of the current step */
+    uint8_t *tx_arena;       /* TX_ARENA_BYTES: the answers' bodies */
+    size_t tx_used;          /* bytes of tx_arena taken */
+    size_t tx_count;         /* answers in tx */
+    struct outgoing tx[BATCH];
 };
 
 static void lock(const udprr_server *s)
@@ -164,15 +188,12 @@ static udprr_server *worker_at(const udprr_server *s, unsigned i)
 /* What a handle of either kind holds before anything is made. */
 static void worker_clear(udprr_server *w)
 {
-    /* Everything but the two 64 KiB buffers starts zeroed. rxbuf is only
-     * read after a receive wrote it, reply only after the handler wrote
-     * it (up to the *reply_len it set), so zeroing them would touch (and
-     * make resident) every one of their pages for nothing. */
-    memset(w, 0, offsetof(udprr_server, rxbuf));
+    memset(w, 0, sizeof *w);
     w->fd = w->wake_fd = w->poll_fd = -1;
     w->n_workers = 1;
     atomic_init(&w->stopping, 0);
     atomic_init(&w->running, 0);
+    atomic_init(&w->wake_pending, 0);
 }
 
 /* Makes one worker's cache, table, lock, eventfd, socket and poller: the
@@ -187,6 +208,16 @@ static int worker_open(udprr_server *w, const udprr_server_opts *o,
     w->framing.id_len = o->id_len;
     w->tagged_tokens = o->workers > 1;
     int rc = udprr__framing_check(&w->framing);
+    /* The batch buffers are allocated here once, and never zeroed: the
+     * receive slots are only read after the kernel wrote them, the arena
+     * only after a handler or a copy wrote it (up to the length set), so
+     * zeroing would make every page resident for nothing. */
+    if (rc == UDPRR_OK)
+        rc = udprr__recv_batch_new(&w->rx, BATCH);
+    if (rc == UDPRR_OK) {
+        w->tx_arena = udprr__malloc(TX_ARENA_BYTES);
+        rc = w->tx_arena != NULL ? UDPRR_OK : UDPRR_ENOMEM;
+    }
     /* Raw datagrams carry no request identity to remember answers by. */
     if (rc == UDPRR_OK && o->reply_cache &&
         udprr__framing_has_id(&w->framing)) {
@@ -280,6 +311,16 @@ int udprr_server_fd(const udprr_server *s)
     return s == NULL || s->n_workers > 1 ? -1 : s->poll_fd;
 }
 
+/* Wakes the server's thread. The flag is set after the signal, so a step
+ * that finds it set drains the eventfd after the write it stands for; a
+ * step that finds it clear makes no system call for it. Async-signal-safe:
+ * a lock-free atomic store and udprr__wake_signal. */
+static void wake(udprr_server *s)
+{
+    udprr__wake_signal(s->wake_fd);
+    atomic_store(&s->wake_pending, 1);
+}
+
 void udprr_server_stop(udprr_server *s)
 {
     if (s == NULL)
@@ -289,7 +330,7 @@ void udprr_server_stop(udprr_server *s)
     for (unsigned i = 0; i < s->n_workers; i++) {
         udprr_server *w = worker_at(s, i);
         atomic_store(&w->stopping, 1);
-        udprr__wake_signal(w->wake_fd);
+        wake(w);
     }
 }
 
@@ -314,24 +355,60 @@ static void publish_cache(udprr_server *s)
     set(&s->stats.cache_expired, d.expired);
 }
 
-/* Sends the framing's header (if any) and body to peer in one datagram,
- * echoing the request's ID and attempt. An id-at-offset body already
- * carries the ID. */
+/* Sends the answers gathered so far, in one sendmmsg where the kernel
+ * takes them all, and counts each. */
+static void flush_answers(udprr_server *s)
+{
+    if (s->tx_count == 0)
+        return;
+    struct udprr__sock_out out[BATCH];
+    int status[BATCH];
+    for (size_t i = 0; i < s->tx_count; i++) {
+        const struct outgoing *o = &s->tx[i];
+        out[i] = (struct udprr__sock_out){
+            (const struct sockaddr *)&o->peer, o->peer_len, o->header,
+            o->header_len, s->tx_arena + o->body_offset, o->body_len};
+    }
+    size_t sent = udprr__sock_send_many_to(s->fd, out, s->tx_count, status);
+    bump_by(&s->stats.answered, sent);
+    /* the clients' retries ask again */
+    bump_by(&s->stats.send_errors, s->tx_count - sent);
+    s->tx_count = 0;
+    s->tx_used = 0;
+}
+
+/* Room in the arena for the body of the next answer: at least room_bytes
+ * (at most UDPRR_MAX_DATAGRAM), sending what is gathered first when the
+ * batch or the arena is full. */
+static uint8_t *answer_room(udprr_server *s, size_t room_bytes)
+{
+    if (s->tx_count == BATCH || TX_ARENA_BYTES - s->tx_used < room_bytes)
+        flush_answers(s);
+    return s->tx_arena + s->tx_used;
+}
+
+/* Queues the framing's header (if any) and body for peer as one datagram,
+ * echoing the request's ID and attempt; the step sends it with the rest
+ * of its batch. An id-at-offset body already carries the ID. body may be
+ * the room answer_room gave (a handler's reply), else it is copied. */
 static void answer(udprr_server *s, const struct sockaddr *peer,
                    socklen_t peer_len, enum udprr__wire_kind kind,
                    uint64_t id, unsigned attempt, const uint8_t *body,
                    size_t body_len)
 {
-    uint8_t header[UDPRR__WIRE_HEADER_BYTES];
-    size_t header_len;
+    uint8_t *room = answer_room(s, body_len);
+    struct outgoing *o = &s->tx[s->tx_count];
     if (!udprr__framing_reply(&s->framing, kind, id, attempt, body,
-                              body_len, header, &header_len))
+                              body_len, o->header, &o->header_len))
         return; /* a decline this framing cannot express */
-    if (udprr__sock_send_to(s->fd, peer, peer_len, header, header_len, body,
-                            body_len) != UDPRR_OK)
-        bump(&s->stats.send_errors); /* the client's retry asks again */
-    else
-        bump(&s->stats.answered);
+    if (body_len > 0 && body != room)
+        memcpy(room, body, body_len);
+    memcpy(&o->peer, peer, peer_len);
+    o->peer_len = peer_len;
+    o->body_offset = s->tx_used;
+    o->body_len = body_len;
+    s->tx_used += body_len;
+    s->tx_count++;
 }
 
 /* Remembers an answer, then sends it: once the handler has run, a
@@ -427,13 +504,13 @@ static void defer_end(udprr_server *s, struct udprr__deferred *n,
         node_put(s, taken);
 }
 
-static void handle_datagram(udprr_server *s, size_t len,
+static void handle_datagram(udprr_server *s, uint8_t *data, size_t len,
                             const struct sockaddr *peer, socklen_t peer_len,
                             udprr_handler h, void *user, uint64_t now_us)
 {
     struct udprr__framed in;
 
-    if (udprr__framing_parse(&s->framing, s->rxbuf, len, 0, &in) !=
+    if (udprr__framing_parse(&s->framing, data, len, 0, &in) !=
         UDPRR__WIRE_VALID) {
         bump(&s->stats.dropped_malformed);
         return;
@@ -463,13 +540,16 @@ static void handle_datagram(udprr_server *s, size_t len,
     }
 
     size_t cap = udprr__framing_max_body(&s->framing);
+    /* The reply is written where it is sent from; nothing is queued
+     * before it is (no flush can move it). */
+    uint8_t *reply = answer_room(s, cap);
     struct udprr__deferred *node =
         defer_begin(s, &in, peer, peer_len, &key, now_us);
     udprr_request req = {in.body,  in.body_len, peer, peer_len, in.id,
                          in.attempt,
                          node != NULL ? public_token(s, node->token) : 0};
     size_t reply_len = 0;
-    int rc = h(user, &req, s->reply, cap, &reply_len);
+    int rc = h(user, &req, reply, cap, &reply_len);
     bump(&s->stats.handled);
     if (s->results_0_1 && rc == NO_REPLY_0_1)
         rc = UDPRR_NO_REPLY;
@@ -502,17 +582,17 @@ static void handle_datagram(udprr_server *s, size_t len,
                                : &s->stats.declined);
     }
     cache_and_answer(s, &key, peer, peer_len, kind, in.id, in.attempt,
-                     s->reply, reply_len, now_us);
+                     reply, reply_len, now_us);
 }
 
 /* handle_datagram, then the cache's figures for readers (the handler of
  * the next request included). */
-static void handle_and_publish(udprr_server *s, size_t len,
+static void handle_and_publish(udprr_server *s, uint8_t *data, size_t len,
                                const struct sockaddr *peer,
                                socklen_t peer_len, udprr_handler h,
                                void *user, uint64_t now_us)
 {
-    handle_datagram(s, len, peer, peer_len, h, user, now_us);
+    handle_datagram(s, data, len, peer, peer_len, h, user, now_us);
     publish_cache(s);
 }
 
@@ -569,19 +649,26 @@ static void expire_deferred(udprr_server *s, uint64_t now_us,
     }
 }
 
-/* Takes up to a batch of datagrams from the socket; never blocks. */
+/* Takes up to a batch of datagrams from the socket in one call, never
+ * blocking, and handles them; their answers join the send batch. A batch
+ * short of full means the socket was drained: the next step waits
+ * instead of asking again. A stop (from a handler, or another thread)
+ * ends the batch: what is left of it is dropped uncounted, as datagrams
+ * left in the socket would be. */
 static void receive_step(udprr_server *s, udprr_handler h, void *user)
 {
-    for (int i = 0; i < RECV_BATCH && !atomic_load(&s->stopping); i++) {
-        struct sockaddr_storage peer;
-        socklen_t peer_len = sizeof peer;
-        ssize_t n = udprr__sock_recv_from(s->fd, s->rxbuf, sizeof s->rxbuf,
-                                          &peer, &peer_len);
-        if (n < 0)
-            return; /* EAGAIN: drained; other errors: nothing to take */
+    if (atomic_load(&s->stopping))
+        return;
+    size_t got = udprr__sock_recv_many_from(s->fd, s->rx);
+    for (size_t i = 0; i < got && !atomic_load(&s->stopping); i++) {
+        size_t len;
+        socklen_t peer_len;
+        uint8_t *data = udprr__recv_batch_data(s->rx, i, &len);
+        const struct sockaddr *peer =
+            udprr__recv_batch_peer(s->rx, i, &peer_len);
         bump(&s->stats.received);
-        handle_and_publish(s, (size_t)n, (struct sockaddr *)&peer, peer_len,
-                           h, user, udprr__now_us());
+        handle_and_publish(s, data, len, peer, peer_len, h, user,
+                           udprr__now_us());
     }
 }
 
@@ -594,11 +681,13 @@ static void step(udprr_server *s, udprr_handler h, void *user)
     if (atomic_load(&s->stopping) && !s->socket_unwatched)
         s->socket_unwatched =
             udprr__poller_remove(s->poll_fd, s->fd) == UDPRR_OK;
-    udprr__wake_drain(s->wake_fd);
+    if (atomic_exchange(&s->wake_pending, 0))
+        udprr__wake_drain(s->wake_fd);
     uint64_t now = udprr__now_us();
     deliver_answers(s, now);
     expire_deferred(s, now, 0);
     receive_step(s, h, user);
+    flush_answers(s);
     publish_cache(s);
 }
 
@@ -775,7 +864,7 @@ static int give_answer(udprr_server *s, uint64_t token,
         udprr__free(a);
         return UDPRR_ENOTPENDING;
     }
-    udprr__wake_signal(s->wake_fd);
+    wake(s);
     return UDPRR_OK;
 }
 
@@ -799,6 +888,7 @@ static void worker_close(udprr_server *s)
         uint64_t now = udprr__now_us();
         deliver_answers(s, now);
         expire_deferred(s, now, 1);
+        flush_answers(s);
     }
     udprr__sock_close(s->poll_fd);
     udprr__sock_close(s->fd);
@@ -806,6 +896,8 @@ static void worker_close(udprr_server *s)
     udprr__dedup_free(s->cache);
     udprr__defer_free(s->deferred);
     udprr__free(s->spare);
+    udprr__recv_batch_free(s->rx);
+    udprr__free(s->tx_arena);
     if (s->lock_made)
         pthread_mutex_destroy(&s->lock);
     udprr__free(s);

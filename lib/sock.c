@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "udprr.h"
 
 uint64_t udprr__now_us(void)
@@ -344,6 +345,122 @@ ssize_t udprr__sock_recv_from(int fd, void *buf, size_t cap,
         if (n >= 0 || errno != EINTR)
             return n;
     }
+}
+
+struct udprr__recv_batch {
+    size_t n;
+    uint8_t *bufs; /* n slots of UDPRR__RECV_BUFFER_BYTES */
+    struct mmsghdr *msgs;
+    struct iovec *iov;
+    struct sockaddr_storage *peers;
+};
+
+int udprr__recv_batch_new(udprr__recv_batch **out, size_t n)
+{
+    if (n == 0 || n > UDPRR__SOCK_BATCH)
+        return UDPRR_EINVAL;
+    udprr__recv_batch *b = udprr__calloc(1, sizeof *b);
+    if (b == NULL)
+        return UDPRR_ENOMEM;
+    b->n = n;
+    /* malloc, not calloc: the slots are only read after the kernel wrote
+     * them (see sock.h). */
+    b->bufs = udprr__malloc(n * UDPRR__RECV_BUFFER_BYTES);
+    b->msgs = udprr__calloc(n, sizeof *b->msgs);
+    b->iov = udprr__calloc(n, sizeof *b->iov);
+    b->peers = udprr__calloc(n, sizeof *b->peers);
+    if (b->bufs == NULL || b->msgs == NULL || b->iov == NULL ||
+        b->peers == NULL) {
+        udprr__recv_batch_free(b);
+        return UDPRR_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        b->iov[i].iov_base = b->bufs + i * UDPRR__RECV_BUFFER_BYTES;
+        b->iov[i].iov_len = UDPRR__RECV_BUFFER_BYTES;
+        b->msgs[i].msg_hdr.msg_iov = &b->iov[i];
+        b->msgs[i].msg_hdr.msg_iovlen = 1;
+        b->msgs[i].msg_hdr.msg_name = &b->peers[i];
+    }
+    *out = b;
+    return UDPRR_OK;
+}
+
+void udprr__recv_batch_free(udprr__recv_batch *b)
+{
+    if (b == NULL)
+        return;
+    udprr__free(b->bufs);
+    udprr__free(b->msgs);
+    udprr__free(b->iov);
+    udprr__free(b->peers);
+    udprr__free(b);
+}
+
+size_t udprr__sock_recv_many_from(int fd, udprr__recv_batch *b)
+{
+    /* The kernel overwrites each address length with the sender's. */
+    for (size_t i = 0; i < b->n; i++)
+        b->msgs[i].msg_hdr.msg_namelen = sizeof b->peers[i];
+    for (;;) {
+        int got = recvmmsg(fd, b->msgs, (unsigned)b->n, MSG_DONTWAIT, NULL);
+        if (got >= 0)
+            return (size_t)got;
+        if (errno != EINTR)
+            return 0;
+    }
+}
+
+uint8_t *udprr__recv_batch_data(udprr__recv_batch *b, size_t i, size_t *len)
+{
+    *len = b->msgs[i].msg_len;
+    return b->bufs + i * UDPRR__RECV_BUFFER_BYTES;
+}
+
+const struct sockaddr *udprr__recv_batch_peer(const udprr__recv_batch *b,
+                                              size_t i, socklen_t *peer_len)
+{
+    *peer_len = b->msgs[i].msg_hdr.msg_namelen;
+    return (const struct sockaddr *)&b->peers[i];
+}
+
+size_t udprr__sock_send_many_to(int fd, const struct udprr__sock_out *out,
+                                size_t n, int *status)
+{
+    struct mmsghdr msgs[UDPRR__SOCK_BATCH];
+    struct iovec iov[UDPRR__SOCK_BATCH][2];
+    if (n > UDPRR__SOCK_BATCH)
+        n = UDPRR__SOCK_BATCH;
+    memset(msgs, 0, n * sizeof msgs[0]);
+    for (size_t i = 0; i < n; i++) {
+        const struct udprr__sock_out *o = &out[i];
+        size_t k = 0;
+        if (o->header_len > 0)
+            iov[i][k++] = (struct iovec){(void *)o->header, o->header_len};
+        if (o->body_len > 0)
+            iov[i][k++] = (struct iovec){(void *)o->body, o->body_len};
+        msgs[i].msg_hdr.msg_name = (void *)o->peer;
+        msgs[i].msg_hdr.msg_namelen = o->peer_len;
+        msgs[i].msg_hdr.msg_iov = iov[i];
+        msgs[i].msg_hdr.msg_iovlen = k;
+    }
+    size_t done = 0, sent = 0;
+    while (done < n) {
+        int got = sendmmsg(fd, msgs + done, (unsigned)(n - done), 0);
+        if (got > 0) {
+            for (size_t i = done; i < done + (size_t)got; i++)
+                status[i] = UDPRR_OK;
+            done += (size_t)got;
+            sent += (size_t)got;
+            continue;
+        }
+        if (got < 0 && errno == EINTR)
+            continue;
+        /* sendmmsg fails only when its first datagram fails (a later
+         * failure ends the call early, and the next call meets it
+         * first): that one is what errno is about. */
+        status[done++] = udprr__sock_status(got < 0 ? errno : EIO);
+    }
+    return sent;
 }
 
 int udprr__wake_open(int *fd_out)

@@ -7,7 +7,7 @@
  *
  * Every system call on a socket (or on the server's wake-up eventfd) is
  * made here and nowhere else: client.c and server.c call the functions
- * below, so batching (recvmmsg/sendmmsg) later changes this file alone.
+ * below, batched (recvmmsg/sendmmsg) or one datagram at a time.
  */
 #ifndef UDPRR_SOCK_H
 #define UDPRR_SOCK_H
@@ -107,6 +107,56 @@ int udprr__sock_send_to(int fd, const struct sockaddr *peer,
 ssize_t udprr__sock_recv_from(int fd, void *buf, size_t cap,
                               struct sockaddr_storage *peer,
                               socklen_t *peer_len);
+
+/* --- batches on an unconnected socket (the server) ---------------------- */
+
+/* The most datagrams one batch holds, received or sent. */
+#define UDPRR__SOCK_BATCH 64
+
+/* Storage for one udprr__sock_recv_many_from: n slots, each with room for
+ * the largest datagram and its sender's address, allocated once. The
+ * slots' buffers are never written before the kernel writes them, so
+ * pages a small datagram does not reach are never made resident. */
+typedef struct udprr__recv_batch udprr__recv_batch;
+
+/* n: 1 .. UDPRR__SOCK_BATCH. UDPRR_OK, UDPRR_EINVAL or UDPRR_ENOMEM. */
+int udprr__recv_batch_new(udprr__recv_batch **out, size_t n);
+
+/* NULL is a no-op. */
+void udprr__recv_batch_free(udprr__recv_batch *b);
+
+/* Takes up to the batch's n datagrams and their senders' addresses
+ * without blocking, in one recvmmsg(2), retrying EINTR. Returns how many
+ * were taken; fewer than n means the socket was drained (or failed: 0,
+ * errno set, EAGAIN when drained), so no further call is needed to find
+ * it empty. Each datagram stays in the batch until the next call. */
+size_t udprr__sock_recv_many_from(int fd, udprr__recv_batch *b);
+
+/* Datagram i of the last receive: its bytes (writable, *len of them) and
+ * its sender (*peer_len bytes). */
+uint8_t *udprr__recv_batch_data(udprr__recv_batch *b, size_t i, size_t *len);
+const struct sockaddr *udprr__recv_batch_peer(const udprr__recv_batch *b,
+                                              size_t i, socklen_t *peer_len);
+
+/* One datagram to send: header[0..header_len) (header_len 0: none)
+ * followed by body[0..body_len), to peer. */
+struct udprr__sock_out {
+    const struct sockaddr *peer;
+    socklen_t peer_len;
+    const void *header;
+    size_t header_len;
+    const void *body;
+    size_t body_len;
+};
+
+/* Sends out[0..n) (n at most UDPRR__SOCK_BATCH) in as few sendmmsg(2)
+ * calls as the kernel allows, retrying EINTR: after a partial send the
+ * rest is sent, and a datagram the kernel refuses is skipped, so that
+ * one failure does not cost the datagrams behind it. status[i] is
+ * UDPRR_OK or the status of the errno of datagram i's failure
+ * (udprr__sock_status). Returns how many were sent. */
+size_t udprr__sock_send_many_to(int fd, const struct udprr__sock_out *out,
+                                size_t n, int *status);
 
 /* --- waking a wait from another thread or a signal handler --------------- */
 

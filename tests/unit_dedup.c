@@ -976,6 +976,61 @@ START_TEST(test_in_progress_entries_are_pinned)
 }
 END_TEST
 
+/* ---- block reuse -------------------------------------------------------- */
+
+/* A full cache whose entries come and go at like sizes takes each new
+ * entry's block from one it removed: no allocation, and every reply intact
+ * in its reused block. */
+START_TEST(test_steady_state_allocates_nothing)
+{
+    udprr__dedup *d = cache_new(8, 1 << 20, 1000000);
+    const size_t lens[4] = {0, 40, 300, 1500}; /* four size classes */
+    unsigned id;
+    /* Full, then one eviction of each size: a spare block of each. */
+    for (id = 0; id < 12; id++)
+        insert_ok(d, &(struct udprr__dedup_key){.addr_len = 1, .id = id}, 0,
+                  lens[id % 4], id);
+    fail_allocation(0); /* counts, never fails */
+    for (; id < 200; id++)
+        insert_ok(d, &(struct udprr__dedup_key){.addr_len = 1, .id = id}, 0,
+                  lens[id % 4], id);
+    udprr__set_allocator(NULL);
+    ck_assert_uint_eq(allocations, 0);
+    for (unsigned back = 1; back <= 8; back++) {
+        unsigned k = id - back;
+        ck_assert(holds(d, &(struct udprr__dedup_key){.addr_len = 1, .id = k},
+                        0, lens[k % 4], k));
+    }
+    struct udprr__dedup_stats st = stats_of(d);
+    ck_assert_uint_eq(st.entries, 8);
+    ck_assert_uint_eq(st.evicted, 200 - 8);
+    ck_assert_uint_eq(st.bytes, 2 * (0 + 40 + 300 + 1500) +
+                                    8 * UDPRR_CACHE_ENTRY_OVERHEAD);
+    udprr__dedup_free(d);
+}
+END_TEST
+
+/* Spare blocks are kept up to an eighth of max_bytes, the rest freed: with
+ * room for two 128-byte blocks, six of eight expired entries need new
+ * blocks again. */
+START_TEST(test_spare_blocks_are_capped)
+{
+    udprr__dedup *d = cache_new(8, 16 * 128, 1000);
+    for (unsigned id = 0; id < 8; id++)
+        insert_ok(d, &(struct udprr__dedup_key){.addr_len = 1, .id = id}, 0,
+                  0, 0);
+    udprr__dedup_expire(d, 1000);
+    ck_assert_uint_eq(stats_of(d).expired, 8);
+    fail_allocation(0);
+    for (unsigned id = 0; id < 8; id++)
+        insert_ok(d, &(struct udprr__dedup_key){.addr_len = 1, .id = id},
+                  1000, 0, 0);
+    udprr__set_allocator(NULL);
+    ck_assert_uint_eq(allocations, 6);
+    udprr__dedup_free(d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("dedup");
@@ -1018,6 +1073,8 @@ int main(void)
     tcase_add_test(api, test_insert_survives_every_allocation_failure);
     tcase_add_test(api, test_in_progress_entry_is_found_but_no_hit);
     tcase_add_test(api, test_in_progress_entries_are_pinned);
+    tcase_add_test(api, test_steady_state_allocates_nothing);
+    tcase_add_test(api, test_spare_blocks_are_capped);
     suite_add_tcase(s, api);
     return udprr_test_run(s);
 }

@@ -315,38 +315,6 @@ size_t udprr__sock_recv_many(int fd, uint8_t *bufs, size_t buf_size,
     }
 }
 
-int udprr__sock_send_to(int fd, const struct sockaddr *peer,
-                        socklen_t peer_len, const void *header,
-                        size_t header_len, const void *body, size_t body_len)
-{
-    struct iovec iov[2] = {{(void *)header, header_len},
-                           {(void *)body, body_len}};
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_name = (void *)peer;
-    msg.msg_namelen = peer_len;
-    msg.msg_iov = header_len > 0 ? iov : iov + 1;
-    msg.msg_iovlen = (header_len > 0) + (body_len > 0);
-    for (;;) {
-        if (sendmsg(fd, &msg, 0) >= 0)
-            return UDPRR_OK;
-        if (errno != EINTR)
-            return udprr__sock_status(errno);
-    }
-}
-
-ssize_t udprr__sock_recv_from(int fd, void *buf, size_t cap,
-                              struct sockaddr_storage *peer,
-                              socklen_t *peer_len)
-{
-    for (;;) {
-        ssize_t n = recvfrom(fd, buf, cap, MSG_DONTWAIT,
-                             (struct sockaddr *)peer, peer_len);
-        if (n >= 0 || errno != EINTR)
-            return n;
-    }
-}
-
 struct udprr__recv_batch {
     size_t n;
     uint8_t *bufs; /* n slots of UDPRR__RECV_BUFFER_BYTES */

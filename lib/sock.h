@@ -91,23 +91,6 @@ int udprr__sock_send(int fd, const void *buf, size_t len);
 size_t udprr__sock_recv_many(int fd, uint8_t *bufs, size_t buf_size,
                              size_t n, size_t *lens, int *refused);
 
-/* --- an unconnected socket (the server) --------------------------------- */
-
-/* Sends header[0..header_len) followed by body[0..body_len) to peer as one
- * datagram, retrying EINTR; header_len 0: the body alone. UDPRR_OK, or the
- * status of the errno of the failure (udprr__sock_status). */
-int udprr__sock_send_to(int fd, const struct sockaddr *peer,
-                        socklen_t peer_len, const void *header,
-                        size_t header_len, const void *body, size_t body_len);
-
-/* Takes one datagram and its sender's address without blocking, retrying
- * EINTR. *peer_len is the room in *peer on entry and the address's length
- * on return. Returns the datagram's length, or -1 when the socket is
- * drained (EAGAIN) or failed (errno set). */
-ssize_t udprr__sock_recv_from(int fd, void *buf, size_t cap,
-                              struct sockaddr_storage *peer,
-                              socklen_t *peer_len);
-
 /* --- batches on an unconnected socket (the server) ---------------------- */
 
 /* The most datagrams one batch holds, received or sent. */

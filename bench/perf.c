@@ -23,12 +23,20 @@
  * one (udprr_client_send, max_window 64, 128 kept pending) at window 64.
  * The asynchronous client also drives libudprr's native server.
  *
+ * Workers: libudprr's id-at-offset server with udprr_server_opts.workers
+ * 1 and 2, driven by a spread generator (8 connected sockets, so 8 source
+ * ports for the kernel's SO_REUSEPORT hash to spread over the workers,
+ * window 8 on each: 64 in flight in all, from one thread); their own
+ * table, with the ratio of workers 2 to workers 1 in the same round and
+ * how many requests each worker thread answered.
+ *
  * Each server runs in a forked process of its own pinned to CPU 1, the
  * load (generator or client) in this process pinned to CPU 0 (without
- * pinning when fewer than two CPUs are usable). A round starts each server
- * in turn, the first one rotating from round to round, and runs every cell
- * of that server for SECONDS each (a warm-up of WARMUP_MS first, not
- * counted). The table gives medians over the rounds, and each ratio is the
+ * pinning when fewer than two CPUs are usable); the workers-2 server runs
+ * on CPUs 0 and 1, so one worker shares the load's CPU. A round starts
+ * each server in turn, the first one rotating from round to round, then
+ * the workers pair (its order alternating), and runs every cell of that
+ * server for SECONDS each (a warm-up of WARMUP_MS first, not counted). The table gives medians over the rounds, and each ratio is the
  * median over the rounds of the ratio measured in the round, against the
  * raw generator and the raw ceiling of the same round.
  *
@@ -60,6 +68,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,15 +242,35 @@ static void pin_to(int cpu)
         die("sched_setaffinity failed");
 }
 
+/* CPUs 0 and 1 (the fork inherited the load's CPU 0). */
+static void pin_both(void)
+{
+    if (!pinning)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    CPU_SET(1, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0)
+        die("sched_setaffinity failed");
+}
+
 /* --- servers (each in its own process) ---------------------------------- */
 
-enum server_kind { SRV_RAW, SRV_NAIVE, SRV_LIB_ID, SRV_LIB_NATIVE, SERVERS };
+/* SERVERS: the main table's; the workers pair after them is driven by
+ * the spread generator alone (its own table). */
+enum server_kind {
+    SRV_RAW, SRV_NAIVE, SRV_LIB_ID, SRV_LIB_NATIVE, SERVERS,
+    SRV_LIB_W1 = SERVERS, SRV_LIB_W2, ALL_SERVERS
+};
 
-static const char *const server_names[SERVERS] = {
+static const char *const server_names[ALL_SERVERS] = {
     "raw recvmmsg/sendmmsg echo (ceiling)",
     "naive recvfrom/sendto echo",
     "libudprr, id-at-offset (0, 8), cache on",
     "libudprr, native, cache on",
+    "libudprr, id-at-offset, cache on, workers 1",
+    "libudprr, id-at-offset, cache on, workers 2",
 };
 
 /* For the plot's axis; "|" breaks the line. */
@@ -265,6 +294,8 @@ struct child_report {
     int ok;
     uint16_t port;
     struct udprr_server_stats stats; /* libudprr servers, at the end */
+    uint64_t per_thread[2]; /* the workers pair: requests each thread's
+                               handler saw, in the order they first ran */
 };
 
 static void write_all(int fd, const void *p, size_t n)
@@ -356,15 +387,38 @@ static int echo_handler(void *user, const udprr_request *req, void *reply,
     return UDPRR_REPLY;
 }
 
+/* The workers pair's handler: echo_handler, counting on each worker's
+ * thread how many requests that thread answered (a slot per thread, taken
+ * on its first request, written by that thread alone and read after run
+ * has joined them all). */
+#define COUNTED_THREADS 2u
+static uint64_t thread_counts[COUNTED_THREADS + 1]; /* + 1: the rest */
+static atomic_uint threads_seen;
+static _Thread_local uint64_t *thread_count;
+
+static int counting_echo_handler(void *user, const udprr_request *req,
+                                 void *reply, size_t reply_cap,
+                                 size_t *reply_len)
+{
+    if (thread_count == NULL) {
+        unsigned i = atomic_fetch_add(&threads_seen, 1u);
+        thread_count = &thread_counts[i < COUNTED_THREADS ? i
+                                                          : COUNTED_THREADS];
+    }
+    (*thread_count)++;
+    return echo_handler(user, req, reply, reply_cap, reply_len);
+}
+
 static void lib_server_opts(udprr_server_opts *o, enum server_kind k)
 {
     udprr_server_opts_init(o);
     o->reply_cache = 1;
-    if (k == SRV_LIB_ID) {
+    if (k == SRV_LIB_ID || k == SRV_LIB_W1 || k == SRV_LIB_W2) {
         o->framing = UDPRR_FRAMING_ID_AT_OFFSET;
         o->id_offset = 0;
         o->id_len = 8;
     }
+    o->workers = k == SRV_LIB_W2 ? 2 : 1;
 }
 
 static void child_main(enum server_kind k, int wfd)
@@ -372,7 +426,10 @@ static void child_main(enum server_kind k, int wfd)
     struct child_report rep;
     memset(&rep, 0, sizeof rep);
     alarm(SERVER_ALARM_S);
-    pin_to(1);
+    if (k == SRV_LIB_W2)
+        pin_both(); /* its two workers may run on either CPU */
+    else
+        pin_to(1);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_term; /* no SA_RESTART: a wait ends with EINTR */
@@ -403,7 +460,13 @@ static void child_main(enum server_kind k, int wfd)
         rep.ok = 1;
         child_server = s;
         write_all(wfd, &rep, sizeof rep);
-        int rc = udprr_server_run(s, echo_handler, NULL);
+        int rc = udprr_server_run(s, k == SRV_LIB_W1 || k == SRV_LIB_W2
+                                         ? counting_echo_handler
+                                         : echo_handler, NULL);
+        rep.per_thread[0] = thread_counts[0];
+        rep.per_thread[1] = thread_counts[1];
+        if (thread_counts[COUNTED_THREADS] != 0)
+            rc = UDPRR_EINVAL; /* more threads than workers */
         rep.ok = rc == UDPRR_OK;
         rep.stats.size = sizeof rep.stats;
         udprr_server_stats(s, &rep.stats);
@@ -538,6 +601,7 @@ struct ring_entry {
     uint64_t seq;
     uint64_t sent_ns;
     uint8_t state;
+    uint8_t sock; /* the spread generator: which of its sockets sent it */
 };
 
 static uint64_t now_ns(void)
@@ -618,7 +682,7 @@ static void run_generator(const char *who, uint16_t port, enum framing fr,
             siov[i] = (struct iovec){sbuf[i], len};
             smsg[i].msg_hdr = (struct msghdr){.msg_iov = &siov[i],
                                               .msg_iovlen = 1};
-            *e = (struct ring_entry){seq, now, ST_OUT};
+            *e = (struct ring_entry){seq, now, ST_OUT, 0};
         }
         if (n == 1) {
             if (send(fd, sbuf[0], siov[0].iov_len, 0) < 0)
@@ -693,6 +757,141 @@ static void run_generator(const char *who, uint16_t port, enum framing fr,
     out->per_s = (double)counted / ((double)(end - measure_from) / 1e9);
     out->p50_us = median_of(samples, nsamples);
     close(fd);
+}
+
+/* The spread generator, for the workers pair: SPREAD_SOCKS connected
+ * sockets (so as many source ports, which the kernel's SO_REUSEPORT hash
+ * spreads over the server's workers), each keeping SPREAD_WINDOW requests
+ * in flight (BIG_WINDOW in all), in one thread: poll, then recvmmsg
+ * without waiting on each socket that is readable, then the windows
+ * topped up with sendmmsg. Every reply is checked as run_generator checks
+ * it, and must come back on the socket its request left by. */
+#define SPREAD_SOCKS 8u
+#define SPREAD_WINDOW (BIG_WINDOW / SPREAD_SOCKS)
+
+static void run_spread(const char *who, uint16_t port, double seconds,
+                       struct cell *out)
+{
+    static struct ring_entry ring[RING];
+    static uint8_t sbuf[BATCH][HDR + PAYLOAD];
+    static uint8_t rbuf[BATCH][2048];
+    struct iovec siov[BATCH], riov[BATCH];
+    struct mmsghdr smsg[BATCH], rmsg[BATCH];
+    struct pollfd pfd[SPREAD_SOCKS];
+    unsigned flight[SPREAD_SOCKS];
+    memset(ring, 0, sizeof ring);
+    memset(out, 0, sizeof *out);
+    for (unsigned s = 0; s < SPREAD_SOCKS; s++) {
+        pfd[s] = (struct pollfd){.fd = gen_socket(port), .events = POLLIN};
+        flight[s] = 0;
+    }
+    unsigned in_flight = 0;
+    uint64_t counted = 0;
+    uint64_t start = now_ns();
+    uint64_t measure_from = start + WARMUP_MS * 1000000ull;
+    uint64_t stop_at = measure_from + (uint64_t)(seconds * 1e9);
+    char why[160];
+    int reported = 0;
+
+    for (;;) {
+        uint64_t now = now_ns();
+        int sending = now < stop_at;
+        if (!sending && (in_flight == 0 ||
+                         now >= stop_at + DRAIN_MS * 1000000ull))
+            break;
+        for (unsigned s = 0; sending && s < SPREAD_SOCKS; s++) {
+            unsigned n = SPREAD_WINDOW - flight[s];
+            for (unsigned i = 0; i < n; i++) {
+                uint64_t seq = next_seq++;
+                struct ring_entry *e = &ring[seq % RING];
+                if (e->state == ST_OUT) { /* RING >> window: never */
+                    flight[e->sock]--;
+                    in_flight--;
+                    out->lost++;
+                }
+                size_t len = make_request(sbuf[i], FR_ID, seq);
+                siov[i] = (struct iovec){sbuf[i], len};
+                smsg[i].msg_hdr = (struct msghdr){.msg_iov = &siov[i],
+                                                  .msg_iovlen = 1};
+                *e = (struct ring_entry){seq, now, ST_OUT, (uint8_t)s};
+            }
+            unsigned sent = 0;
+            while (sent < n) {
+                int r = sendmmsg(pfd[s].fd, smsg + sent, n - sent, 0);
+                if (r <= 0)
+                    die("sendmmsg failed");
+                sent += (unsigned)r;
+            }
+            flight[s] += n;
+            in_flight += n;
+        }
+
+        int ready = poll(pfd, SPREAD_SOCKS, STALL_MS);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready < 0)
+            die("poll failed");
+        if (ready == 0) {
+            /* A stall: what is in flight is lost; start afresh. */
+            for (unsigned i = 0; i < RING; i++)
+                if (ring[i].state == ST_OUT)
+                    ring[i].state = ST_LOST;
+            out->lost += in_flight;
+            in_flight = 0;
+            memset(flight, 0, sizeof flight);
+            continue;
+        }
+        for (unsigned s = 0; s < SPREAD_SOCKS; s++) {
+            if (!(pfd[s].revents & POLLIN))
+                continue;
+            for (unsigned i = 0; i < BATCH; i++) {
+                riov[i] = (struct iovec){rbuf[i], sizeof rbuf[i]};
+                rmsg[i].msg_hdr = (struct msghdr){.msg_iov = &riov[i],
+                                                  .msg_iovlen = 1};
+            }
+            int got = recvmmsg(pfd[s].fd, rmsg, BATCH, MSG_DONTWAIT, NULL);
+            if (got < 0) {
+                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                    die("recvmmsg failed");
+                continue;
+            }
+            uint64_t t = now_ns();
+            for (int i = 0; i < got; i++) {
+                uint64_t seq;
+                if (parse_reply(rbuf[i], rmsg[i].msg_len, FR_ID, &seq, why,
+                                sizeof why) != 0) {
+                    if (!reported++)
+                        fail("%s: %s", who, why);
+                    continue;
+                }
+                struct ring_entry *e = &ring[seq % RING];
+                if (seq >= next_seq ||
+                    (e->seq == seq && e->state == ST_DONE) ||
+                    (e->seq == seq && e->sock != s)) {
+                    if (!reported++)
+                        fail("%s: reply to %" PRIu64 ", %s", who, seq,
+                             seq >= next_seq ? "never sent"
+                             : e->state == ST_DONE
+                                 ? "answered twice"
+                                 : "on another socket than its request's");
+                    continue;
+                }
+                if (e->seq != seq || e->state != ST_OUT)
+                    continue; /* late, for a request already given up on */
+                e->state = ST_DONE;
+                flight[s]--;
+                in_flight--;
+                out->replies++;
+                if (t >= measure_from && t < stop_at)
+                    counted++;
+            }
+        }
+    }
+    out->lost += in_flight;
+    out->done = counted;
+    out->per_s = (double)counted / ((double)(stop_at - measure_from) / 1e9);
+    for (unsigned s = 0; s < SPREAD_SOCKS; s++)
+        close(pfd[s].fd);
 }
 
 /* --- libudprr's clients ------------------------------------------------------ */
@@ -1071,9 +1270,37 @@ enum {
     CELLS
 };
 
-static struct cell cells[SERVERS][CELLS][MAX_ROUNDS];
-static long rss_kib[SERVERS][MAX_ROUNDS];
-static struct udprr_server_stats lib_stats[SERVERS];
+static struct cell cells[ALL_SERVERS][CELLS][MAX_ROUNDS];
+static long rss_kib[ALL_SERVERS][MAX_ROUNDS];
+static struct udprr_server_stats lib_stats[ALL_SERVERS];
+static uint64_t per_thread[ALL_SERVERS][MAX_ROUNDS][2];
+
+/* The workers pair: one cell each, the spread generator's (in C_W64). */
+static void run_workers_cell(enum server_kind k, unsigned round,
+                             double seconds)
+{
+    struct server_proc sp;
+    struct child_report rep;
+    char who[128];
+    start_server(&sp, k);
+    snprintf(who, sizeof who, "spread generator %ux%u -> %s, round %u",
+             SPREAD_SOCKS, SPREAD_WINDOW, server_names[k], round + 1);
+    double srv0 = proc_cpu_s(sp.pid), gen0 = proc_cpu_s(getpid());
+    uint64_t t0 = now_us();
+    run_spread(who, sp.port, seconds, &cells[k][C_W64][round]);
+    double wall = (double)(now_us() - t0) / 1e6;
+    cells[k][C_W64][round].server_cpu = (proc_cpu_s(sp.pid) - srv0) / wall;
+    cells[k][C_W64][round].load_cpu = (proc_cpu_s(getpid()) - gen0) / wall;
+    stop_server(&sp, &rss_kib[k][round], &rep);
+    lib_stats[k] = rep.stats;
+    per_thread[k][round][0] = rep.per_thread[0];
+    per_thread[k][round][1] = rep.per_thread[1];
+    if (!rep.ok)
+        fail("%s: udprr_server_run failed", server_names[k]);
+    if (rep.stats.cache_hits > 0) /* no retransmissions: no hit either */
+        fail("%s: %" PRIu64 " cache hits: a request ID repeated",
+             server_names[k], rep.stats.cache_hits);
+}
 
 static void run_server_cells(enum server_kind k, unsigned round,
                              double seconds)
@@ -1258,12 +1485,23 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < SERVERS; i++)
             run_server_cells((enum server_kind)((r + i) % SERVERS), r,
                              seconds);
+        /* The workers pair, its order alternating from round to round. */
+        for (unsigned i = 0; i < 2; i++)
+            run_workers_cell((enum server_kind)(SRV_LIB_W1 + (r + i) % 2), r,
+                             seconds);
         printf("round %u: raw W=64 %.1fk/s, libudprr id %.1fk/s, native "
                "%.1fk/s; raw p50 %.1f us\n",
                r + 1, cells[SRV_RAW][C_W64][r].per_s / 1e3,
                cells[SRV_LIB_ID][C_W64][r].per_s / 1e3,
                cells[SRV_LIB_NATIVE][C_W64][r].per_s / 1e3,
                cells[SRV_RAW][C_W1][r].p50_us);
+        printf("round %u: spread %ux%u: workers 1 %.1fk/s, workers 2 "
+               "%.1fk/s (requests per worker thread %" PRIu64 " / %" PRIu64
+               ")\n",
+               r + 1, SPREAD_SOCKS, SPREAD_WINDOW,
+               cells[SRV_LIB_W1][C_W64][r].per_s / 1e3,
+               cells[SRV_LIB_W2][C_W64][r].per_s / 1e3,
+               per_thread[SRV_LIB_W2][r][0], per_thread[SRV_LIB_W2][r][1]);
     }
     loadavg(la, sizeof la);
     printf("%u rounds in %.1f s; load average %s at the end\n\n", rounds,
@@ -1333,6 +1571,39 @@ int main(int argc, char **argv)
                      "NaN NaN NaN\n", w64, r64);
     }
     fclose(dat);
+    printf("\nworkers (udprr_server_opts.workers), driven by the spread "
+           "generator: %u connected sockets (%u source ports) x window %u "
+           "= %u in flight, one thread, %s\n",
+           SPREAD_SOCKS, SPREAD_SOCKS, SPREAD_WINDOW,
+           SPREAD_SOCKS * SPREAD_WINDOW,
+           pinning ? "on CPU 0; the workers-1 server on CPU 1, the "
+                     "workers-2 server on CPUs 0 and 1 (so one of its "
+                     "workers shares CPU 0 with the generator)"
+                   : "nothing pinned");
+    printf("| what | spread W=%u req/s | workers 2 / workers 1 | peak RSS | "
+           "CPU, server / load |\n|---|---|---|---|---|\n",
+           SPREAD_SOCKS * SPREAD_WINDOW);
+    for (unsigned k = SRV_LIB_W1; k <= SRV_LIB_W2; k++) {
+        char a[32], b[32] = "1.00x (reference)";
+        long rss = 0;
+        for (unsigned r = 0; r < rounds; r++) {
+            if (rss_kib[k][r] > rss)
+                rss = rss_kib[k][r];
+            lost += cells[k][C_W64][r].lost;
+        }
+        kreq(a, sizeof a, value(rounds, (int)k, C_W64, 0));
+        if (k == SRV_LIB_W2)
+            snprintf(b, sizeof b, "%.2fx",
+                     ratio(rounds, (int)k, C_W64, 0, SRV_LIB_W1, C_W64));
+        printf("| server: %s | %s | %s | %.1f MiB | %.0f%% / %.0f%% |\n",
+               server_names[k], a, b, rss / 1024.0,
+               value(rounds, (int)k, C_W64, 2),
+               value(rounds, (int)k, C_W64, 3));
+    }
+    printf("workers 2 / workers 1: median over the rounds of the ratio in "
+           "the round; the cache bounds hold per worker (workers 2: twice "
+           "the memory). CPU: the server process's CPU time (all its "
+           "threads) and the generator's, over wall time.\n");
     printf("\nratios: median over the rounds of each round's ratio to the raw "
            "generator against the raw ceiling (the first row) in that round.\n");
     printf("peak RSS: VmHWM of the server process, the largest over the "
@@ -1342,7 +1613,7 @@ int main(int argc, char **argv)
            so.cache_entries * (double)(UDPRR_CACHE_ENTRY_OVERHEAD + PAYLOAD) /
                1048576.0,
            so.cache_bytes >> 20);
-    for (unsigned k = SRV_LIB_ID; k <= SRV_LIB_NATIVE; k++)
+    for (unsigned k = SRV_LIB_ID; k <= SRV_LIB_W2; k++)
         printf("%s, last round: received %" PRIu64 ", answered %" PRIu64
                ", cache hits %" PRIu64 ", cached %" PRIu64 " (%.1f MiB), "
                "evicted %" PRIu64 "\n",

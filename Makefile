@@ -314,10 +314,10 @@ build/bench/async: bench/async.c $(FIXTURE_OBJS) $(STATIC_LIB) build/flags
 # pass that counts the servers' system calls per request.
 PERF_BENCH_ARGS ?=
 PERF_DATA = build/bench/perf.dat
-build/bench/perf: bench/perf.c $(STATIC_LIB) build/flags
+build/bench/perf: bench/perf.c $(FIXTURE_OBJS) $(STATIC_LIB) build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) $< $(LDFLAGS) $(STATIC_LIB) \
-	    $(LIBS_PRIVATE) -o $@
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Itests $< $(FIXTURE_OBJS) \
+	    $(LDFLAGS) $(STATIC_LIB) $(LIBS_PRIVATE) -o $@
 
 bench: all build/bench/resilience build/bench/async build/bench/perf
 	@sh tests/ensure-deps.sh gnuplot-nox || \

@@ -79,6 +79,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "fixture.h"
 #include "udprr.h"
 
 #define DEFAULT_ROUNDS 5u
@@ -376,18 +377,7 @@ static void serve_naive(int fd)
     }
 }
 
-static int echo_handler(void *user, const udprr_request *req, void *reply,
-                        size_t reply_cap, size_t *reply_len)
-{
-    (void)user;
-    if (req->len > reply_cap)
-        return UDPRR_DECLINE;
-    memcpy(reply, req->data, req->len);
-    *reply_len = req->len;
-    return UDPRR_REPLY;
-}
-
-/* The workers pair's handler: echo_handler, counting on each worker's
+/* The workers pair's handler: the fixture's echo, counting on each worker's
  * thread how many requests that thread answered (a slot per thread, taken
  * on its first request, written by that thread alone and read after run
  * has joined them all). */
@@ -406,7 +396,7 @@ static int counting_echo_handler(void *user, const udprr_request *req,
                                                           : COUNTED_THREADS];
     }
     (*thread_count)++;
-    return echo_handler(user, req, reply, reply_cap, reply_len);
+    return fixture_echo_handler(user, req, reply, reply_cap, reply_len);
 }
 
 static void lib_server_opts(udprr_server_opts *o, enum server_kind k)
@@ -462,7 +452,7 @@ static void child_main(enum server_kind k, int wfd)
         write_all(wfd, &rep, sizeof rep);
         int rc = udprr_server_run(s, k == SRV_LIB_W1 || k == SRV_LIB_W2
                                          ? counting_echo_handler
-                                         : echo_handler, NULL);
+                                         : fixture_echo_handler, NULL);
         rep.per_thread[0] = thread_counts[0];
         rep.per_thread[1] = thread_counts[1];
         if (thread_counts[COUNTED_THREADS] != 0)
@@ -1083,12 +1073,68 @@ out:;
 
 /* --- system calls per request, under strace (STRACE=1) ---------------------- */
 
+/* Whether the process whose /proc status file is path has a tracer. */
+static int tracer_attached(const char *path)
+{
+    char line[256];
+    long tracer = 0;
+    FILE *f = fopen(path, "r");
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "TracerPid: %ld", &tracer) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return tracer != 0;
+}
+
+/* Whether perf's output file has its first line for the event. */
+static int perf_counting(const char *path)
+{
+    char line[256];
+    int found = 0;
+    FILE *f = fopen(path, "r");
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (strstr(line, "raw_syscalls:sys_enter") != NULL)
+            found = 1;
+    if (f != NULL)
+        fclose(f);
+    return found;
+}
+
+/* With the tracer tr started on the server: waits, at most 5 s, until
+ * ready(arg) says it counts, runs the generator against the server, and
+ * stops the tracer. 0 with the generator's cell in *c, or -1 (the tracer
+ * gave up or never got ready, or no reply came). */
+static int run_traced(pid_t tr, int (*ready)(const char *), const char *arg,
+                      const struct server_proc *sp, enum server_kind k,
+                      unsigned window, double seconds, const char *how,
+                      struct cell *c)
+{
+    int ok = 0;
+    for (unsigned i = 0; i < 500 && !(ok = ready(arg)); i++) {
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+        if (waitpid(tr, NULL, WNOHANG) == tr)
+            return -1; /* the tracer gave up */
+    }
+    char who[96];
+    snprintf(who, sizeof who, "raw generator W=%u -> %s, %s", window,
+             server_names[k], how);
+    c->replies = 0;
+    if (ok)
+        run_generator(who, sp->port, k == SRV_LIB_NATIVE ? FR_NATIVE : FR_ID,
+                      window, seconds, c);
+    kill(tr, SIGINT);
+    waitpid(tr, NULL, 0);
+    return ok && c->replies > 0 ? 0 : -1;
+}
+
 /* Attaches `strace -c -f` to the server, runs the generator, detaches;
  * the server's system calls per right reply, or -1. */
 static double traced_calls(const struct server_proc *sp, enum server_kind k,
                            unsigned window, double seconds)
 {
-    char file[64], pidstr[16], line[256], who[96];
+    char file[64], pidstr[16], line[256];
     snprintf(file, sizeof file, "build/bench/perf-strace-%d-%u.txt", (int)k,
              window);
     snprintf(pidstr, sizeof pidstr, "%ld", (long)sp->pid);
@@ -1101,35 +1147,11 @@ static double traced_calls(const struct server_proc *sp, enum server_kind k,
                (char *)NULL);
         _exit(127);
     }
-    /* A bounded wait for the tracer to be attached. */
     char status[64];
     snprintf(status, sizeof status, "/proc/%ld/status", (long)sp->pid);
-    int attached = 0;
-    for (unsigned i = 0; i < 500 && !attached; i++) {
-        FILE *f = fopen(status, "r");
-        long tracer = 0;
-        while (f != NULL && fgets(line, sizeof line, f) != NULL)
-            if (sscanf(line, "TracerPid: %ld", &tracer) == 1)
-                break;
-        if (f != NULL)
-            fclose(f);
-        attached = tracer != 0;
-        if (!attached) {
-            struct timespec ts = {0, 10000000};
-            nanosleep(&ts, NULL);
-            if (waitpid(tr, NULL, WNOHANG) == tr)
-                return -1; /* strace gave up */
-        }
-    }
     struct cell c;
-    snprintf(who, sizeof who, "raw generator W=%u -> %s, under strace",
-             window, server_names[k]);
-    if (attached)
-        run_generator(who, sp->port, k == SRV_LIB_NATIVE ? FR_NATIVE : FR_ID,
-                      window, seconds, &c);
-    kill(tr, SIGINT);
-    waitpid(tr, NULL, 0);
-    if (!attached || c.replies == 0)
+    if (run_traced(tr, tracer_attached, status, sp, k, window, seconds,
+                   "under strace", &c) != 0)
         return -1;
     FILE *f = fopen(file, "r");
     unsigned long calls = 0;
@@ -1155,7 +1177,7 @@ static double traced_calls(const struct server_proc *sp, enum server_kind k,
 static double perf_calls(const struct server_proc *sp, enum server_kind k,
                          unsigned window, double seconds)
 {
-    char file[64], pidstr[16], line[256], who[96];
+    char file[64], pidstr[16], line[256];
     snprintf(file, sizeof file, "build/bench/perf-syscalls-%d-%u.txt", (int)k,
              window);
     snprintf(pidstr, sizeof pidstr, "%ld", (long)sp->pid);
@@ -1174,30 +1196,9 @@ static double perf_calls(const struct server_proc *sp, enum server_kind k,
                "-I", "100", "-o", file, "-p", pidstr, (char *)NULL);
         _exit(127);
     }
-    int counting = 0;
-    for (unsigned i = 0; i < 500 && !counting; i++) {
-        FILE *f = fopen(file, "r");
-        while (f != NULL && fgets(line, sizeof line, f) != NULL)
-            if (strstr(line, "raw_syscalls:sys_enter") != NULL)
-                counting = 1;
-        if (f != NULL)
-            fclose(f);
-        if (!counting) {
-            struct timespec ts = {0, 10000000};
-            nanosleep(&ts, NULL);
-            if (waitpid(tr, NULL, WNOHANG) == tr)
-                return -1; /* perf gave up */
-        }
-    }
     struct cell c;
-    snprintf(who, sizeof who, "raw generator W=%u -> %s, counted by perf",
-             window, server_names[k]);
-    if (counting)
-        run_generator(who, sp->port, k == SRV_LIB_NATIVE ? FR_NATIVE : FR_ID,
-                      window, seconds, &c);
-    kill(tr, SIGINT);
-    waitpid(tr, NULL, 0);
-    if (!counting || c.replies == 0)
+    if (run_traced(tr, perf_counting, file, sp, k, window, seconds,
+                   "counted by perf", &c) != 0)
         return -1;
     FILE *f = fopen(file, "r");
     double calls = 0;

@@ -591,7 +591,7 @@ struct ring_entry {
     uint64_t seq;
     uint64_t sent_ns;
     uint8_t state;
-    uint8_t sock; /* the spread generator: which of its sockets sent it */
+    uint8_t sock; /* which of the generator's sockets sent it */
 };
 
 static uint64_t now_ns(void)
@@ -630,258 +630,217 @@ static int gen_socket(uint16_t port)
     return fd;
 }
 
-/* Closed loop: WINDOW requests in flight for warm-up + seconds. */
-static void run_generator(const char *who, uint16_t port, enum framing fr,
-                          unsigned window, double seconds, struct cell *out)
-{
-    static struct ring_entry ring[RING];
-    static uint8_t sbuf[BATCH][HDR + PAYLOAD];
-    static uint8_t rbuf[BATCH][2048];
-    struct iovec siov[BATCH], riov[BATCH];
-    struct mmsghdr smsg[BATCH], rmsg[BATCH];
-    memset(ring, 0, sizeof ring);
-    memset(out, 0, sizeof *out);
-    int fd = gen_socket(port);
-    size_t nsamples = 0;
-    unsigned in_flight = 0;
-    uint64_t counted = 0;
-    uint64_t start = now_ns();
-    uint64_t measure_from = start + WARMUP_MS * 1000000ull;
-    uint64_t stop_at = measure_from + (uint64_t)(seconds * 1e9);
-    uint64_t end = stop_at;
-    char why[160];
-    int reported = 0;
-
-    for (;;) {
-        uint64_t now = now_ns();
-        int sending = now < stop_at;
-        if (!sending && (in_flight == 0 ||
-                         now >= stop_at + DRAIN_MS * 1000000ull))
-            break;
-        /* Top the window up. */
-        unsigned n = sending ? window - in_flight : 0;
-        for (unsigned i = 0; i < n; i++) {
-            uint64_t seq = next_seq++;
-            struct ring_entry *e = &ring[seq % RING];
-            if (e->state == ST_OUT) { /* RING >> window: never */
-                e->state = ST_LOST;
-                in_flight--;
-                out->lost++;
-            }
-            size_t len = make_request(sbuf[i], fr, seq);
-            siov[i] = (struct iovec){sbuf[i], len};
-            smsg[i].msg_hdr = (struct msghdr){.msg_iov = &siov[i],
-                                              .msg_iovlen = 1};
-            *e = (struct ring_entry){seq, now, ST_OUT, 0};
-        }
-        if (n == 1) {
-            if (send(fd, sbuf[0], siov[0].iov_len, 0) < 0)
-                die("send failed");
-        } else if (n > 1) {
-            unsigned sent = 0;
-            while (sent < n) {
-                int s = sendmmsg(fd, smsg + sent, n - sent, 0);
-                if (s <= 0)
-                    die("sendmmsg failed");
-                sent += (unsigned)s;
-            }
-        }
-        in_flight += n;
-
-        int got;
-        if (window == 1) {
-            ssize_t r = recv(fd, rbuf[0], sizeof rbuf[0], 0);
-            got = r < 0 ? -1 : 1;
-            rmsg[0].msg_len = r < 0 ? 0 : (unsigned)r;
-        } else {
-            for (unsigned i = 0; i < BATCH; i++) {
-                riov[i] = (struct iovec){rbuf[i], sizeof rbuf[i]};
-                rmsg[i].msg_hdr = (struct msghdr){.msg_iov = &riov[i],
-                                                  .msg_iovlen = 1};
-            }
-            got = recvmmsg(fd, rmsg, BATCH, MSG_WAITFORONE, NULL);
-        }
-        uint64_t t = now_ns();
-        if (got < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                die("recv failed");
-            if (errno == EINTR)
-                continue;
-            /* A stall: what is in flight is lost; start afresh. */
-            for (unsigned i = 0; i < RING; i++)
-                if (ring[i].state == ST_OUT)
-                    ring[i].state = ST_LOST;
-            out->lost += in_flight;
-            in_flight = 0;
-            continue;
-        }
-        for (int i = 0; i < got; i++) {
-            uint64_t seq;
-            if (parse_reply(rbuf[i], rmsg[i].msg_len, fr, &seq, why,
-                            sizeof why) != 0) {
-                if (!reported++)
-                    fail("%s: %s", who, why);
-                continue;
-            }
-            struct ring_entry *e = &ring[seq % RING];
-            if (seq >= next_seq || (e->seq == seq && e->state == ST_DONE)) {
-                if (!reported++)
-                    fail("%s: reply to %" PRIu64 ", %s", who, seq,
-                         seq >= next_seq ? "never sent" : "answered twice");
-                continue;
-            }
-            if (e->seq != seq || e->state != ST_OUT)
-                continue; /* late, for a request already given up on */
-            e->state = ST_DONE;
-            in_flight--;
-            out->replies++;
-            if (t >= measure_from && t < stop_at) {
-                counted++;
-                if (window == 1 && nsamples < MAX_SAMPLES)
-                    samples[nsamples++] = (double)(t - e->sent_ns) / 1e3;
-            }
-        }
-    }
-    out->lost += in_flight;
-    out->done = counted;
-    out->per_s = (double)counted / ((double)(end - measure_from) / 1e9);
-    out->p50_us = median_of(samples, nsamples);
-    close(fd);
-}
-
-/* The spread generator, for the workers pair: SPREAD_SOCKS connected
- * sockets (so as many source ports, which the kernel's SO_REUSEPORT hash
- * spreads over the server's workers), each keeping SPREAD_WINDOW requests
- * in flight (BIG_WINDOW in all), in one thread: poll, then recvmmsg
- * without waiting on each socket that is readable, then the windows
- * topped up with sendmmsg. Every reply is checked as run_generator checks
- * it, and must come back on the socket its request left by. */
+/* The closed-loop generator: nsocks connected sockets (so as many source
+ * ports, which the kernel's SO_REUSEPORT hash spreads over the server's
+ * workers), each keeping `window` requests in flight for warm-up +
+ * seconds, in one thread. With one socket it waits in recv (window 1, the
+ * round trips sampled) or recvmmsg; with more it polls, then takes what
+ * each readable socket holds with recvmmsg without waiting, then tops the
+ * windows up with sendmmsg. Every reply is checked: its sequence number
+ * one this run sent and not yet answered, its bytes those expected, and
+ * back on the socket its request left by. */
 #define SPREAD_SOCKS 8u
 #define SPREAD_WINDOW (BIG_WINDOW / SPREAD_SOCKS)
 
-static void run_spread(const char *who, uint16_t port, double seconds,
-                       struct cell *out)
-{
-    static struct ring_entry ring[RING];
-    static uint8_t sbuf[BATCH][HDR + PAYLOAD];
-    static uint8_t rbuf[BATCH][2048];
-    struct iovec siov[BATCH], riov[BATCH];
-    struct mmsghdr smsg[BATCH], rmsg[BATCH];
+struct gen {
+    const char *who;
+    enum framing fr;
+    unsigned nsocks, window;
     struct pollfd pfd[SPREAD_SOCKS];
     unsigned flight[SPREAD_SOCKS];
+    unsigned in_flight;
+    uint64_t measure_from, stop_at, counted;
+    size_t nsamples;
+    int reported;
+    struct cell *out;
+};
+
+static struct ring_entry ring[RING];
+static uint8_t sbuf[BATCH][HDR + PAYLOAD];
+static uint8_t rbuf[BATCH][2048];
+static struct mmsghdr rmsg[BATCH];
+
+/* Top socket s's window up. */
+static void gen_top_up(struct gen *g, unsigned s, uint64_t now)
+{
+    struct iovec siov[BATCH];
+    struct mmsghdr smsg[BATCH];
+    unsigned n = g->window - g->flight[s];
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t seq = next_seq++;
+        struct ring_entry *e = &ring[seq % RING];
+        if (e->state == ST_OUT) { /* RING >> window: never */
+            e->state = ST_LOST;
+            g->flight[e->sock]--;
+            g->in_flight--;
+            g->out->lost++;
+        }
+        size_t len = make_request(sbuf[i], g->fr, seq);
+        siov[i] = (struct iovec){sbuf[i], len};
+        smsg[i].msg_hdr = (struct msghdr){.msg_iov = &siov[i],
+                                          .msg_iovlen = 1};
+        *e = (struct ring_entry){seq, now, ST_OUT, (uint8_t)s};
+    }
+    if (n == 1) {
+        if (send(g->pfd[s].fd, sbuf[0], siov[0].iov_len, 0) < 0)
+            die("send failed");
+    } else if (n > 1) {
+        unsigned sent = 0;
+        while (sent < n) {
+            int r = sendmmsg(g->pfd[s].fd, smsg + sent, n - sent, 0);
+            if (r <= 0)
+                die("sendmmsg failed");
+            sent += (unsigned)r;
+        }
+    }
+    g->flight[s] += n;
+    g->in_flight += n;
+}
+
+/* A stall: what is in flight is lost; start afresh. */
+static void gen_stall(struct gen *g)
+{
+    for (unsigned i = 0; i < RING; i++)
+        if (ring[i].state == ST_OUT)
+            ring[i].state = ST_LOST;
+    g->out->lost += g->in_flight;
+    g->in_flight = 0;
+    memset(g->flight, 0, sizeof g->flight);
+}
+
+static void gen_recv_setup(void)
+{
+    static struct iovec riov[BATCH];
+    for (unsigned i = 0; i < BATCH; i++) {
+        riov[i] = (struct iovec){rbuf[i], sizeof rbuf[i]};
+        rmsg[i].msg_hdr = (struct msghdr){.msg_iov = &riov[i],
+                                          .msg_iovlen = 1};
+    }
+}
+
+/* Check and count the got replies in rbuf that came on socket s at t. */
+static void gen_take(struct gen *g, unsigned s, int got, uint64_t t)
+{
+    char why[160];
+    for (int i = 0; i < got; i++) {
+        uint64_t seq;
+        if (parse_reply(rbuf[i], rmsg[i].msg_len, g->fr, &seq, why,
+                        sizeof why) != 0) {
+            if (!g->reported++)
+                fail("%s: %s", g->who, why);
+            continue;
+        }
+        struct ring_entry *e = &ring[seq % RING];
+        if (seq >= next_seq || (e->seq == seq && e->state == ST_DONE) ||
+            (e->seq == seq && e->sock != s)) {
+            if (!g->reported++)
+                fail("%s: reply to %" PRIu64 ", %s", g->who, seq,
+                     seq >= next_seq        ? "never sent"
+                     : e->state == ST_DONE ? "answered twice"
+                                           : "on another socket than its "
+                                             "request's");
+            continue;
+        }
+        if (e->seq != seq || e->state != ST_OUT)
+            continue; /* late, for a request already given up on */
+        e->state = ST_DONE;
+        g->flight[s]--;
+        g->in_flight--;
+        g->out->replies++;
+        if (t >= g->measure_from && t < g->stop_at) {
+            g->counted++;
+            if (g->window == 1 && g->nsocks == 1 &&
+                g->nsamples < MAX_SAMPLES)
+                samples[g->nsamples++] = (double)(t - e->sent_ns) / 1e3;
+        }
+    }
+}
+
+/* One socket: wait for what comes. */
+static void gen_wait_one(struct gen *g)
+{
+    int fd = g->pfd[0].fd, got;
+    if (g->window == 1) {
+        ssize_t r = recv(fd, rbuf[0], sizeof rbuf[0], 0);
+        got = r < 0 ? -1 : 1;
+        rmsg[0].msg_len = r < 0 ? 0 : (unsigned)r;
+    } else {
+        gen_recv_setup();
+        got = recvmmsg(fd, rmsg, BATCH, MSG_WAITFORONE, NULL);
+    }
+    uint64_t t = now_ns();
+    if (got < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            die("recv failed");
+        if (errno != EINTR)
+            gen_stall(g);
+        return;
+    }
+    gen_take(g, 0, got, t);
+}
+
+/* Several sockets: poll, then take what each readable one holds. */
+static void gen_wait_many(struct gen *g)
+{
+    int ready = poll(g->pfd, g->nsocks, STALL_MS);
+    if (ready < 0 && errno == EINTR)
+        return;
+    if (ready < 0)
+        die("poll failed");
+    if (ready == 0) {
+        gen_stall(g);
+        return;
+    }
+    for (unsigned s = 0; s < g->nsocks; s++) {
+        if (!(g->pfd[s].revents & POLLIN))
+            continue;
+        gen_recv_setup();
+        int got = recvmmsg(g->pfd[s].fd, rmsg, BATCH, MSG_DONTWAIT, NULL);
+        if (got < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                die("recvmmsg failed");
+            continue;
+        }
+        gen_take(g, s, got, now_ns());
+    }
+}
+
+static void run_generator(const char *who, uint16_t port, enum framing fr,
+                          unsigned nsocks, unsigned window, double seconds,
+                          struct cell *out)
+{
+    if (nsocks < 1 || nsocks > SPREAD_SOCKS || window < 1 || window > BATCH)
+        die("generator: bad socket count or window");
     memset(ring, 0, sizeof ring);
     memset(out, 0, sizeof *out);
-    for (unsigned s = 0; s < SPREAD_SOCKS; s++) {
-        pfd[s] = (struct pollfd){.fd = gen_socket(port), .events = POLLIN};
-        flight[s] = 0;
-    }
-    unsigned in_flight = 0;
-    uint64_t counted = 0;
+    struct gen g = {.who = who, .fr = fr, .nsocks = nsocks,
+                    .window = window, .out = out};
+    for (unsigned s = 0; s < nsocks; s++)
+        g.pfd[s] = (struct pollfd){.fd = gen_socket(port), .events = POLLIN};
     uint64_t start = now_ns();
-    uint64_t measure_from = start + WARMUP_MS * 1000000ull;
-    uint64_t stop_at = measure_from + (uint64_t)(seconds * 1e9);
-    char why[160];
-    int reported = 0;
+    g.measure_from = start + WARMUP_MS * 1000000ull;
+    g.stop_at = g.measure_from + (uint64_t)(seconds * 1e9);
 
     for (;;) {
         uint64_t now = now_ns();
-        int sending = now < stop_at;
-        if (!sending && (in_flight == 0 ||
-                         now >= stop_at + DRAIN_MS * 1000000ull))
+        int sending = now < g.stop_at;
+        if (!sending && (g.in_flight == 0 ||
+                         now >= g.stop_at + DRAIN_MS * 1000000ull))
             break;
-        for (unsigned s = 0; sending && s < SPREAD_SOCKS; s++) {
-            unsigned n = SPREAD_WINDOW - flight[s];
-            for (unsigned i = 0; i < n; i++) {
-                uint64_t seq = next_seq++;
-                struct ring_entry *e = &ring[seq % RING];
-                if (e->state == ST_OUT) { /* RING >> window: never */
-                    flight[e->sock]--;
-                    in_flight--;
-                    out->lost++;
-                }
-                size_t len = make_request(sbuf[i], FR_ID, seq);
-                siov[i] = (struct iovec){sbuf[i], len};
-                smsg[i].msg_hdr = (struct msghdr){.msg_iov = &siov[i],
-                                                  .msg_iovlen = 1};
-                *e = (struct ring_entry){seq, now, ST_OUT, (uint8_t)s};
-            }
-            unsigned sent = 0;
-            while (sent < n) {
-                int r = sendmmsg(pfd[s].fd, smsg + sent, n - sent, 0);
-                if (r <= 0)
-                    die("sendmmsg failed");
-                sent += (unsigned)r;
-            }
-            flight[s] += n;
-            in_flight += n;
-        }
-
-        int ready = poll(pfd, SPREAD_SOCKS, STALL_MS);
-        if (ready < 0 && errno == EINTR)
-            continue;
-        if (ready < 0)
-            die("poll failed");
-        if (ready == 0) {
-            /* A stall: what is in flight is lost; start afresh. */
-            for (unsigned i = 0; i < RING; i++)
-                if (ring[i].state == ST_OUT)
-                    ring[i].state = ST_LOST;
-            out->lost += in_flight;
-            in_flight = 0;
-            memset(flight, 0, sizeof flight);
-            continue;
-        }
-        for (unsigned s = 0; s < SPREAD_SOCKS; s++) {
-            if (!(pfd[s].revents & POLLIN))
-                continue;
-            for (unsigned i = 0; i < BATCH; i++) {
-                riov[i] = (struct iovec){rbuf[i], sizeof rbuf[i]};
-                rmsg[i].msg_hdr = (struct msghdr){.msg_iov = &riov[i],
-                                                  .msg_iovlen = 1};
-            }
-            int got = recvmmsg(pfd[s].fd, rmsg, BATCH, MSG_DONTWAIT, NULL);
-            if (got < 0) {
-                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                    die("recvmmsg failed");
-                continue;
-            }
-            uint64_t t = now_ns();
-            for (int i = 0; i < got; i++) {
-                uint64_t seq;
-                if (parse_reply(rbuf[i], rmsg[i].msg_len, FR_ID, &seq, why,
-                                sizeof why) != 0) {
-                    if (!reported++)
-                        fail("%s: %s", who, why);
-                    continue;
-                }
-                struct ring_entry *e = &ring[seq % RING];
-                if (seq >= next_seq ||
-                    (e->seq == seq && e->state == ST_DONE) ||
-                    (e->seq == seq && e->sock != s)) {
-                    if (!reported++)
-                        fail("%s: reply to %" PRIu64 ", %s", who, seq,
-                             seq >= next_seq ? "never sent"
-                             : e->state == ST_DONE
-                                 ? "answered twice"
-                                 : "on another socket than its request's");
-                    continue;
-                }
-                if (e->seq != seq || e->state != ST_OUT)
-                    continue; /* late, for a request already given up on */
-                e->state = ST_DONE;
-                flight[s]--;
-                in_flight--;
-                out->replies++;
-                if (t >= measure_from && t < stop_at)
-                    counted++;
-            }
-        }
+        for (unsigned s = 0; sending && s < nsocks; s++)
+            gen_top_up(&g, s, now);
+        if (nsocks == 1)
+            gen_wait_one(&g);
+        else
+            gen_wait_many(&g);
     }
-    out->lost += in_flight;
-    out->done = counted;
-    out->per_s = (double)counted / ((double)(stop_at - measure_from) / 1e9);
-    for (unsigned s = 0; s < SPREAD_SOCKS; s++)
-        close(pfd[s].fd);
+    out->lost += g.in_flight;
+    out->done = g.counted;
+    out->per_s = (double)g.counted /
+                 ((double)(g.stop_at - g.measure_from) / 1e9);
+    out->p50_us = median_of(samples, g.nsamples);
+    for (unsigned s = 0; s < nsocks; s++)
+        close(g.pfd[s].fd);
 }
 
 /* --- libudprr's clients ------------------------------------------------------ */
@@ -1123,7 +1082,7 @@ static int run_traced(pid_t tr, int (*ready)(const char *), const char *arg,
     c->replies = 0;
     if (ok)
         run_generator(who, sp->port, k == SRV_LIB_NATIVE ? FR_NATIVE : FR_ID,
-                      window, seconds, c);
+                      1, window, seconds, c);
     kill(tr, SIGINT);
     waitpid(tr, NULL, 0);
     return ok && c->replies > 0 ? 0 : -1;
@@ -1288,7 +1247,8 @@ static void run_workers_cell(enum server_kind k, unsigned round,
              SPREAD_SOCKS, SPREAD_WINDOW, server_names[k], round + 1);
     double srv0 = proc_cpu_s(sp.pid), gen0 = proc_cpu_s(getpid());
     uint64_t t0 = now_us();
-    run_spread(who, sp.port, seconds, &cells[k][C_W64][round]);
+    run_generator(who, sp.port, FR_ID, SPREAD_SOCKS, SPREAD_WINDOW, seconds,
+                  &cells[k][C_W64][round]);
     double wall = (double)(now_us() - t0) / 1e6;
     cells[k][C_W64][round].server_cpu = (proc_cpu_s(sp.pid) - srv0) / wall;
     cells[k][C_W64][round].load_cpu = (proc_cpu_s(getpid()) - gen0) / wall;
@@ -1314,12 +1274,12 @@ static void run_server_cells(enum server_kind k, unsigned round,
 
     snprintf(who, sizeof who, "raw generator W=1 -> %s, round %u",
              server_names[k], round + 1);
-    run_generator(who, sp.port, fr, 1, seconds, &cells[k][C_W1][round]);
+    run_generator(who, sp.port, fr, 1, 1, seconds, &cells[k][C_W1][round]);
     snprintf(who, sizeof who, "raw generator W=64 -> %s, round %u",
              server_names[k], round + 1);
     double srv0 = proc_cpu_s(sp.pid), gen0 = proc_cpu_s(getpid());
     uint64_t t0 = now_us();
-    run_generator(who, sp.port, fr, BIG_WINDOW, seconds,
+    run_generator(who, sp.port, fr, 1, BIG_WINDOW, seconds,
                   &cells[k][C_W64][round]);
     double wall = (double)(now_us() - t0) / 1e6;
     cells[k][C_W64][round].server_cpu = (proc_cpu_s(sp.pid) - srv0) / wall;

@@ -33,7 +33,12 @@ static int transform_handler(void *user, const udprr_request *req,
     if (req->len >= 7 && memcmp(in, "decline", 7) == 0)
         return -1;
     if (req->len > 4 && memcmp(in, "big:", 4) == 0) {
-        size_t n = (size_t)strtoul((const char *)in + 4, NULL, 10);
+        /* The request's bytes end at req->len, with no NUL after them. */
+        char digits[32] = {0};
+        size_t ndigits = req->len - 4 < sizeof digits - 1 ? req->len - 4
+                                                          : sizeof digits - 1;
+        memcpy(digits, in + 4, ndigits);
+        size_t n = (size_t)strtoul(digits, NULL, 10);
         ck_assert_uint_le(n, cap);
         memset(out, 'B', n);
         *reply_len = n;

@@ -669,7 +669,10 @@ UDPRR_API void udprr_client_close(udprr_client *c);
  * the options (cache_entries, cache_bytes, max_deferred are per worker:
  * N times the memory in all), and at-most-once holds as with one socket.
  * (The kernel may move clients between sockets only when the group
- * changes, which it does not while the handle is open.) The handler runs
+ * changes, which it does not once open has returned: a datagram that
+ * arrives at a fixed port while open is still binding the later sockets
+ * may be queued on the first, and its retransmission hashed to another
+ * worker, which runs the handler again.) The handler runs
  * on every worker's thread, concurrently: it must be thread-safe. A token
  * names the worker that handed it out (in its low bits), so
  * udprr_server_reply() and _decline() take it from any thread as before.

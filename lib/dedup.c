@@ -82,14 +82,15 @@ static unsigned class_of(size_t bytes, size_t *class_bytes)
         *class_bytes = (size_t)1 << CLASS_MIN_SHIFT;
         return 0;
     }
-    /* 2^shift < bytes <= 2^(shift + 1) */
-    unsigned shift = CLASS_MIN_SHIFT;
-    while (shift < CLASS_TOP_SHIFT && ((size_t)1 << (shift + 1)) < bytes)
-        shift++;
-    if (((size_t)1 << (shift + 1)) < bytes) {
+    /* The classes end at 2^CLASS_TOP_SHIFT bytes. */
+    if (bytes > (size_t)1 << CLASS_TOP_SHIFT) {
         *class_bytes = bytes;
         return CLASS_NONE;
     }
+    /* 2^shift < bytes <= 2^(shift + 1), shift < CLASS_TOP_SHIFT */
+    unsigned shift = CLASS_MIN_SHIFT;
+    while (((size_t)1 << (shift + 1)) < bytes)
+        shift++;
     size_t base = (size_t)1 << shift, step = base / CLASS_STEPS;
     size_t k = (bytes - base + step - 1) / step; /* 1 .. CLASS_STEPS */
     *class_bytes = base + k * step;

@@ -5,8 +5,10 @@
  *
  * A pure module: it is given the time as a value and never reads a clock or
  * touches a socket. It allocates (entries and reply copies) only through
- * udprr__malloc/udprr__free (alloc.h), and only while it holds more than
- * it ever held before (see the memory accounting below).
+ * udprr__malloc/udprr__free (alloc.h); with replies of steady sizes, only
+ * while it holds more than it ever held before (removed entries' blocks
+ * are kept by size class for later inserts: see the memory accounting
+ * below).
  *
  * Keyed by (peer address bytes, request ID). Entries live in insertion
  * order on one list, which is also expiry order (every entry lives the same

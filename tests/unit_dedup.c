@@ -1031,6 +1031,36 @@ START_TEST(test_spare_blocks_are_capped)
 }
 END_TEST
 
+/* Blocks larger than every size class (over 128 KiB) are allocated and
+ * freed, never kept: inserting, replacing and evicting them is safe. */
+START_TEST(test_blocks_beyond_the_classes)
+{
+    udprr__dedup *d = cache_new(2, 8u << 20, 1000000);
+    static uint8_t big[200000];
+    struct udprr__dedup_key a = key_of(1, 1), b = key_of(2, 2);
+    ck_assert_int_eq(udprr__dedup_insert(d, &a, 0, UDPRR__KIND_REPLY, big,
+                                         140000),
+                     UDPRR_OK);
+    ck_assert_int_eq(udprr__dedup_insert(d, &b, 0, UDPRR__KIND_REPLY, big,
+                                         sizeof big),
+                     UDPRR_OK);
+    ck_assert_int_eq(udprr__dedup_insert(d, &a, 1, UDPRR__KIND_REPLY, "x", 1),
+                     UDPRR_OK); /* replaces the 140000-byte answer */
+    for (unsigned i = 3; i < 8; i++) {
+        struct udprr__dedup_key k = key_of(i, i);
+        ck_assert_int_eq(udprr__dedup_insert(d, &k, 2, UDPRR__KIND_REPLY, big,
+                                             131000 + i),
+                         UDPRR_OK); /* evicts the one before */
+    }
+    const uint8_t *reply = NULL;
+    size_t len = 0;
+    struct udprr__dedup_key last = key_of(7, 7);
+    ck_assert_int_eq(udprr__dedup_lookup(d, &last, 3, NULL, &reply, &len), 1);
+    ck_assert_uint_eq(len, 131007);
+    udprr__dedup_free(d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("dedup");
@@ -1073,6 +1103,7 @@ int main(void)
     tcase_add_test(api, test_insert_survives_every_allocation_failure);
     tcase_add_test(api, test_in_progress_entry_is_found_but_no_hit);
     tcase_add_test(api, test_in_progress_entries_are_pinned);
+    tcase_add_test(api, test_blocks_beyond_the_classes);
     tcase_add_test(api, test_steady_state_allocates_nothing);
     tcase_add_test(api, test_spare_blocks_are_capped);
     suite_add_tcase(s, api);

@@ -38,6 +38,19 @@ static void assert_canary(const uint8_t *canary, size_t n)
         ck_assert_msg(canary[i] == CANARY, "guard byte %zu overwritten", i);
 }
 
+/* After a 0.1 init symbol wrote opts (of opts_size bytes, canary after
+ * it): exactly 0.1's struct, size_0_1 bytes, ending where 0.2's fields
+ * begin, with that size recorded and not a byte more written. */
+static void assert_wrote_0_1(const void *opts, size_t opts_size,
+                             size_t size_0_1, const uint8_t *canary)
+{
+    size_t recorded;
+    assert_canary(canary, CANARY_BYTES);
+    assert_canary((const uint8_t *)opts + size_0_1, opts_size - size_0_1);
+    memcpy(&recorded, opts, sizeof recorded);
+    ck_assert_uint_eq(recorded, size_0_1);
+}
+
 /* --- the options ABI ------------------------------------------------------ */
 
 START_TEST(test_client_init_writes_exactly_the_struct)
@@ -59,15 +72,11 @@ START_TEST(test_client_init_writes_exactly_the_struct)
     ck_assert_uint_eq(g.opts.max_pending_bytes, 64u << 20);
     ck_assert_uint_eq(g.opts.max_window, 64);
 
-    /* The 0.1 symbol, as a program built against 0.1 calls it: 0.1's
-     * struct, which ends where 0.2's fields begin, and not a byte more. */
-    size_t size_0_1 = offsetof(udprr_client_opts, max_pending);
+    /* The 0.1 symbol, as a program built against 0.1 calls it. */
     memset(&g, CANARY, sizeof g);
     (udprr_client_opts_init)(&g.opts);
-    assert_canary(g.canary, sizeof g.canary);
-    assert_canary((const uint8_t *)&g.opts + size_0_1,
-                  sizeof g.opts - size_0_1);
-    ck_assert_uint_eq(g.opts.size, size_0_1);
+    assert_wrote_0_1(&g.opts, sizeof g.opts,
+                     offsetof(udprr_client_opts, max_pending), g.canary);
     ck_assert_uint_eq(g.opts.deadline_ms, 10000);
 }
 END_TEST
@@ -85,14 +94,11 @@ START_TEST(test_server_init_writes_exactly_the_struct)
     ck_assert_uint_eq(g.opts.max_deferred, 4096);
     ck_assert_uint_eq(g.opts.deferred_lifetime_ms, 10000);
 
-    /* The 0.1 symbol: 0.1's struct, which ends where 0.2's fields begin. */
-    size_t size_0_1 = offsetof(udprr_server_opts, max_deferred);
     memset(&g, CANARY, sizeof g);
     (udprr_server_opts_init)(&g.opts);
-    assert_canary(g.canary, sizeof g.canary);
-    assert_canary((const uint8_t *)&g.opts + size_0_1,
-                  sizeof g.opts - size_0_1);
-    ck_assert_uint_eq(g.opts.size, size_0_1);
+    assert_wrote_0_1(&g.opts, sizeof g.opts,
+                     offsetof(udprr_server_opts, max_deferred), g.canary);
+    ck_assert_int_eq(g.opts.reply_cache, 1);
 }
 END_TEST
 

@@ -277,6 +277,35 @@ typedef struct udprr_client_opts {
     unsigned max_window;         /* most requests in flight at once,
                                     1..65535: the ceiling of the congestion
                                     window (docs/async.md). Default 64 */
+    /* Since 0.2: addresses, interfaces, broadcast, multicast and the path
+     * MTU (docs/network.md). Zero or NULL means the default. The strings
+     * are read by udprr_client_open() and copied. */
+    const char *local_host;      /* the source address: the socket is bound
+                                    to it before it is connected; a name or
+                                    a number. NULL: the kernel chooses */
+    const char *local_service;   /* the source port, a name or a number.
+                                    NULL: any free port */
+    const char *interface;       /* the one interface the handle sends and
+                                    receives on (SO_BINDTODEVICE), such as
+                                    "eth1"; multicast requests leave
+                                    through it. NULL: any */
+    int broadcast;               /* nonzero: the handle may send to a
+                                    broadcast address (SO_BROADCAST); a
+                                    broadcast address without it fails
+                                    open with UDPRR_ESYS (EACCES).
+                                    Default 0 */
+    unsigned multicast_ttl;      /* how many routers a multicast request may
+                                    cross plus one, 1..255 (IP_MULTICAST_TTL,
+                                    IPV6_MULTICAST_HOPS). Default 1: the
+                                    local link only */
+    int dont_fragment;           /* nonzero: never fragment (path MTU
+                                    discovery, IP_MTU_DISCOVER and
+                                    IPV6_MTU_DISCOVER set to DO): a request
+                                    larger than the path MTU the kernel
+                                    knows fails with UDPRR_ETOOBIG, and
+                                    udprr_client_mtu() tells that MTU.
+                                    Default 0: large datagrams are
+                                    fragmented */
 } udprr_client_opts;
 
 /*
@@ -329,14 +358,21 @@ UDPRR_API void(udprr_client_opts_init)(udprr_client_opts *opts);
  * numeric address, or a name with one address, to choose).
  *
  * opts NULL means the defaults. On success *out is a new handle, which the
- * caller frees with udprr_client_close().
+ * caller frees with udprr_client_close(). With opts.local_host or
+ * opts.local_service the socket is bound to that source address and port
+ * first (only addresses of the server's family are tried); opts.interface,
+ * broadcast, multicast_ttl and dont_fragment are set on the socket before
+ * it is connected.
  *
  * Returns UDPRR_OK; UDPRR_EINVAL (out, host or service NULL; an option out
  * of range; an opts->size the library cannot take, see "Options and
  * ABI" above); UDPRR_ERESOLVE (no
- * address for host/service); UDPRR_ESYS (no socket could be made or
- * connected, or the kernel's random source failed; errno says why);
- * UDPRR_ENOMEM. On failure *out is unchanged.
+ * address for host/service, or for local_host/local_service, or no
+ * interface named opts.interface); UDPRR_ESYS (no socket could be made,
+ * bound or connected, or the kernel's random source failed; errno says
+ * why: EACCES for a broadcast address without opts.broadcast, EPERM when
+ * SO_BINDTODEVICE needs a privilege the process lacks, EADDRINUSE for a
+ * local port in use); UDPRR_ENOMEM. On failure *out is unchanged.
  */
 UDPRR_API int udprr_client_open(udprr_client **out, const char *host,
                                 const char *service,
@@ -461,6 +497,80 @@ UDPRR_API int udprr_client_stats(const udprr_client *c,
  * -1 for NULL. Never blocks.
  */
 UDPRR_API int udprr_client_fd(const udprr_client *c);
+
+/* ------------------------------------------------------------------------
+ * Broadcast and multicast gathers, the path MTU (docs/network.md)
+ */
+
+/* The most replies one gather reports (udprr_client_gather). */
+#define UDPRR_GATHER_MAX 4096
+
+/*
+ * Called once for each server that answered a gather: from is its address
+ * (from_len bytes), status UDPRR_OK for a reply or UDPRR_EREMOTE for a
+ * decline (native framing), and reply[0..reply_len) the reply's body (in
+ * id-at-offset and raw framing the whole datagram). The pointers are valid
+ * during the call only. Return 0 to go on gathering, nonzero to stop.
+ */
+typedef int (*udprr_gather_fn)(void *user, const struct sockaddr *from,
+                               socklen_t from_len, int status,
+                               const void *reply, size_t reply_len);
+
+/*
+ * udprr_client_gather - sends req[0..req_len) to the handle's address, a
+ * broadcast address (open with opts.broadcast set) or a multicast group,
+ * or any unicast address, and hands every distinct server's answer to fn
+ * until window_ms has passed or max_replies servers (1..UDPRR_GATHER_MAX;
+ * 0: UDPRR_GATHER_MAX) have answered, or fn returns nonzero. Blocks.
+ *
+ * The request is sent again on the handle's retry schedule (the RTO, its
+ * backoff and jitter: docs/retry.md) while the window lasts, every time
+ * with the same ID, so that a server which answered already answers the
+ * retransmission from its reply cache without running its handler again,
+ * and one whose answer was lost gets another chance. A server is reported
+ * once, however many of its answers arrive: servers are told apart by
+ * their address and port. max_attempts, when set, bounds the
+ * transmissions; the deadline does not apply (the window is the gather's
+ * deadline).
+ *
+ * A gather uses a socket of its own, made for the call with the handle's
+ * options (local_host, interface, broadcast, multicast_ttl,
+ * dont_fragment; any free port, not local_service) and closed before it
+ * returns: replies come from the servers' own addresses, which a socket
+ * connected to the group or the broadcast address would never receive.
+ * The handle's asynchronous requests make no progress during a gather.
+ * Every framing works: in raw framing every datagram that arrives on the
+ * gather's socket counts as its sender's answer.
+ *
+ * Returns UDPRR_OK when at least one server answered; UDPRR_ETIMEDOUT when
+ * none did within the window; UDPRR_EINVAL (c or fn NULL, req NULL with a
+ * nonzero req_len, window_ms 0 or above 3600000, max_replies above
+ * UDPRR_GATHER_MAX, a request too short for its ID in id-at-offset
+ * framing, or called from inside a done callback of the handle);
+ * UDPRR_ETOOBIG (req_len over what one datagram carries in the handle's
+ * framing, or, with dont_fragment, over the path MTU); UDPRR_ENOMEM;
+ * UDPRR_ESYS (the socket could not be made, or a send or a wait failed;
+ * errno says why). UDPRR_EREFUSED never ends a gather: one server that is
+ * not listening says nothing of the others.
+ */
+UDPRR_API int udprr_client_gather(udprr_client *c, const void *req,
+                                  size_t req_len, unsigned window_ms,
+                                  size_t max_replies, udprr_gather_fn fn,
+                                  void *user);
+
+/*
+ * udprr_client_mtu - the path MTU the kernel knows for the handle's server
+ * (IP_MTU, IPV6_MTU): the largest IP packet, headers included, that leaves
+ * without fragmenting. It is the outgoing interface's MTU until an ICMP
+ * "fragmentation needed" (IPv4) or "packet too big" (IPv6) message lowers
+ * it; the largest request body that fits is the MTU less 28 bytes (IPv4
+ * and UDP headers; 48 over IPv6) and, in native framing, less the 20-byte
+ * header. Meaningful with dont_fragment, where a larger request fails with
+ * UDPRR_ETOOBIG; without it the kernel fragments instead.
+ * UDPRR_OK and *mtu set; UDPRR_EINVAL (c or mtu NULL); UDPRR_ESYS (the
+ * kernel knows no route to the server; errno says why).
+ */
+UDPRR_API int udprr_client_mtu(const udprr_client *c, unsigned *mtu);
 
 /* ------------------------------------------------------------------------
  * Asynchronous requests, driven by the application's event loop
@@ -811,6 +921,12 @@ typedef struct udprr_server_opts {
     unsigned workers;            /* sockets and threads that serve the
                                     address, 1..UDPRR_MAX_WORKERS.
                                     Default 1 */
+    /* Since 0.2: interfaces (docs/network.md). NULL means the default. */
+    const char *interface;       /* take requests only from this interface
+                                    (SO_BINDTODEVICE), such as "eth1": a
+                                    datagram that arrives on another one
+                                    is not seen. Read by udprr_server_open
+                                    and copied. NULL: every interface */
 } udprr_server_opts;
 
 /* As for clients (see "Options and ABI" above): the macro passes the
@@ -828,6 +944,13 @@ UDPRR_API void(udprr_server_opts_init)(udprr_server_opts *opts);
  * where the system allows dual-stack sockets, else an IPv4 one. service
  * "0" picks a free port; read it back with udprr_server_sockname().
  *
+ * Every answer leaves from the address the request was sent to, through
+ * the interface it arrived on (IP_PKTINFO, IPV6_PKTINFO): a server bound to
+ * every interface of a host with several addresses answers a client that
+ * wrote to its second address from that address, as a connected client
+ * requires (for a request sent to a broadcast address or a multicast
+ * group, from the arriving interface's own address instead).
+ *
  * The cache options are checked only when a cache is made: reply_cache on,
  * in a framing that has IDs (not raw). With workers > 1 (see "Workers"
  * above) every socket is bound before open returns, the first one with
@@ -842,6 +965,30 @@ UDPRR_API void(udprr_server_opts_init)(udprr_server_opts *opts);
 UDPRR_API int udprr_server_open(udprr_server **out, const char *host,
                                 const char *service,
                                 const udprr_server_opts *opts);
+
+/*
+ * udprr_server_join - joins the multicast group (an IPv4 or IPv6 address,
+ * numeric or a name) on interface ("eth1"; NULL: the one the kernel's
+ * routes choose), so that requests sent to the group reach the server.
+ * The server must be bound to the group's family (a wildcard server takes
+ * both where it is dual-stack) and to the port the requests go to. Answers
+ * go from the server's unicast address, never from the group. Call it
+ * after open, before or while serving, from the thread that runs the
+ * server; a group stays joined until close.
+ *
+ * Returns UDPRR_OK; UDPRR_EINVAL (s or group NULL, group not a multicast
+ * address, or workers > 1: each worker's socket would take its own copy of
+ * every multicast request and run the handler once per worker);
+ * UDPRR_ERESOLVE (group or interface unknown); UDPRR_ESYS (the kernel
+ * refused the membership; errno says why, EADDRINUSE when already joined).
+ *
+ * Broadcast requests reach a server without any call; with workers > 1
+ * every worker takes its own copy of each (the kernel does not spread
+ * broadcasts over a SO_REUSEPORT group), so serve broadcasts with one
+ * worker.
+ */
+UDPRR_API int udprr_server_join(udprr_server *s, const char *group,
+                                const char *interface);
 
 /* The bound address, as getsockname(2): *len is the size of addr on entry
  * and the address's size on return. UDPRR_OK, UDPRR_EINVAL, UDPRR_ESYS. */

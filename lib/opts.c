@@ -33,6 +33,7 @@ static void client_defaults(void *out)
         .max_pending = 65536,
         .max_pending_bytes = 64u << 20,
         .max_window = 64,
+        .multicast_ttl = 1,
     };
     memcpy(out, &o, sizeof o);
 }
@@ -90,6 +91,10 @@ struct client_opts_0_2 {
     struct client_opts_0_1 v0_1;
     size_t max_pending, max_pending_bytes;
     unsigned max_window;
+    const char *local_host, *local_service, *interface;
+    int broadcast;
+    unsigned multicast_ttl;
+    int dont_fragment;
 };
 
 struct server_opts_0_1 {
@@ -102,13 +107,15 @@ struct server_opts_0_1 {
     unsigned id_len;
 };
 
-/* 0.2.0's server options: 0.1's, deferred answers' and workers. Frozen
+/* 0.2.0's server options: 0.1's, deferred answers', workers and the
+ * interface. Frozen
  * like 0.1's once 0.2.0 is released. */
 struct server_opts_0_2 {
     struct server_opts_0_1 v0_1;
     size_t max_deferred;
     unsigned deferred_lifetime_ms;
     unsigned workers;
+    const char *interface;
 };
 
 #define FIELD_END(type, field)                                                 \
@@ -136,12 +143,20 @@ _Static_assert(offsetof(udprr_server_opts, max_deferred) >=
                    offsetof(udprr_server_opts, deferred_lifetime_ms) ==
                        offsetof(struct server_opts_0_2, deferred_lifetime_ms) &&
                    offsetof(udprr_server_opts, workers) ==
-                       offsetof(struct server_opts_0_2, workers),
+                       offsetof(struct server_opts_0_2, workers) &&
+                   offsetof(udprr_server_opts, interface) ==
+                       offsetof(struct server_opts_0_2, interface) &&
+                   sizeof(udprr_server_opts) == sizeof(struct server_opts_0_2),
                "udprr_server_opts no longer begins with 0.2's fields");
 _Static_assert(offsetof(udprr_client_opts, max_pending) ==
                        offsetof(struct client_opts_0_2, max_pending) &&
                    offsetof(udprr_client_opts, max_window) ==
-                       offsetof(struct client_opts_0_2, max_window),
+                       offsetof(struct client_opts_0_2, max_window) &&
+                   offsetof(udprr_client_opts, local_host) ==
+                       offsetof(struct client_opts_0_2, local_host) &&
+                   offsetof(udprr_client_opts, dont_fragment) ==
+                       offsetof(struct client_opts_0_2, dont_fragment) &&
+                   sizeof(udprr_client_opts) == sizeof(struct client_opts_0_2),
                "udprr_client_opts no longer begins with 0.2's fields");
 
 /* One version of an options struct: the size that names it, and how many
@@ -162,30 +177,31 @@ struct opts_kind {
     /* The fields appended after 0.1, whose zero means their default. */
     struct field_span {
         size_t offset, size;
-    } zero_default[3];
+    } zero_default[4];
 };
 
 #define SPAN(type, field) {offsetof(type, field), sizeof(((type *)0)->field)}
 
 static const struct opts_kind client_kind = {
     client_defaults,
-    {sizeof(udprr_client_opts), FIELD_END(udprr_client_opts, max_window)},
+    {sizeof(udprr_client_opts), FIELD_END(udprr_client_opts, dont_fragment)},
     {{sizeof(struct client_opts_0_1),
       FIELD_END(struct client_opts_0_1, id_len)},
      {sizeof(struct client_opts_0_2),
-      FIELD_END(struct client_opts_0_2, max_window)}},
+      FIELD_END(struct client_opts_0_2, dont_fragment)}},
     {SPAN(udprr_client_opts, max_pending),
      SPAN(udprr_client_opts, max_pending_bytes),
-     SPAN(udprr_client_opts, max_window)},
+     SPAN(udprr_client_opts, max_window),
+     SPAN(udprr_client_opts, multicast_ttl)},
 };
 static const struct opts_kind server_kind = {
     server_defaults,
     {sizeof(udprr_server_opts),
-     FIELD_END(udprr_server_opts, workers)},
+     FIELD_END(udprr_server_opts, interface)},
     {{sizeof(struct server_opts_0_1),
       FIELD_END(struct server_opts_0_1, id_len)},
      {sizeof(struct server_opts_0_2),
-      FIELD_END(struct server_opts_0_2, workers)}},
+      FIELD_END(struct server_opts_0_2, interface)}},
     {SPAN(udprr_server_opts, max_deferred),
      SPAN(udprr_server_opts, deferred_lifetime_ms),
      SPAN(udprr_server_opts, workers)},

@@ -48,7 +48,8 @@ static void scramble_padding(void *opts, size_t fields_end, size_t size)
     memset((unsigned char *)opts + fields_end, 0xEE, size - fields_end);
 }
 /* Where each struct's last field ends (the rest is padding). */
-#define FIELDS_END(type, last) (offsetof(type, last) + sizeof(unsigned))
+#define FIELDS_END(type, last)                                                 \
+    (offsetof(type, last) + sizeof(((type *)0)->last))
 
 /* Whether an init recorded size_0_1 and left the struct's bytes past it
  * alone. */
@@ -104,7 +105,7 @@ int main(void)
     udprr_server_opts_init(&so.opts);
     check(guard_intact(so.guard), "server opts init writes only the struct");
     check(so.opts.size == sizeof so.opts, "server opts carry the program's size");
-    scramble_padding(&so.opts, FIELDS_END(udprr_server_opts, workers), sizeof so.opts);
+    scramble_padding(&so.opts, FIELDS_END(udprr_server_opts, interface), sizeof so.opts);
     udprr_server *s = NULL;
     int rc = udprr_server_open(&s, "127.0.0.1", "0", &so.opts);
     check(rc == UDPRR_OK, "server opens with the program's struct");
@@ -128,7 +129,7 @@ int main(void)
     check(co.opts.deadline_ms == 10000 && co.opts.initial_rto_ms == 1000,
           "client opts hold the defaults");
     co.opts.max_attempts = 7; /* the program's own setting is honoured */
-    scramble_padding(&co.opts, FIELDS_END(udprr_client_opts, max_window), sizeof co.opts);
+    scramble_padding(&co.opts, FIELDS_END(udprr_client_opts, dont_fragment), sizeof co.opts);
     udprr_client *c = NULL;
     rc = udprr_client_open(&c, "127.0.0.1", port, &co.opts);
     check(rc == UDPRR_OK, "client opens with the program's struct");

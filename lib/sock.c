@@ -645,8 +645,10 @@ static size_t write_local(const struct udprr__sock_local *local,
     memset(c, 0, sizeof *c);
     if (local->family == AF_INET) {
         struct in_pktinfo pi;
+        /* The address alone: the routes choose the interface, as for
+         * any IPv4 datagram (a host may take a datagram for one
+         * interface's address on another). */
         memset(&pi, 0, sizeof pi);
-        pi.ipi_ifindex = (int)local->ifindex;
         pi.ipi_spec_dst = local->v4;
         h->cmsg_level = IPPROTO_IP;
         h->cmsg_type = IP_PKTINFO;
@@ -654,6 +656,8 @@ static size_t write_local(const struct udprr__sock_local *local,
         memcpy(CMSG_DATA(h), &pi, sizeof pi);
         return CMSG_SPACE(sizeof pi);
     }
+    /* The interface too: a link-local address means nothing without
+     * it. */
     struct in6_pktinfo pi;
     memset(&pi, 0, sizeof pi);
     pi.ipi6_ifindex = local->ifindex;

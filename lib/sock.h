@@ -136,8 +136,10 @@ size_t udprr__sock_recv_many(int fd, uint8_t *bufs, size_t buf_size,
 
 /* The local end of a datagram: the address it was sent to and the
  * interface it arrived on, as IP_PKTINFO or IPV6_PKTINFO told. An answer
- * sent with it leaves from that address (through that interface), as a
- * client connected to that address requires. For a datagram sent to a
+ * sent with it leaves from that address, as a client connected to that
+ * address requires; over IPv6 also through that interface (a link-local
+ * address needs it), over IPv4 through the one the routes choose. For a
+ * datagram sent to a
  * broadcast address or a multicast group the address is the arriving
  * interface's own (IPv4), or unspecified (IPv6: the kernel picks one). */
 struct udprr__sock_local {

@@ -292,8 +292,13 @@ typedef struct udprr_client_opts {
     int broadcast;               /* nonzero: the handle may send to a
                                     broadcast address (SO_BROADCAST); a
                                     broadcast address without it fails
-                                    open with UDPRR_ESYS (EACCES).
-                                    Default 0 */
+                                    open with UDPRR_ESYS (EACCES). Only
+                                    udprr_client_gather() hears answers
+                                    to a broadcast or multicast address:
+                                    the handle's connected socket takes
+                                    datagrams from the address it is
+                                    connected to alone, so its requests
+                                    time out. Default 0 */
     unsigned multicast_ttl;      /* how many routers a multicast request may
                                     cross plus one, 1..255 (IP_MULTICAST_TTL,
                                     IPV6_MULTICAST_HOPS). Default 1: the
@@ -944,12 +949,15 @@ UDPRR_API void(udprr_server_opts_init)(udprr_server_opts *opts);
  * where the system allows dual-stack sockets, else an IPv4 one. service
  * "0" picks a free port; read it back with udprr_server_sockname().
  *
- * Every answer leaves from the address the request was sent to, through
- * the interface it arrived on (IP_PKTINFO, IPV6_PKTINFO): a server bound to
- * every interface of a host with several addresses answers a client that
- * wrote to its second address from that address, as a connected client
- * requires (for a request sent to a broadcast address or a multicast
- * group, from the arriving interface's own address instead).
+ * Every answer leaves from the address the request was sent to
+ * (IP_PKTINFO, IPV6_PKTINFO): a server bound to every interface of a host
+ * with several addresses answers a client that wrote to its second
+ * address from that address, as a connected client requires. For a
+ * request sent to a broadcast address or a multicast group the answer
+ * leaves from a unicast address of the interface it arrived on instead.
+ * Over IPv6 the answer also leaves through the interface the request
+ * arrived on (link-local addresses need it); over IPv4 through the one
+ * the routes choose.
  *
  * The cache options are checked only when a cache is made: reply_cache on,
  * in a framing that has IDs (not raw). With workers > 1 (see "Workers"

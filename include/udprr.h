@@ -965,9 +965,12 @@ UDPRR_API void(udprr_server_opts_init)(udprr_server_opts *opts);
  * SO_REUSEPORT too.
  *
  * Returns UDPRR_OK; UDPRR_EINVAL (out or service NULL, an option out of
- * range, workers above UDPRR_MAX_WORKERS); UDPRR_ERESOLVE; UDPRR_ESYS (socket, bind or eventfd failed, or
- * the kernel's random source that keys the cache; errno says why, e.g.
- * EADDRINUSE); UDPRR_ENOMEM. On failure *out is unchanged.
+ * range, workers above UDPRR_MAX_WORKERS); UDPRR_ERESOLVE (no address for
+ * host/service, or no interface named opts.interface); UDPRR_ESYS (socket,
+ * bind or eventfd failed, or the kernel's random source that keys the
+ * cache; errno says why, e.g. EADDRINUSE, or EPERM when SO_BINDTODEVICE
+ * needs a privilege the process lacks); UDPRR_ENOMEM. On failure *out is
+ * unchanged.
  * Like the client's open, it blocks while getaddrinfo resolves a name.
  */
 UDPRR_API int udprr_server_open(udprr_server **out, const char *host,

@@ -19,6 +19,7 @@
 
 #include "alloc.h"
 #include "exchange.h"
+#include "gather.h"
 #include "opts.h"
 #include "sock.h"
 #include "udprr.h"
@@ -34,6 +35,8 @@
 struct udprr_client {
     int fd;
     struct udprr__exchange x;
+    struct udprr__sock_setup setup; /* its strings point into setup_strings */
+    char *setup_strings;
     udprr_attempt_fn on_attempt;
     void *on_attempt_user;
     uint8_t random_pool[RANDOM_POOL_BYTES];
@@ -103,6 +106,33 @@ static void client_on_attempt(void *ctx, uint64_t id, unsigned attempt,
 
 /* --- open, close --------------------------------------------------------- */
 
+/* Copies the socket options of o into c->setup, its strings into one
+ * block that c owns. UDPRR_OK or UDPRR_ENOMEM. */
+static int keep_setup(udprr_client *c, const udprr_client_opts *o)
+{
+    const char *from[3] = {o->local_host, o->local_service, o->interface};
+    const char **to[3] = {&c->setup.local_host, &c->setup.local_service,
+                          &c->setup.interface};
+    size_t total = 0;
+    for (int i = 0; i < 3; i++)
+        total += from[i] != NULL ? strlen(from[i]) + 1 : 0;
+    if (total > 0 && (c->setup_strings = udprr__malloc(total)) == NULL)
+        return UDPRR_ENOMEM;
+    char *p = c->setup_strings;
+    for (int i = 0; i < 3; i++) {
+        if (from[i] == NULL)
+            continue;
+        size_t n = strlen(from[i]) + 1;
+        memcpy(p, from[i], n);
+        *to[i] = p;
+        p += n;
+    }
+    c->setup.broadcast = o->broadcast;
+    c->setup.multicast_ttl = o->multicast_ttl;
+    c->setup.dont_fragment = o->dont_fragment;
+    return UDPRR_OK;
+}
+
 int udprr_client_open(udprr_client **out, const char *host,
                       const char *service, const udprr_client_opts *opts)
 {
@@ -112,7 +142,8 @@ int udprr_client_open(udprr_client **out, const char *host,
 
     if (out == NULL || host == NULL || service == NULL ||
         udprr__client_opts_take(&o, opts) != UDPRR_OK ||
-        make_policy(&o, &policy, &limits) != UDPRR_OK)
+        make_policy(&o, &policy, &limits) != UDPRR_OK || o.multicast_ttl < 1 ||
+        o.multicast_ttl > 255)
         return UDPRR_EINVAL;
 
     udprr_client *c = udprr__malloc(sizeof *c);
@@ -141,15 +172,22 @@ int udprr_client_open(udprr_client **out, const char *host,
     struct udprr__exchange_io io = {c, client_send, client_random64,
                                     client_on_attempt};
     struct udprr__framing framing = {o.framing, o.id_offset, o.id_len};
-    int rc = udprr__exchange_init(&c->x, &framing, &policy, &limits, &io);
+    int rc = keep_setup(c, &o);
     if (rc != UDPRR_OK) {
         udprr__free(c);
         return rc;
     }
-    rc = udprr__sock_connect(host, service, &c->fd);
+    rc = udprr__exchange_init(&c->x, &framing, &policy, &limits, &io);
+    if (rc != UDPRR_OK) {
+        udprr__free(c->setup_strings);
+        udprr__free(c);
+        return rc;
+    }
+    rc = udprr__sock_connect(host, service, &c->setup, &c->fd);
     if (rc != UDPRR_OK) {
         int saved = errno;
         udprr__exchange_destroy(&c->x);
+        udprr__free(c->setup_strings);
         udprr__free(c);
         errno = saved;
         return rc;
@@ -171,6 +209,7 @@ static int leave(udprr_client *c)
         return 0;
     udprr__exchange_destroy(&c->x);
     udprr__sock_close(c->fd);
+    udprr__free(c->setup_strings);
     udprr__free(c);
     return 1;
 }
@@ -350,6 +389,155 @@ int udprr_client_request(udprr_client *c, const void *req, size_t req_len,
         errno = saved_errno;
     return b.status;
 }
+
+/* --- gathers, the path MTU ------------------------------------------------ */
+
+/* The longest window a gather takes (udprr.h). */
+#define GATHER_MAX_WINDOW_MS 3600000u
+/* Datagrams one receive of a gather takes. */
+#define GATHER_BATCH 8
+
+/* What a gather works with, freed by gather_end. */
+struct gathering {
+    struct udprr__gather g;
+    int fd;
+    udprr__recv_batch *rx;
+    uint8_t *datagram;
+    size_t datagram_len;
+    struct sockaddr_storage to;
+    socklen_t to_len;
+};
+
+/* Sends transmission `attempt` of the gather's request. */
+static int gather_send(udprr_client *c, struct gathering *w, unsigned attempt)
+{
+    udprr__framing_stamp(&c->x.framing, w->g.id, attempt, w->datagram,
+                         w->datagram_len);
+    struct udprr__sock_out out = {(const struct sockaddr *)&w->to, w->to_len,
+                                  NULL, NULL, 0, w->datagram,
+                                  w->datagram_len};
+    int status;
+    udprr__sock_send_many_to(w->fd, &out, 1, &status);
+    return status;
+}
+
+/* Hands each new server's answer among the datagrams waiting to fn. */
+static int gather_receive(struct gathering *w, udprr_gather_fn fn, void *user)
+{
+    size_t n = udprr__sock_recv_many_from(w->fd, w->rx);
+    for (size_t i = 0; i < n; i++) {
+        size_t len, body_len;
+        socklen_t from_len;
+        const uint8_t *body;
+        int status;
+        struct udprr__gather_key key;
+        uint8_t *data = udprr__recv_batch_data(w->rx, i, &len);
+        const struct sockaddr *from =
+            udprr__recv_batch_peer(w->rx, i, &from_len);
+        key.len = (uint8_t)udprr__sock_addr_key(from, from_len, key.addr);
+        int rc = udprr__gather_datagram(&w->g, data, len, &key, &status,
+                                        &body, &body_len);
+        if (rc < 0)
+            return rc;
+        if (rc == 1 && fn(user, from, from_len, status, body, body_len) != 0)
+            udprr__gather_stop(&w->g);
+    }
+    return UDPRR_OK;
+}
+
+/* Sets the gather up: its ID, its datagram, its socket. */
+static int gather_begin(udprr_client *c, struct gathering *w, const void *req,
+                        size_t req_len, unsigned window_ms,
+                        size_t max_replies)
+{
+    const struct udprr__framing *f = &c->x.framing;
+    uint64_t id;
+    int rc = client_random64(c, &id);
+    if (rc != UDPRR_OK)
+        return rc;
+    id &= udprr__framing_id_mask(f);
+    w->to_len = sizeof w->to;
+    if (udprr__sock_peer(c->fd, (struct sockaddr *)&w->to, &w->to_len) !=
+        UDPRR_OK)
+        return UDPRR_ESYS;
+    w->datagram = udprr__malloc(udprr__framing_overhead(f) + req_len + 1);
+    if (w->datagram == NULL)
+        return UDPRR_ENOMEM;
+    rc = udprr__framing_request(f, id, 1, req, req_len, w->datagram,
+                                &w->datagram_len);
+    if (rc == UDPRR_OK)
+        rc = udprr__gather_init(&w->g, f, id, udprr__now_us(),
+                                (uint64_t)window_ms * 1000,
+                                max_replies == 0 ? UDPRR_GATHER_MAX
+                                                 : max_replies,
+                                c->x.limits.max_attempts);
+    if (rc == UDPRR_OK)
+        rc = udprr__recv_batch_new(&w->rx, GATHER_BATCH);
+    if (rc == UDPRR_OK)
+        rc = udprr__sock_open_unconnected(w->to.ss_family, &c->setup, &w->fd);
+    return rc;
+}
+
+static void gather_end(struct gathering *w)
+{
+    int saved = errno;
+    udprr__sock_close(w->fd);
+    udprr__recv_batch_free(w->rx);
+    udprr__free(w->datagram);
+    udprr__gather_free(&w->g);
+    errno = saved;
+}
+
+int udprr_client_gather(udprr_client *c, const void *req, size_t req_len,
+                        unsigned window_ms, size_t max_replies,
+                        udprr_gather_fn fn, void *user)
+{
+    if (c == NULL || fn == NULL || (req == NULL && req_len > 0) ||
+        window_ms == 0 || window_ms > GATHER_MAX_WINDOW_MS ||
+        max_replies > UDPRR_GATHER_MAX || c->depth > 0 || c->closing)
+        return UDPRR_EINVAL;
+    if (req_len > udprr__framing_max_body(&c->x.framing))
+        return UDPRR_ETOOBIG;
+    struct gathering w;
+    memset(&w, 0, sizeof w);
+    w.fd = -1;
+    int rc = gather_begin(c, &w, req, req_len, window_ms, max_replies);
+    while (rc == UDPRR_OK) {
+        uint64_t now = udprr__now_us(), random;
+        unsigned attempt;
+        if ((rc = client_random64(c, &random)) != UDPRR_OK)
+            break;
+        while ((attempt = udprr__gather_due(&w.g, &c->x.rtt, now,
+                                            (uint32_t)random)) != 0) {
+            int sent = gather_send(c, &w, attempt);
+            /* The first transmission's failure is the call's (too big
+             * for the path, say); a later one is as if lost. */
+            if (sent != UDPRR_OK && attempt == 1)
+                rc = sent;
+        }
+        if (rc != UDPRR_OK || udprr__gather_over(&w.g, now))
+            break;
+        uint64_t next = udprr__gather_next_us(&w.g);
+        if (udprr__sock_wait(w.fd, -1, next > now ? next - now : 0) < 0 &&
+            errno != EINTR) {
+            rc = UDPRR_ESYS;
+            break;
+        }
+        rc = gather_receive(&w, fn, user);
+    }
+    if (rc == UDPRR_OK && w.g.replies == 0)
+        rc = UDPRR_ETIMEDOUT;
+    gather_end(&w);
+    return rc;
+}
+
+int udprr_client_mtu(const udprr_client *c, unsigned *mtu)
+{
+    if (c == NULL || mtu == NULL)
+        return UDPRR_EINVAL;
+    return udprr__sock_mtu(c->fd, mtu);
+}
+
 int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
 {
     if (c == NULL || out == NULL || out->size < sizeof out->size)

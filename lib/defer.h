@@ -22,6 +22,7 @@
 
 #include "dedup.h"
 #include "list.h"
+#include "sock.h"
 
 /* The largest max_deferred. */
 #define UDPRR__DEFER_MAX ((size_t)1 << 20)
@@ -32,6 +33,7 @@ struct udprr__deferred {
     uint64_t expires_us;
     struct sockaddr_storage peer; /* where the answer goes */
     socklen_t peer_len;
+    struct udprr__sock_local local; /* and where it comes from */
     uint64_t id;                  /* the request's ID and attempt, echoed */
     unsigned attempt;
     struct udprr__dedup_key key;  /* its reply cache key; addr_len 0:

@@ -100,6 +100,14 @@ static uint64_t get(const counter *c)
     return atomic_load_explicit(c, memory_order_relaxed);
 }
 
+/* Where a request came from and the local address it was sent to: its
+ * answer goes back the same way (from that address: see sock.h). */
+struct route {
+    const struct sockaddr *peer;
+    socklen_t peer_len;
+    const struct udprr__sock_local *local;
+};
+
 /* A deferred request's node, as the server's thread sees it. */
 enum {
     NODE_IN_HANDLER, /* the handler is running: its result not known yet */
@@ -123,6 +131,7 @@ struct answer {
 struct outgoing {
     struct sockaddr_storage peer;
     socklen_t peer_len;
+    struct udprr__sock_local local; /* where the request went */
     size_t header_len;
     size_t body_offset; /* into tx_arena */
     size_t body_len;
@@ -240,8 +249,9 @@ static int worker_open(udprr_server *w, const udprr_server_opts *o,
         rc = udprr__wake_open(&w->wake_fd);
     if (rc == UDPRR_OK)
         rc = first == NULL
-                 ? udprr__sock_bind(host, service, o->workers > 1, &w->fd)
-                 : udprr__sock_bind_beside(first->fd, &w->fd);
+                 ? udprr__sock_bind(host, service, o->workers > 1,
+                                    o->interface, &w->fd)
+                 : udprr__sock_bind_beside(first->fd, o->interface, &w->fd);
     if (rc == UDPRR_OK)
         rc = udprr__poller_open(w->fd, w->wake_fd, &w->poll_fd);
     return rc;
@@ -305,6 +315,16 @@ int udprr_server_sockname(const udprr_server *s, struct sockaddr *addr,
     return udprr__sock_name(s->fd, addr, len);
 }
 
+int udprr_server_join(udprr_server *s, const char *group,
+                      const char *interface)
+{
+    /* Each worker's socket would take its own copy of every request sent
+     * to the group (udprr.h). */
+    if (s == NULL || group == NULL || s->n_workers > 1)
+        return UDPRR_EINVAL;
+    return udprr__sock_join(s->fd, group, interface);
+}
+
 int udprr_server_fd(const udprr_server *s)
 {
     /* Workers are served by run alone. */
@@ -366,8 +386,9 @@ static void flush_answers(udprr_server *s)
     for (size_t i = 0; i < s->tx_count; i++) {
         const struct outgoing *o = &s->tx[i];
         out[i] = (struct udprr__sock_out){
-            (const struct sockaddr *)&o->peer, o->peer_len, o->header,
-            o->header_len, s->tx_arena + o->body_offset, o->body_len};
+            (const struct sockaddr *)&o->peer, o->peer_len, &o->local,
+            o->header, o->header_len, s->tx_arena + o->body_offset,
+            o->body_len};
     }
     size_t sent = udprr__sock_send_many_to(s->fd, out, s->tx_count, status);
     bump_by(&s->stats.answered, sent);
@@ -387,12 +408,13 @@ static uint8_t *answer_room(udprr_server *s, size_t room_bytes)
     return s->tx_arena + s->tx_used;
 }
 
-/* Queues the framing's header (if any) and body for peer as one datagram,
- * echoing the request's ID and attempt; the step sends it with the rest
- * of its batch. An id-at-offset body already carries the ID. body may be
- * the room answer_room gave (a handler's reply), else it is copied. */
-static void answer(udprr_server *s, const struct sockaddr *peer,
-                   socklen_t peer_len, enum udprr__wire_kind kind,
+/* Queues the framing's header (if any) and body back along route as one
+ * datagram, echoing the request's ID and attempt; the step sends it with
+ * the rest of its batch. An id-at-offset body already carries the ID.
+ * body may be the room answer_room gave (a handler's reply), else it is
+ * copied. */
+static void answer(udprr_server *s, const struct route *route,
+                   enum udprr__wire_kind kind,
                    uint64_t id, unsigned attempt, const uint8_t *body,
                    size_t body_len)
 {
@@ -403,8 +425,9 @@ static void answer(udprr_server *s, const struct sockaddr *peer,
         return; /* a decline this framing cannot express */
     if (body_len > 0 && body != room)
         memcpy(room, body, body_len);
-    memcpy(&o->peer, peer, peer_len);
-    o->peer_len = peer_len;
+    memcpy(&o->peer, route->peer, route->peer_len);
+    o->peer_len = route->peer_len;
+    o->local = *route->local;
     o->body_offset = s->tx_used;
     o->body_len = body_len;
     s->tx_used += body_len;
@@ -419,7 +442,7 @@ static void answer(udprr_server *s, const struct sockaddr *peer,
  * into it first, so that a cached answer is sent again exactly as it
  * was. */
 static void cache_and_answer(udprr_server *s, const struct udprr__dedup_key *key,
-                             const struct sockaddr *peer, socklen_t peer_len,
+                             const struct route *route,
                              enum udprr__wire_kind kind, uint64_t id,
                              unsigned attempt, uint8_t *body, size_t body_len,
                              uint64_t now_us)
@@ -434,7 +457,7 @@ static void cache_and_answer(udprr_server *s, const struct udprr__dedup_key *key
          * be dropped for ever instead of running the handler again. */
         udprr__dedup_forget(s->cache, key);
     }
-    answer(s, peer, peer_len, kind, id, attempt, body, body_len);
+    answer(s, route, kind, id, attempt, body, body_len);
 }
 
 /* A node for the request about to be handled: the spare, or a new one. */
@@ -459,8 +482,7 @@ static void node_put(udprr_server *s, struct udprr__deferred *n)
  * or NULL (token 0: the table is full, or no memory). */
 static struct udprr__deferred *defer_begin(udprr_server *s,
                                            const struct udprr__framed *in,
-                                           const struct sockaddr *peer,
-                                           socklen_t peer_len,
+                                           const struct route *route,
                                            const struct udprr__dedup_key *key,
                                            uint64_t now_us)
 {
@@ -468,8 +490,9 @@ static struct udprr__deferred *defer_begin(udprr_server *s,
     if (n == NULL)
         return NULL;
     memset(n, 0, sizeof *n);
-    memcpy(&n->peer, peer, peer_len);
-    n->peer_len = peer_len;
+    memcpy(&n->peer, route->peer, route->peer_len);
+    n->peer_len = route->peer_len;
+    n->local = *route->local;
     n->id = in->id;
     n->attempt = in->attempt;
     n->key = *key;
@@ -505,8 +528,8 @@ static void defer_end(udprr_server *s, struct udprr__deferred *n,
 }
 
 static void handle_datagram(udprr_server *s, uint8_t *data, size_t len,
-                            const struct sockaddr *peer, socklen_t peer_len,
-                            udprr_handler h, void *user, uint64_t now_us)
+                            const struct route *route, udprr_handler h,
+                            void *user, uint64_t now_us)
 {
     struct udprr__framed in;
 
@@ -523,7 +546,8 @@ static void handle_datagram(udprr_server *s, uint8_t *data, size_t len,
     struct udprr__dedup_key key;
     memset(&key, 0, sizeof key);
     key.id = in.id;
-    key.addr_len = (uint8_t)udprr__sock_addr_key(peer, peer_len, key.addr);
+    key.addr_len = (uint8_t)udprr__sock_addr_key(route->peer, route->peer_len,
+                                                 key.addr);
     if (s->cache != NULL && key.addr_len > 0) {
         int kind;
         const uint8_t *cached;
@@ -533,7 +557,7 @@ static void handle_datagram(udprr_server *s, uint8_t *data, size_t len,
             if (kind == UDPRR__DEDUP_IN_PROGRESS)
                 bump(&s->stats.deferred_retransmissions); /* still working */
             else
-                answer(s, peer, peer_len, (enum udprr__wire_kind)kind, in.id,
+                answer(s, route, (enum udprr__wire_kind)kind, in.id,
                        in.attempt, cached, cached_len);
             return;
         }
@@ -544,9 +568,9 @@ static void handle_datagram(udprr_server *s, uint8_t *data, size_t len,
      * before it is (no flush can move it). */
     uint8_t *reply = answer_room(s, cap);
     struct udprr__deferred *node =
-        defer_begin(s, &in, peer, peer_len, &key, now_us);
-    udprr_request req = {in.body,  in.body_len, peer, peer_len, in.id,
-                         in.attempt,
+        defer_begin(s, &in, route, &key, now_us);
+    udprr_request req = {in.body,       in.body_len, route->peer,
+                         route->peer_len, in.id,     in.attempt,
                          node != NULL ? public_token(s, node->token) : 0};
     size_t reply_len = 0;
     int rc = h(user, &req, reply, cap, &reply_len);
@@ -581,18 +605,17 @@ static void handle_datagram(udprr_server *s, uint8_t *data, size_t len,
         bump(rc == UDPRR_DEFER ? &s->stats.deferred_refused
                                : &s->stats.declined);
     }
-    cache_and_answer(s, &key, peer, peer_len, kind, in.id, in.attempt,
-                     reply, reply_len, now_us);
+    cache_and_answer(s, &key, route, kind, in.id, in.attempt, reply,
+                     reply_len, now_us);
 }
 
 /* handle_datagram, then the cache's figures for readers (the handler of
  * the next request included). */
 static void handle_and_publish(udprr_server *s, uint8_t *data, size_t len,
-                               const struct sockaddr *peer,
-                               socklen_t peer_len, udprr_handler h,
+                               const struct route *route, udprr_handler h,
                                void *user, uint64_t now_us)
 {
-    handle_datagram(s, data, len, peer, peer_len, h, user, now_us);
+    handle_datagram(s, data, len, route, h, user, now_us);
     publish_cache(s);
 }
 
@@ -601,8 +624,10 @@ static void answer_deferred(udprr_server *s, struct udprr__deferred *n,
                             enum udprr__wire_kind kind, uint8_t *body,
                             size_t len, uint64_t now_us)
 {
-    cache_and_answer(s, &n->key, (const struct sockaddr *)&n->peer,
-                     n->peer_len, kind, n->id, n->attempt, body, len, now_us);
+    struct route route = {(const struct sockaddr *)&n->peer, n->peer_len,
+                          &n->local};
+    cache_and_answer(s, &n->key, &route, kind, n->id, n->attempt, body, len,
+                     now_us);
     set(&s->stats.deferred_pending, get(&s->stats.deferred_pending) - 1);
 }
 
@@ -662,13 +687,12 @@ static void receive_step(udprr_server *s, udprr_handler h, void *user)
     size_t got = udprr__sock_recv_many_from(s->fd, s->rx);
     for (size_t i = 0; i < got && !atomic_load(&s->stopping); i++) {
         size_t len;
-        socklen_t peer_len;
+        struct route route;
         uint8_t *data = udprr__recv_batch_data(s->rx, i, &len);
-        const struct sockaddr *peer =
-            udprr__recv_batch_peer(s->rx, i, &peer_len);
+        route.peer = udprr__recv_batch_peer(s->rx, i, &route.peer_len);
+        route.local = udprr__recv_batch_local(s->rx, i);
         bump(&s->stats.received);
-        handle_and_publish(s, data, len, peer, peer_len, h, user,
-                           udprr__now_us());
+        handle_and_publish(s, data, len, &route, h, user, udprr__now_us());
     }
 }
 

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -55,12 +56,12 @@ int udprr__sock_status(int err)
     }
 }
 
-static int resolve(const char *host, const char *service, int passive,
-                   struct addrinfo **res)
+static int resolve(const char *host, const char *service, int family,
+                   int passive, struct addrinfo **res)
 {
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
+    hints.ai_family = family;
     hints.ai_socktype = SOCK_DGRAM;
     hints.ai_protocol = IPPROTO_UDP;
     hints.ai_flags = passive ? AI_PASSIVE : 0;
@@ -78,136 +79,322 @@ static int open_udp(int family)
                   IPPROTO_UDP);
 }
 
-/* connect(2) or bind(2). */
-typedef int attach_fn(int fd, const struct sockaddr *addr, socklen_t len);
-
-/* Tries each address in turn with attach; the errno of the last failure
- * survives for the caller. */
-static int first_that_works(const struct addrinfo *list, attach_fn *attach,
-                            int *fd_out)
+static int set_int(int fd, int level, int name, int value)
 {
+    return setsockopt(fd, level, name, &value, sizeof value) == 0
+               ? UDPRR_OK
+               : UDPRR_ESYS;
+}
+
+/* SO_BINDTODEVICE: the socket sends and receives on the interface alone.
+ * *ifindex gets its index. */
+static int bind_device(int fd, const char *interface, unsigned *ifindex)
+{
+    *ifindex = if_nametoindex(interface);
+    if (*ifindex == 0)
+        return UDPRR_ERESOLVE;
+    if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, interface,
+                   (socklen_t)strlen(interface)) != 0)
+        return UDPRR_ESYS;
+    return UDPRR_OK;
+}
+
+/* Asks the kernel to tell, with every datagram, the local address it was
+ * sent to and the interface it came in on. An IPv6 socket asks for both
+ * families' messages: a dual-stack one receives IPv4 too, and only
+ * IP_PKTINFO gives an IPv4 datagram's local address when it was sent to
+ * a broadcast address (ipi_spec_dst). */
+static int want_local(int fd, int family)
+{
+    if (family == AF_INET)
+        return set_int(fd, IPPROTO_IP, IP_PKTINFO, 1);
+    if (set_int(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1) != UDPRR_OK)
+        return UDPRR_ESYS;
+    (void)set_int(fd, IPPROTO_IP, IP_PKTINFO, 1); /* refused if v6-only */
+    return UDPRR_OK;
+}
+
+/* Binds fd (of family) to the first address of host/service of that
+ * family that takes it. */
+static int bind_local(int fd, int family, const char *host,
+                      const char *service)
+{
+    struct addrinfo *list;
+    int rc = resolve(host, service, family, 1, &list);
+    if (rc != UDPRR_OK)
+        return rc;
+    rc = UDPRR_ESYS;
+    for (const struct addrinfo *ai = list; ai != NULL; ai = ai->ai_next)
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            rc = UDPRR_OK;
+            break;
+        }
+    int saved = errno;
+    freeaddrinfo(list);
+    errno = saved;
+    return rc;
+}
+
+/* Sets a new client socket up (udprr__sock_setup), before it connects;
+ * with_port: bind local_service too. */
+static int apply_setup(int fd, int family, const struct udprr__sock_setup *st,
+                       int with_port)
+{
+    if (st == NULL)
+        return UDPRR_OK;
+    int v4 = family == AF_INET;
+    if (st->interface != NULL) {
+        unsigned ifindex;
+        int rc = bind_device(fd, st->interface, &ifindex);
+        if (rc != UDPRR_OK)
+            return rc;
+        if (v4) {
+            struct ip_mreqn m;
+            memset(&m, 0, sizeof m);
+            m.imr_ifindex = (int)ifindex;
+            if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m) != 0)
+                return UDPRR_ESYS;
+        } else if (set_int(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF,
+                           (int)ifindex) != UDPRR_OK) {
+            return UDPRR_ESYS;
+        }
+    }
+    if (st->broadcast && set_int(fd, SOL_SOCKET, SO_BROADCAST, 1) != UDPRR_OK)
+        return UDPRR_ESYS;
+    if (st->multicast_ttl != 0 &&
+        set_int(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6,
+                v4 ? IP_MULTICAST_TTL : IPV6_MULTICAST_HOPS,
+                (int)st->multicast_ttl) != UDPRR_OK)
+        return UDPRR_ESYS;
+    if (st->dont_fragment) {
+        if (v4 ? set_int(fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+               : (set_int(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER,
+                          IPV6_PMTUDISC_DO) ||
+                  set_int(fd, IPPROTO_IPV6, IPV6_DONTFRAG, 1)))
+            return UDPRR_ESYS;
+    }
+    const char *port = with_port ? st->local_service : NULL;
+    if (st->local_host != NULL || port != NULL)
+        return bind_local(fd, family, st->local_host, port ? port : "0");
+    return UDPRR_OK;
+}
+
+int udprr__sock_connect(const char *host, const char *service,
+                        const struct udprr__sock_setup *setup, int *fd_out)
+{
+    struct addrinfo *list;
+    int rc = resolve(host, service, AF_UNSPEC, 0, &list);
+    if (rc != UDPRR_OK)
+        return rc;
     int saved = EADDRNOTAVAIL;
+    rc = UDPRR_ESYS;
     for (const struct addrinfo *ai = list; ai != NULL; ai = ai->ai_next) {
         int fd = open_udp(ai->ai_family);
         if (fd < 0) {
             saved = errno;
             continue;
         }
-        if (attach(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+        /* A setup that fails for this address (no local address of its
+         * family, say) may work for the next one. */
+        rc = apply_setup(fd, ai->ai_family, setup, 1);
+        if (rc == UDPRR_OK && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            freeaddrinfo(list);
             *fd_out = fd;
             return UDPRR_OK;
         }
+        if (rc == UDPRR_OK)
+            rc = UDPRR_ESYS;
         saved = errno;
         close(fd);
     }
-    errno = saved;
-    return UDPRR_ESYS;
-}
-
-/* Resolves host/service and attaches a socket to the first address that
- * takes one (passive: for bind, else for connect). */
-static int resolve_and_attach(const char *host, const char *service,
-                              int passive, attach_fn *attach, int *fd_out)
-{
-    struct addrinfo *list;
-    int rc = resolve(host, service, passive, &list);
-    if (rc != UDPRR_OK)
-        return rc;
-    rc = first_that_works(list, attach, fd_out);
     freeaddrinfo(list);
+    errno = saved;
     return rc;
 }
 
-int udprr__sock_connect(const char *host, const char *service, int *fd_out)
+int udprr__sock_open_unconnected(int family,
+                                 const struct udprr__sock_setup *setup,
+                                 int *fd_out)
 {
-    return resolve_and_attach(host, service, 0, connect, fd_out);
-}
-
-/* The wildcard bind: one IPv6 socket that also receives IPv4 (as mapped
- * addresses) where the system allows it, else plain IPv4. */
-static int bind_any(const char *service, attach_fn *attach, int *fd_out)
-{
-    struct addrinfo *list;
-    int rc = resolve(NULL, service, 1, &list);
-    if (rc != UDPRR_OK)
-        return rc;
-    for (const struct addrinfo *ai = list; ai != NULL; ai = ai->ai_next) {
-        if (ai->ai_family != AF_INET6)
-            continue;
-        int fd = open_udp(AF_INET6);
-        int off = 0;
-        if (fd < 0)
-            break;
-        if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) == 0 &&
-            attach(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            freeaddrinfo(list);
-            *fd_out = fd;
-            return UDPRR_OK;
-        }
+    int fd = open_udp(family);
+    if (fd < 0)
+        return UDPRR_ESYS;
+    int rc = apply_setup(fd, family, setup, 0);
+    if (rc != UDPRR_OK) {
+        int saved = errno;
         close(fd);
-        break;
+        errno = saved;
+        return rc;
     }
-    for (struct addrinfo *ai = list; ai != NULL; ai = ai->ai_next)
-        if (ai->ai_family == AF_INET) {
-            struct addrinfo *next = ai->ai_next;
-            ai->ai_next = NULL; /* try this one alone */
-            rc = first_that_works(ai, attach, fd_out);
-            ai->ai_next = next;
-            freeaddrinfo(list);
-            return rc;
-        }
-    freeaddrinfo(list);
-    errno = EAFNOSUPPORT;
-    return UDPRR_ESYS;
+    *fd_out = fd;
+    return UDPRR_OK;
 }
 
-/* bind(2), after joining the group of sockets that share the address
- * (SO_REUSEPORT: the kernel spreads datagrams over the group by a hash of
- * the sender's address and port, so one client stays on one socket; only
- * sockets of the same user may join). */
-static int bind_shared(int fd, const struct sockaddr *addr, socklen_t len)
+int udprr__sock_mtu(int fd, unsigned *mtu)
 {
-    int on = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
-        return -1;
-    return bind(fd, addr, len);
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof addr;
+    int value = 0;
+    socklen_t value_len = sizeof value;
+    if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0)
+        return UDPRR_ESYS;
+    int v4 = addr.ss_family == AF_INET;
+    if (getsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_MTU : IPV6_MTU,
+                   &value, &value_len) != 0)
+        return UDPRR_ESYS;
+    *mtu = (unsigned)value;
+    return UDPRR_OK;
+}
+
+/* How a server's socket is attached: bound, shared or not, to an
+ * interface or not. */
+struct binding {
+    int shared;            /* SO_REUSEPORT */
+    const char *interface; /* NULL: any */
+};
+
+/* Sets fd up as b says, binds it to addr, and asks for the local end of
+ * every datagram. */
+static int attach_server(int fd, const struct binding *b,
+                         const struct sockaddr *addr, socklen_t len)
+{
+    unsigned ifindex;
+    int rc;
+    if (b->interface != NULL &&
+        (rc = bind_device(fd, b->interface, &ifindex)) != UDPRR_OK)
+        return rc;
+    /* SO_REUSEPORT: the kernel spreads datagrams over the sockets that
+     * share the address by a hash of the sender's address and port, so
+     * one client stays on one socket; only sockets of the same user may
+     * join. */
+    if (b->shared && set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1) != UDPRR_OK)
+        return UDPRR_ESYS;
+    if (bind(fd, addr, len) != 0)
+        return UDPRR_ESYS;
+    return want_local(fd, addr->sa_family);
+}
+
+/* Opens a socket of ai's family, attaches it; closes it on failure. */
+static int open_attached(const struct addrinfo *ai, const struct binding *b,
+                         int v6only, int *fd_out)
+{
+    int fd = open_udp(ai->ai_family);
+    if (fd < 0)
+        return UDPRR_ESYS;
+    int rc = UDPRR_OK;
+    if (v6only >= 0)
+        rc = set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only);
+    if (rc == UDPRR_OK)
+        rc = attach_server(fd, b, ai->ai_addr, ai->ai_addrlen);
+    if (rc != UDPRR_OK) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return rc;
+    }
+    *fd_out = fd;
+    return UDPRR_OK;
+}
+
+/* The first address of list (of family, AF_UNSPEC: any) that takes a
+ * socket. v6only: -1 leaves IPV6_V6ONLY as it is. */
+static int bind_first(const struct addrinfo *list, int family, int v6only,
+                      const struct binding *b, int *fd_out)
+{
+    int rc = UDPRR_ESYS, saved = EADDRNOTAVAIL;
+    for (const struct addrinfo *ai = list; ai != NULL; ai = ai->ai_next) {
+        if (family != AF_UNSPEC && ai->ai_family != family)
+            continue;
+        rc = open_attached(ai, b, v6only, fd_out);
+        if (rc == UDPRR_OK || rc == UDPRR_ERESOLVE)
+            return rc; /* an unknown interface is unknown for every one */
+        saved = errno;
+    }
+    errno = saved;
+    return rc;
 }
 
 int udprr__sock_bind(const char *host, const char *service, int shared,
-                     int *fd_out)
+                     const char *interface, int *fd_out)
 {
-    attach_fn *attach = shared ? bind_shared : bind;
-    if (host == NULL)
-        return bind_any(service, attach, fd_out);
-    return resolve_and_attach(host, service, 1, attach, fd_out);
+    struct binding b = {shared, interface};
+    struct addrinfo *list;
+    int rc = resolve(host, service, AF_UNSPEC, 1, &list);
+    if (rc != UDPRR_OK)
+        return rc;
+    if (host != NULL) {
+        rc = bind_first(list, AF_UNSPEC, -1, &b, fd_out);
+    } else {
+        /* The wildcard: one IPv6 socket that also receives IPv4 (as
+         * mapped addresses) where the system allows it, else plain IPv4. */
+        rc = bind_first(list, AF_INET6, 0, &b, fd_out);
+        if (rc != UDPRR_OK && rc != UDPRR_ERESOLVE)
+            rc = bind_first(list, AF_INET, -1, &b, fd_out);
+    }
+    int saved = errno;
+    freeaddrinfo(list);
+    errno = saved;
+    return rc;
 }
 
-int udprr__sock_bind_beside(int first_fd, int *fd_out)
+int udprr__sock_bind_beside(int first_fd, const char *interface, int *fd_out)
 {
     struct sockaddr_storage addr;
     socklen_t len = sizeof addr;
     if (getsockname(first_fd, (struct sockaddr *)&addr, &len) != 0)
         return UDPRR_ESYS;
-    int fd = open_udp(addr.ss_family);
-    if (fd < 0)
-        return UDPRR_ESYS;
-    int v6only = 0;
-    socklen_t v6only_len = sizeof v6only;
     /* A dual-stack first socket has dual-stack siblings: a group's
      * sockets must agree, or the bind fails. */
-    if ((addr.ss_family != AF_INET6 ||
-         (getsockopt(first_fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
-                     &v6only_len) == 0 &&
-          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
-                     sizeof v6only) == 0)) &&
-        bind_shared(fd, (struct sockaddr *)&addr, len) == 0) {
-        *fd_out = fd;
-        return UDPRR_OK;
+    int v6only = -1;
+    socklen_t v6only_len = sizeof v6only;
+    if (addr.ss_family == AF_INET6 &&
+        getsockopt(first_fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
+                   &v6only_len) != 0)
+        return UDPRR_ESYS;
+    struct addrinfo ai;
+    memset(&ai, 0, sizeof ai);
+    ai.ai_family = addr.ss_family;
+    ai.ai_addr = (struct sockaddr *)&addr;
+    ai.ai_addrlen = len;
+    struct binding b = {1, interface};
+    return open_attached(&ai, &b, v6only, fd_out) == UDPRR_OK ? UDPRR_OK
+                                                               : UDPRR_ESYS;
+}
+
+static int is_multicast(const struct sockaddr *a)
+{
+    if (a->sa_family == AF_INET)
+        return IN_MULTICAST(
+            ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr));
+    return a->sa_family == AF_INET6 &&
+           IN6_IS_ADDR_MULTICAST(&((const struct sockaddr_in6 *)a)->sin6_addr);
+}
+
+int udprr__sock_join(int fd, const char *group, const char *interface)
+{
+    struct addrinfo *list;
+    unsigned ifindex = 0;
+    if (interface != NULL && (ifindex = if_nametoindex(interface)) == 0)
+        return UDPRR_ERESOLVE;
+    int rc = resolve(group, NULL, AF_UNSPEC, 0, &list);
+    if (rc != UDPRR_OK)
+        return rc;
+    if (!is_multicast(list->ai_addr) ||
+        list->ai_addrlen > sizeof(struct sockaddr_storage)) {
+        freeaddrinfo(list);
+        return UDPRR_EINVAL;
     }
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return UDPRR_ESYS;
+    /* The protocol-independent join (RFC 3678); an IPv4 group is joined
+     * at the IPv4 level, also on a dual-stack IPv6 socket. */
+    struct group_req req;
+    memset(&req, 0, sizeof req);
+    req.gr_interface = ifindex;
+    memcpy(&req.gr_group, list->ai_addr, list->ai_addrlen);
+    int level = list->ai_family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+    freeaddrinfo(list);
+    return setsockopt(fd, level, MCAST_JOIN_GROUP, &req, sizeof req) == 0
+               ? UDPRR_OK
+               : UDPRR_ESYS;
 }
 
 static void put16(uint8_t *p, uint16_t v)
@@ -255,6 +442,11 @@ int udprr__sock_wait(int fd, int wake_fd, uint64_t timeout_us)
 int udprr__sock_name(int fd, struct sockaddr *addr, socklen_t *len)
 {
     return getsockname(fd, addr, len) == 0 ? UDPRR_OK : UDPRR_ESYS;
+}
+
+int udprr__sock_peer(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    return getpeername(fd, addr, len) == 0 ? UDPRR_OK : UDPRR_ESYS;
 }
 
 void udprr__sock_close(int fd)
@@ -315,12 +507,25 @@ size_t udprr__sock_recv_many(int fd, uint8_t *bufs, size_t buf_size,
     }
 }
 
+/* Room for the control messages a server's socket asks for: IP_PKTINFO
+ * and IPV6_PKTINFO, both for an IPv4 datagram on a dual-stack socket. */
+#define CONTROL_BYTES                                                          \
+    (CMSG_SPACE(sizeof(struct in_pktinfo)) +                                   \
+     CMSG_SPACE(sizeof(struct in6_pktinfo)))
+
+union control {
+    uint8_t bytes[CONTROL_BYTES];
+    struct cmsghdr align;
+};
+
 struct udprr__recv_batch {
     size_t n;
     uint8_t *bufs; /* n slots of UDPRR__RECV_BUFFER_BYTES */
     struct mmsghdr *msgs;
     struct iovec *iov;
     struct sockaddr_storage *peers;
+    union control *control;
+    struct udprr__sock_local *locals;
 };
 
 int udprr__recv_batch_new(udprr__recv_batch **out, size_t n)
@@ -337,8 +542,10 @@ int udprr__recv_batch_new(udprr__recv_batch **out, size_t n)
     b->msgs = udprr__calloc(n, sizeof *b->msgs);
     b->iov = udprr__calloc(n, sizeof *b->iov);
     b->peers = udprr__calloc(n, sizeof *b->peers);
+    b->control = udprr__calloc(n, sizeof *b->control);
+    b->locals = udprr__calloc(n, sizeof *b->locals);
     if (b->bufs == NULL || b->msgs == NULL || b->iov == NULL ||
-        b->peers == NULL) {
+        b->peers == NULL || b->control == NULL || b->locals == NULL) {
         udprr__recv_batch_free(b);
         return UDPRR_ENOMEM;
     }
@@ -361,21 +568,101 @@ void udprr__recv_batch_free(udprr__recv_batch *b)
     udprr__free(b->msgs);
     udprr__free(b->iov);
     udprr__free(b->peers);
+    udprr__free(b->control);
+    udprr__free(b->locals);
     udprr__free(b);
+}
+
+/* Reads the local end of a received datagram from its control messages.
+ * IP_PKTINFO wins over IPV6_PKTINFO for an IPv4 datagram: its
+ * ipi_spec_dst is the local address to answer from, the arriving
+ * interface's own for a broadcast or a multicast request. */
+static void read_local(const struct msghdr *m, struct udprr__sock_local *l)
+{
+    memset(l, 0, sizeof *l);
+    if (m->msg_flags & MSG_CTRUNC)
+        return;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL;
+         c = CMSG_NXTHDR((struct msghdr *)m, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof pi);
+            l->family = AF_INET;
+            l->ifindex = (unsigned)pi.ipi_ifindex;
+            l->v4 = pi.ipi_spec_dst;
+        } else if (c->cmsg_level == IPPROTO_IPV6 &&
+                   c->cmsg_type == IPV6_PKTINFO && l->family != AF_INET) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof pi);
+            l->ifindex = pi.ipi6_ifindex;
+            if (IN6_IS_ADDR_V4MAPPED(&pi.ipi6_addr)) {
+                l->family = AF_INET;
+                memcpy(&l->v4, &pi.ipi6_addr.s6_addr[12], 4);
+            } else {
+                l->family = AF_INET6;
+                /* Never from a group: the kernel picks a unicast one. */
+                if (!IN6_IS_ADDR_MULTICAST(&pi.ipi6_addr))
+                    l->v6 = pi.ipi6_addr;
+            }
+        }
+    }
 }
 
 size_t udprr__sock_recv_many_from(int fd, udprr__recv_batch *b)
 {
-    /* The kernel overwrites each address length with the sender's. */
-    for (size_t i = 0; i < b->n; i++)
+    /* The kernel overwrites each address and control length. */
+    for (size_t i = 0; i < b->n; i++) {
         b->msgs[i].msg_hdr.msg_namelen = sizeof b->peers[i];
+        b->msgs[i].msg_hdr.msg_control = &b->control[i];
+        b->msgs[i].msg_hdr.msg_controllen = sizeof b->control[i];
+    }
     for (;;) {
         int got = recvmmsg(fd, b->msgs, (unsigned)b->n, MSG_DONTWAIT, NULL);
-        if (got >= 0)
+        if (got >= 0) {
+            for (int i = 0; i < got; i++)
+                read_local(&b->msgs[i].msg_hdr, &b->locals[i]);
             return (size_t)got;
+        }
         if (errno != EINTR)
             return 0;
     }
+}
+
+const struct udprr__sock_local *
+udprr__recv_batch_local(const udprr__recv_batch *b, size_t i)
+{
+    return &b->locals[i];
+}
+
+/* Writes the control message that sends a datagram from local into c;
+ * returns its length (0: none). */
+static size_t write_local(const struct udprr__sock_local *local,
+                          union control *c)
+{
+    struct cmsghdr *h = &c->align;
+    if (local == NULL || local->family == 0)
+        return 0;
+    memset(c, 0, sizeof *c);
+    if (local->family == AF_INET) {
+        struct in_pktinfo pi;
+        memset(&pi, 0, sizeof pi);
+        pi.ipi_ifindex = (int)local->ifindex;
+        pi.ipi_spec_dst = local->v4;
+        h->cmsg_level = IPPROTO_IP;
+        h->cmsg_type = IP_PKTINFO;
+        h->cmsg_len = CMSG_LEN(sizeof pi);
+        memcpy(CMSG_DATA(h), &pi, sizeof pi);
+        return CMSG_SPACE(sizeof pi);
+    }
+    struct in6_pktinfo pi;
+    memset(&pi, 0, sizeof pi);
+    pi.ipi6_ifindex = local->ifindex;
+    pi.ipi6_addr = local->v6;
+    h->cmsg_level = IPPROTO_IPV6;
+    h->cmsg_type = IPV6_PKTINFO;
+    h->cmsg_len = CMSG_LEN(sizeof pi);
+    memcpy(CMSG_DATA(h), &pi, sizeof pi);
+    return CMSG_SPACE(sizeof pi);
 }
 
 uint8_t *udprr__recv_batch_data(udprr__recv_batch *b, size_t i, size_t *len)
@@ -396,6 +683,7 @@ size_t udprr__sock_send_many_to(int fd, const struct udprr__sock_out *out,
 {
     struct mmsghdr msgs[UDPRR__SOCK_BATCH];
     struct iovec iov[UDPRR__SOCK_BATCH][2];
+    union control control[UDPRR__SOCK_BATCH];
     if (n > UDPRR__SOCK_BATCH)
         n = UDPRR__SOCK_BATCH;
     memset(msgs, 0, n * sizeof msgs[0]);
@@ -410,6 +698,11 @@ size_t udprr__sock_send_many_to(int fd, const struct udprr__sock_out *out,
         msgs[i].msg_hdr.msg_namelen = o->peer_len;
         msgs[i].msg_hdr.msg_iov = iov[i];
         msgs[i].msg_hdr.msg_iovlen = k;
+        size_t control_len = write_local(o->local, &control[i]);
+        if (control_len > 0) {
+            msgs[i].msg_hdr.msg_control = &control[i];
+            msgs[i].msg_hdr.msg_controllen = control_len;
+        }
     }
     size_t done = 0, sent = 0;
     while (done < n) {

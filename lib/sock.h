@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -28,23 +29,59 @@ uint64_t udprr__now_us(void);
  * UDPRR_ESYS. */
 int udprr__random_bytes(void *buf, size_t n);
 
-/* A non-blocking, close-on-exec UDP socket connect()ed to the first
- * address of host/service that takes one. UDPRR_OK, UDPRR_ERESOLVE,
- * UDPRR_ESYS. */
-int udprr__sock_connect(const char *host, const char *service, int *fd_out);
+/* How a client's socket is set up before it is connected (the client
+ * options of the same names, udprr.h). All zero: nothing is set. */
+struct udprr__sock_setup {
+    const char *local_host;    /* bind to this source address; NULL: any */
+    const char *local_service; /* ... and port; NULL: any */
+    const char *interface;     /* SO_BINDTODEVICE and the multicast
+                                  interface; NULL: none */
+    int broadcast;             /* SO_BROADCAST */
+    unsigned multicast_ttl;    /* 0: the kernel's default */
+    int dont_fragment;         /* path MTU discovery "do": never fragment */
+};
+
+/* A non-blocking, close-on-exec UDP socket set up as setup says (NULL:
+ * plainly) and connect()ed to the first address of host/service that
+ * takes one. UDPRR_OK, UDPRR_ERESOLVE (host/service, local_host/
+ * local_service or the interface unknown), UDPRR_ESYS. */
+int udprr__sock_connect(const char *host, const char *service,
+                        const struct udprr__sock_setup *setup, int *fd_out);
+
+/* A non-blocking, close-on-exec UDP socket of family, set up as setup
+ * says but bound to any free port (setup->local_service is not used) and
+ * not connected: one that can receive from any address. UDPRR_OK,
+ * UDPRR_ERESOLVE, UDPRR_ESYS. */
+int udprr__sock_open_unconnected(int family,
+                                 const struct udprr__sock_setup *setup,
+                                 int *fd_out);
+
+/* The path MTU the kernel knows for a connected socket (IP_MTU,
+ * IPV6_MTU). UDPRR_OK or UDPRR_ESYS. */
+int udprr__sock_mtu(int fd, unsigned *mtu);
 
 /* A non-blocking, close-on-exec UDP socket bound to host/service; host
  * NULL: every interface, dual-stack where possible. shared: with
  * SO_REUSEPORT, so that udprr__sock_bind_beside can bind more sockets to
- * the same address. UDPRR_OK, UDPRR_ERESOLVE, UDPRR_ESYS. */
+ * the same address. interface: only datagrams arriving on it
+ * (SO_BINDTODEVICE); NULL: any. The socket reports where each datagram
+ * arrived (udprr__recv_batch_local). UDPRR_OK, UDPRR_ERESOLVE (also an
+ * unknown interface), UDPRR_ESYS. */
 int udprr__sock_bind(const char *host, const char *service, int shared,
-                     int *fd_out);
+                     const char *interface, int *fd_out);
 
-/* Another socket like it, bound with SO_REUSEPORT to the address first_fd
+/* Another socket like it, bound with SO_REUSEPORT (and to the same
+ * interface, which a group's sockets must share) to the address first_fd
  * got (its port too, when the first asked for port 0), which must have
  * been bound shared. The kernel then hands each sender's datagrams to one
  * socket of the group. UDPRR_OK or UDPRR_ESYS. */
-int udprr__sock_bind_beside(int first_fd, int *fd_out);
+int udprr__sock_bind_beside(int first_fd, const char *interface,
+                            int *fd_out);
+
+/* Joins the multicast group (a numeric address or a name) on interface
+ * (NULL: the one the routes choose). UDPRR_OK, UDPRR_EINVAL (not a
+ * multicast address), UDPRR_ERESOLVE, UDPRR_ESYS. */
+int udprr__sock_join(int fd, const char *group, const char *interface);
 
 /* Maps the errno of a failed send or receive to a status: ECONNREFUSED to
  * UDPRR_EREFUSED, EMSGSIZE to UDPRR_ETOOBIG, anything else UDPRR_ESYS. */
@@ -65,6 +102,10 @@ int udprr__sock_wait(int fd, int wake_fd, uint64_t timeout_us);
 
 /* The socket's own address, as getsockname(2). UDPRR_OK or UDPRR_ESYS. */
 int udprr__sock_name(int fd, struct sockaddr *addr, socklen_t *len);
+
+/* The address a socket is connected to, as getpeername(2). UDPRR_OK or
+ * UDPRR_ESYS. */
+int udprr__sock_peer(int fd, struct sockaddr *addr, socklen_t *len);
 
 /* Closes a socket or a wake-up fd; -1 is a no-op. */
 void udprr__sock_close(int fd);
@@ -92,6 +133,20 @@ size_t udprr__sock_recv_many(int fd, uint8_t *bufs, size_t buf_size,
                              size_t n, size_t *lens, int *refused);
 
 /* --- batches on an unconnected socket (the server) ---------------------- */
+
+/* The local end of a datagram: the address it was sent to and the
+ * interface it arrived on, as IP_PKTINFO or IPV6_PKTINFO told. An answer
+ * sent with it leaves from that address (through that interface), as a
+ * client connected to that address requires. For a datagram sent to a
+ * broadcast address or a multicast group the address is the arriving
+ * interface's own (IPv4), or unspecified (IPv6: the kernel picks one). */
+struct udprr__sock_local {
+    int family;          /* AF_INET (also IPv4 on a dual-stack socket),
+                            AF_INET6, or 0: unknown, the kernel chooses */
+    unsigned ifindex;    /* 0: any */
+    struct in_addr v4;   /* AF_INET */
+    struct in6_addr v6;  /* AF_INET6 */
+};
 
 /* The most datagrams one batch holds, received or sent. */
 #define UDPRR__SOCK_BATCH 64
@@ -121,11 +176,18 @@ uint8_t *udprr__recv_batch_data(udprr__recv_batch *b, size_t i, size_t *len);
 const struct sockaddr *udprr__recv_batch_peer(const udprr__recv_batch *b,
                                               size_t i, socklen_t *peer_len);
 
+/* Where datagram i of the last receive arrived (family 0 when the kernel
+ * did not say). */
+const struct udprr__sock_local *
+udprr__recv_batch_local(const udprr__recv_batch *b, size_t i);
+
 /* One datagram to send: header[0..header_len) (header_len 0: none)
- * followed by body[0..body_len), to peer. */
+ * followed by body[0..body_len), to peer, from local (NULL or family 0:
+ * wherever the kernel chooses). */
 struct udprr__sock_out {
     const struct sockaddr *peer;
     socklen_t peer_len;
+    const struct udprr__sock_local *local;
     const void *header;
     size_t header_len;
     const void *body;

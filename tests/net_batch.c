@@ -286,7 +286,7 @@ START_TEST(test_send_many_reports_each_failure_and_sends_the_rest)
         for (size_t i = 0; i < 5; i++) {
             body[i] = (uint8_t)('0' + i);
             out[i] = (struct udprr__sock_out){
-                (const struct sockaddr *)&to, bad[round][i] ? 3 : to_len,
+                (const struct sockaddr *)&to, bad[round][i] ? 3 : to_len, NULL,
                 &header, i % 2, &body[i], 1};
             good += !bad[round][i];
         }

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gather.c - a gather's schedule and its repliers. See gather.h.
+ */
+#include "gather.h"
+
+#include <string.h>
+
+#include "alloc.h"
+#include "udprr.h"
+
+int udprr__gather_init(struct udprr__gather *g,
+                       const struct udprr__framing *framing, uint64_t id,
+                       uint64_t now_us, uint64_t window_us,
+                       size_t max_replies, unsigned max_attempts)
+{
+    memset(g, 0, sizeof *g);
+    if (window_us == 0 || max_replies == 0 ||
+        max_replies > UDPRR_GATHER_MAX || now_us > UINT64_MAX - window_us)
+        return UDPRR_EINVAL;
+    g->framing = *framing;
+    g->id = id;
+    g->end_us = now_us + window_us;
+    g->next_us = now_us;
+    g->max_attempts = max_attempts;
+    g->max_replies = max_replies;
+    return UDPRR_OK;
+}
+
+void udprr__gather_free(struct udprr__gather *g)
+{
+    udprr__free(g->seen);
+    g->seen = NULL;
+    g->seen_cap = 0;
+}
+
+int udprr__gather_over(const struct udprr__gather *g, uint64_t now_us)
+{
+    return g->stopped || now_us >= g->end_us || g->replies >= g->max_replies;
+}
+
+void udprr__gather_stop(struct udprr__gather *g)
+{
+    g->stopped = 1;
+}
+
+unsigned udprr__gather_due(struct udprr__gather *g,
+                           const struct udprr__rtt *rtt, uint64_t now_us,
+                           uint32_t random)
+{
+    if (udprr__gather_over(g, now_us) || g->next_us == UINT64_MAX ||
+        now_us < g->next_us)
+        return 0;
+    unsigned attempt = ++g->sent;
+    if (g->max_attempts != 0 && g->sent >= g->max_attempts) {
+        g->next_us = UINT64_MAX;
+    } else {
+        uint64_t wait = udprr__rtt_wait_us(rtt, attempt, random);
+        /* Counted from now, not from when it was due: a late caller does
+         * not send a burst to catch up. */
+        g->next_us = wait > UINT64_MAX - now_us ? UINT64_MAX : now_us + wait;
+    }
+    return attempt;
+}
+
+uint64_t udprr__gather_next_us(const struct udprr__gather *g)
+{
+    return g->next_us < g->end_us ? g->next_us : g->end_us;
+}
+
+static int seen_before(const struct udprr__gather *g,
+                       const struct udprr__gather_key *key)
+{
+    for (size_t i = 0; i < g->replies; i++)
+        if (g->seen[i].len == key->len &&
+            memcmp(g->seen[i].addr, key->addr, key->len) == 0)
+            return 1;
+    return 0;
+}
+
+static int remember(struct udprr__gather *g,
+                    const struct udprr__gather_key *key)
+{
+    if (g->replies == g->seen_cap) {
+        size_t cap = g->seen_cap == 0 ? 8 : 2 * g->seen_cap;
+        if (cap > g->max_replies)
+            cap = g->max_replies;
+        struct udprr__gather_key *seen =
+            udprr__realloc(g->seen, cap * sizeof *seen);
+        if (seen == NULL)
+            return UDPRR_ENOMEM;
+        g->seen = seen;
+        g->seen_cap = cap;
+    }
+    g->seen[g->replies++] = *key;
+    return UDPRR_OK;
+}
+
+int udprr__gather_datagram(struct udprr__gather *g, const uint8_t *buf,
+                           size_t len, const struct udprr__gather_key *key,
+                           int *status, const uint8_t **body,
+                           size_t *body_len)
+{
+    struct udprr__framed in;
+    if (g->stopped || g->replies >= g->max_replies || g->sent == 0 ||
+        key->len == 0 || key->len > UDPRR__GATHER_KEY_BYTES ||
+        udprr__framing_parse(&g->framing, buf, len, 1, &in) !=
+            UDPRR__WIRE_VALID)
+        return 0;
+    if (in.kind != UDPRR__KIND_REPLY && in.kind != UDPRR__KIND_DECLINE)
+        return 0;
+    if (udprr__framing_has_id(&g->framing) && in.id != g->id)
+        return 0;
+    if (in.attempt > g->sent)
+        return 0; /* answers a transmission never made */
+    if (seen_before(g, key))
+        return 0;
+    int rc = remember(g, key);
+    if (rc != UDPRR_OK)
+        return rc;
+    *status = in.kind == UDPRR__KIND_DECLINE ? UDPRR_EREMOTE : UDPRR_OK;
+    *body = in.body;
+    *body_len = in.body_len;
+    return 1;
+}

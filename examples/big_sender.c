@@ -114,8 +114,11 @@ static int run(const char *host, const char *port, unsigned size,
     }
     for (unsigned i = 0; i < size; i++)
         body[i] = (char)('a' + i % 26);
-    printf("Sending a request of %u bytes (a %u-byte IP packet) %s\n", size,
-           size + NATIVE_HEADER + ip_udp_headers(c),
+    printf("Sending a request of %u bytes", size);
+    if (size <= UDPRR_MAX_PAYLOAD)
+        printf(" (a %u-byte IP packet)", size + NATIVE_HEADER +
+                                             ip_udp_headers(c));
+    printf(" %s\n",
            fragment ? "that IP may fragment" : "with Don't Fragment set");
 
     char reply[256];

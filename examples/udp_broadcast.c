@@ -285,8 +285,13 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *role = argv[optind];
-    if (strcmp(role, "server") == 0 && optind + 1 == argc && !client_only &&
-        (interface == NULL || group != NULL))
+    if (strcmp(role, "server") == 0 && interface != NULL && group == NULL) {
+        fprintf(stderr, "udp_broadcast: a server's --interface says where "
+                        "to join the --join group\n");
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(role, "server") == 0 && optind + 1 == argc && !client_only)
         return run_server(port, group, interface, name, seconds);
     if (strcmp(role, "client") == 0 && optind + 2 == argc && !server_only)
         return run_client(argv[optind + 1], port, window_ms, max_servers,

@@ -247,7 +247,7 @@ if start multihomed-server "$s1" "$bin/udp_remote" server -p 1070 \
         "$rc/$(has "$tmp/remote.out" \
             "  The server says 'Your data was 18 bytes long'")" 0/1
     check "$label: the request reached the server's wildcard socket" \
-        "$(grep -c '^The client at 198\.18\.0\.1:' \
+        "$(grep -c '^The client at \(::ffff:\)\{0,1\}198\.18\.0\.1:' \
             "$tmp/multihomed-server.out")" 1
 fi
 

@@ -36,7 +36,7 @@
 # says why and records a skip, not a pass; in CI (CI set) that is a
 # failure, since CI runs as root and must run these tests. Every process
 # it starts is stopped on exit and every namespace deleted, whatever
-# happens; every wait is bounded. About 10 s.
+# happens; every wait is bounded. About 5 s.
 #
 #   sh tests/netns-test.sh [EXAMPLES_DIR [DRIVER]]
 set -u

@@ -83,7 +83,7 @@ for prog in "$bin/udp_broadcast" "$bin/big_sender" "$bin/udp_remote" \
     fi
 done
 [ "$(id -u)" -eq 0 ] || cannot_run "needs root to create network namespaces"
-command -v ip >/dev/null 2>&1 ||
+command -v ip >/dev/null 2>&1 || sh tests/ensure-deps.sh iproute2 ||
     cannot_run "needs ip(8) from iproute2 to create network namespaces"
 
 # --- the topology -----------------------------------------------------------

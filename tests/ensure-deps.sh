@@ -6,8 +6,9 @@
 # dnsmasq and libcoap's coap-server, mandoc (tests/man-test.sh), and
 # libuv's headers and pkg-config file (examples/uv_client.c)
 # (or only those named as arguments: `ensure-deps.sh pkg-config` for the
-# examples, `ensure-deps.sh gnuplot-nox` for `make bench`'s plot, which is
-# never in the default list). On Debian/Ubuntu it installs what is missing
+# examples, `ensure-deps.sh gnuplot-nox` for `make bench`'s plot and
+# `ensure-deps.sh iproute2` for tests/netns-test.sh, which are never in the
+# default list). On Debian/Ubuntu it installs what is missing
 # with apt-get (through sudo when not root); elsewhere it names what is
 # missing and fails.
 wanted=${*:-pkg-config check valgrind python3 netbase dnsmasq-base libcoap3-bin mandoc libuv1-dev}
@@ -35,6 +36,10 @@ for dep in $wanted; do
     gnuplot-nox)
         # gnuplot without X11: all `make bench` needs to write an SVG.
         command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox" ;;
+    iproute2)
+        # ip(8), for the namespaces of tests/netns-test.sh, which asks for
+        # it when it runs as root (never in the default list).
+        command -v ip >/dev/null 2>&1 || missing="$missing iproute2" ;;
     esac
 done
 [ -z "$missing" ] && exit 0

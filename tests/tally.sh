@@ -16,6 +16,11 @@
 #   num_before LINE NAME   the number before " NAME" (a summary's "N name")
 #   tally_finish  records the counts; returns 0 only when nothing failed.
 #                 Call it last, or as `tally_finish; exit` to stop early.
+#   tally_skip WHY  the test cannot run here (no root, say): prints
+#                 "SKIP: NAME: WHY" and records the test as skipped, with
+#                 whatever passed or failed before; a skip is never counted
+#                 as a pass. Returns 0 unless something failed. Call it
+#                 instead of tally_finish, as `tally_skip "..."; exit`.
 : "${tally_name:?set tally_name before sourcing tests/tally.sh}"
 tally_file=$(pwd)/build/tally
 passed=0 failed=0
@@ -43,5 +48,12 @@ tally_finish() {
     mkdir -p "$(dirname "$tally_file")"
     echo "$passed $failed" >>"$tally_file"
     echo "$tally_name: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+}
+
+tally_skip() {
+    mkdir -p "$(dirname "$tally_file")"
+    echo "$passed $failed 1" >>"$tally_file"
+    echo "SKIP: $tally_name: $1 (not run: nothing counted as passed)"
     [ "$failed" -eq 0 ]
 }

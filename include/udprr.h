@@ -515,7 +515,9 @@ UDPRR_API int udprr_client_fd(const udprr_client *c);
  * (from_len bytes), status UDPRR_OK for a reply or UDPRR_EREMOTE for a
  * decline (native framing), and reply[0..reply_len) the reply's body (in
  * id-at-offset and raw framing the whole datagram). The pointers are valid
- * during the call only. Return 0 to go on gathering, nonzero to stop.
+ * during the call only. Return 0 to go on gathering, nonzero to stop. It
+ * may close the handle (the gather then ends: see udprr_client_gather);
+ * other calls on the handle fail with UDPRR_EINVAL from inside it.
  */
 typedef int (*udprr_gather_fn)(void *user, const struct sockaddr *from,
                                socklen_t from_len, int status,
@@ -547,16 +549,21 @@ typedef int (*udprr_gather_fn)(void *user, const struct sockaddr *from,
  * Every framing works: in raw framing every datagram that arrives on the
  * gather's socket counts as its sender's answer.
  *
+ * A gather is not counted in udprr_client_stats(), and on_attempt is not
+ * called for its transmissions.
+ *
  * Returns UDPRR_OK when at least one server answered; UDPRR_ETIMEDOUT when
- * none did within the window; UDPRR_EINVAL (c or fn NULL, req NULL with a
- * nonzero req_len, window_ms 0 or above 3600000, max_replies above
+ * none did within the window; UDPRR_ECANCELED when fn closed the handle
+ * (it is freed; the answers fn was given stand); UDPRR_EINVAL (c or fn
+ * NULL, req NULL with a nonzero req_len, window_ms 0 or above 3600000, max_replies above
  * UDPRR_GATHER_MAX, a request too short for its ID in id-at-offset
  * framing, or called from inside a done callback of the handle);
  * UDPRR_ETOOBIG (req_len over what one datagram carries in the handle's
  * framing, or, with dont_fragment, over the path MTU); UDPRR_ENOMEM;
- * UDPRR_ESYS (the socket could not be made, or a send or a wait failed;
- * errno says why). UDPRR_EREFUSED never ends a gather: one server that is
- * not listening says nothing of the others.
+ * UDPRR_ESYS (the socket could not be made, the first transmission or a
+ * wait failed; errno says why: a later transmission that fails counts as
+ * lost). UDPRR_EREFUSED never ends a gather: one server that is not
+ * listening says nothing of the others.
  */
 UDPRR_API int udprr_client_gather(udprr_client *c, const void *req,
                                   size_t req_len, unsigned window_ms,
@@ -984,8 +991,9 @@ UDPRR_API int udprr_server_open(udprr_server **out, const char *host,
  * The server must be bound to the group's family (a wildcard server takes
  * both where it is dual-stack) and to the port the requests go to. Answers
  * go from the server's unicast address, never from the group. Call it
- * after open, before or while serving, from the thread that runs the
- * server; a group stays joined until close.
+ * after open, before or while serving, from any thread; a group stays
+ * joined until close. A server receives multicast only for the groups it
+ * joined itself, never for a group another program on the host joined.
  *
  * Returns UDPRR_OK; UDPRR_EINVAL (s or group NULL, group not a multicast
  * address, or workers > 1: each worker's socket would take its own copy of

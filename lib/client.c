@@ -421,8 +421,10 @@ static int gather_send(udprr_client *c, struct gathering *w, unsigned attempt)
     return status;
 }
 
-/* Hands each new server's answer among the datagrams waiting to fn. */
-static int gather_receive(struct gathering *w, udprr_gather_fn fn, void *user)
+/* Hands each new server's answer among the datagrams waiting to fn, until
+ * fn asks to stop or closes the handle. */
+static int gather_receive(udprr_client *c, struct gathering *w,
+                          udprr_gather_fn fn, void *user)
 {
     size_t n = udprr__sock_recv_many_from(w->fd, w->rx);
     for (size_t i = 0; i < n; i++) {
@@ -440,6 +442,8 @@ static int gather_receive(struct gathering *w, udprr_gather_fn fn, void *user)
         if (rc < 0)
             return rc;
         if (rc == 1 && fn(user, from, from_len, status, body, body_len) != 0)
+            udprr__gather_stop(&w->g);
+        if (c->closing)
             udprr__gather_stop(&w->g);
     }
     return UDPRR_OK;
@@ -501,11 +505,13 @@ int udprr_client_gather(udprr_client *c, const void *req, size_t req_len,
     struct gathering w;
     memset(&w, 0, sizeof w);
     w.fd = -1;
+    c->depth++; /* fn may close the handle: leave frees it */
     int rc = gather_begin(c, &w, req, req_len, window_ms, max_replies);
-    while (rc == UDPRR_OK) {
-        uint64_t now = udprr__now_us(), random;
+    while (rc == UDPRR_OK && !c->closing) {
+        uint64_t now = udprr__now_us(), random = 0;
         unsigned attempt;
-        if ((rc = client_random64(c, &random)) != UDPRR_OK)
+        /* Random bytes only when a transmission is due (its jitter). */
+        if (now >= w.g.next_us && (rc = client_random64(c, &random)) != UDPRR_OK)
             break;
         while ((attempt = udprr__gather_due(&w.g, &c->x.rtt, now,
                                             (uint32_t)random)) != 0) {
@@ -523,11 +529,14 @@ int udprr_client_gather(udprr_client *c, const void *req, size_t req_len,
             rc = UDPRR_ESYS;
             break;
         }
-        rc = gather_receive(&w, fn, user);
+        rc = gather_receive(c, &w, fn, user);
     }
-    if (rc == UDPRR_OK && w.g.replies == 0)
+    if (rc == UDPRR_OK && c->closing)
+        rc = UDPRR_ECANCELED;
+    else if (rc == UDPRR_OK && w.g.replies == 0)
         rc = UDPRR_ETIMEDOUT;
     gather_end(&w);
+    leave(c);
     return rc;
 }
 

@@ -106,11 +106,19 @@ static int bind_device(int fd, const char *interface, unsigned *ifindex)
  * a broadcast address (ipi_spec_dst). */
 static int want_local(int fd, int family)
 {
+    /* Multicast only for the groups this socket joins (udprr_server_join),
+     * not for every group another program on the host joined. */
+    if (set_int(fd, IPPROTO_IP, IP_MULTICAST_ALL, 0) != UDPRR_OK)
+        return UDPRR_ESYS;
     if (family == AF_INET)
         return set_int(fd, IPPROTO_IP, IP_PKTINFO, 1);
-    if (set_int(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1) != UDPRR_OK)
+#ifdef IPV6_MULTICAST_ALL
+    if (set_int(fd, IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0) != UDPRR_OK)
         return UDPRR_ESYS;
-    (void)set_int(fd, IPPROTO_IP, IP_PKTINFO, 1); /* refused if v6-only */
+#endif
+    if (set_int(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1) != UDPRR_OK ||
+        set_int(fd, IPPROTO_IP, IP_PKTINFO, 1) != UDPRR_OK)
+        return UDPRR_ESYS;
     return UDPRR_OK;
 }
 
@@ -135,6 +143,46 @@ static int bind_local(int fd, int family, const char *host,
     return rc;
 }
 
+/* The IPv4 half of a client socket's setup. An IPv6 socket gets it too:
+ * to a v4-mapped address it sends IPv4, which reads these. */
+static int apply_setup_v4(int fd, const struct udprr__sock_setup *st,
+                          unsigned ifindex)
+{
+    if (ifindex != 0) {
+        struct ip_mreqn m;
+        memset(&m, 0, sizeof m);
+        m.imr_ifindex = (int)ifindex;
+        if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m) != 0)
+            return UDPRR_ESYS;
+    }
+    if (st->multicast_ttl != 0 &&
+        set_int(fd, IPPROTO_IP, IP_MULTICAST_TTL, (int)st->multicast_ttl) !=
+            UDPRR_OK)
+        return UDPRR_ESYS;
+    if (st->dont_fragment &&
+        set_int(fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO) != UDPRR_OK)
+        return UDPRR_ESYS;
+    return UDPRR_OK;
+}
+
+static int apply_setup_v6(int fd, const struct udprr__sock_setup *st,
+                          unsigned ifindex)
+{
+    if (ifindex != 0 &&
+        set_int(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, (int)ifindex) != UDPRR_OK)
+        return UDPRR_ESYS;
+    if (st->multicast_ttl != 0 &&
+        set_int(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS,
+                (int)st->multicast_ttl) != UDPRR_OK)
+        return UDPRR_ESYS;
+    if (st->dont_fragment &&
+        (set_int(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO) !=
+             UDPRR_OK ||
+         set_int(fd, IPPROTO_IPV6, IPV6_DONTFRAG, 1) != UDPRR_OK))
+        return UDPRR_ESYS;
+    return apply_setup_v4(fd, st, ifindex);
+}
+
 /* Sets a new client socket up (udprr__sock_setup), before it connects;
  * with_port: bind local_service too. */
 static int apply_setup(int fd, int family, const struct udprr__sock_setup *st,
@@ -142,37 +190,17 @@ static int apply_setup(int fd, int family, const struct udprr__sock_setup *st,
 {
     if (st == NULL)
         return UDPRR_OK;
-    int v4 = family == AF_INET;
-    if (st->interface != NULL) {
-        unsigned ifindex;
-        int rc = bind_device(fd, st->interface, &ifindex);
-        if (rc != UDPRR_OK)
-            return rc;
-        if (v4) {
-            struct ip_mreqn m;
-            memset(&m, 0, sizeof m);
-            m.imr_ifindex = (int)ifindex;
-            if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m) != 0)
-                return UDPRR_ESYS;
-        } else if (set_int(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF,
-                           (int)ifindex) != UDPRR_OK) {
-            return UDPRR_ESYS;
-        }
-    }
+    unsigned ifindex = 0;
+    int rc;
+    if (st->interface != NULL &&
+        (rc = bind_device(fd, st->interface, &ifindex)) != UDPRR_OK)
+        return rc;
     if (st->broadcast && set_int(fd, SOL_SOCKET, SO_BROADCAST, 1) != UDPRR_OK)
         return UDPRR_ESYS;
-    if (st->multicast_ttl != 0 &&
-        set_int(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6,
-                v4 ? IP_MULTICAST_TTL : IPV6_MULTICAST_HOPS,
-                (int)st->multicast_ttl) != UDPRR_OK)
-        return UDPRR_ESYS;
-    if (st->dont_fragment) {
-        if (v4 ? set_int(fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
-               : (set_int(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER,
-                          IPV6_PMTUDISC_DO) ||
-                  set_int(fd, IPPROTO_IPV6, IPV6_DONTFRAG, 1)))
-            return UDPRR_ESYS;
-    }
+    rc = family == AF_INET ? apply_setup_v4(fd, st, ifindex)
+                           : apply_setup_v6(fd, st, ifindex);
+    if (rc != UDPRR_OK)
+        return rc;
     const char *port = with_port ? st->local_service : NULL;
     if (st->local_host != NULL || port != NULL)
         return bind_local(fd, family, st->local_host, port ? port : "0");
@@ -186,26 +214,37 @@ int udprr__sock_connect(const char *host, const char *service,
     int rc = resolve(host, service, AF_UNSPEC, 0, &list);
     if (rc != UDPRR_OK)
         return rc;
-    int saved = EADDRNOTAVAIL;
+    /* The failure reported is the most telling one: a socket that got as
+     * far as its setup or its connect (EADDRINUSE, EACCES) over a source
+     * address of no use for that family (ERESOLVE), over no socket at
+     * all (EAFNOSUPPORT: IPv6 off, say). */
+    int saved = EADDRNOTAVAIL, telling = 0;
     rc = UDPRR_ESYS;
     for (const struct addrinfo *ai = list; ai != NULL; ai = ai->ai_next) {
-        int fd = open_udp(ai->ai_family);
+        int now, fd = open_udp(ai->ai_family), err = errno;
         if (fd < 0) {
-            saved = errno;
-            continue;
+            now = UDPRR_ESYS;
+        } else {
+            /* A setup that fails for this address (no local address of
+             * its family, say) may work for the next one. */
+            now = apply_setup(fd, ai->ai_family, setup, 1);
+            if (now == UDPRR_OK &&
+                connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+                freeaddrinfo(list);
+                *fd_out = fd;
+                return UDPRR_OK;
+            }
+            if (now == UDPRR_OK)
+                now = UDPRR_ESYS;
+            err = errno;
+            close(fd);
         }
-        /* A setup that fails for this address (no local address of its
-         * family, say) may work for the next one. */
-        rc = apply_setup(fd, ai->ai_family, setup, 1);
-        if (rc == UDPRR_OK && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            freeaddrinfo(list);
-            *fd_out = fd;
-            return UDPRR_OK;
+        int rank = fd < 0 ? 1 : now == UDPRR_ESYS ? 3 : 2;
+        if (rank > telling) {
+            telling = rank;
+            rc = now;
+            saved = err;
         }
-        if (rc == UDPRR_OK)
-            rc = UDPRR_ESYS;
-        saved = errno;
-        close(fd);
     }
     freeaddrinfo(list);
     errno = saved;

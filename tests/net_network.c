@@ -272,6 +272,8 @@ static udprr_client *gather_client(const char *port, unsigned rto_ms,
 {
     udprr_client_opts o;
     udprr_client_opts_init(&o);
+    o.id_offset = 0;
+    o.id_len = 2;
     o.initial_rto_ms = rto_ms;
     o.fixed_rto = 1;
     o.jitter_pct = 0;
@@ -413,6 +415,65 @@ START_TEST(gather_nobody_answers)
 }
 END_TEST
 
+/* Closes the handle (user) from inside the gather. */
+static int close_it(void *user, const struct sockaddr *from, socklen_t len,
+                    int status, const void *reply, size_t reply_len)
+{
+    (void)from, (void)len, (void)status, (void)reply, (void)reply_len;
+    udprr_client_close(user);
+    return 0;
+}
+
+START_TEST(gather_callback_may_close_the_handle)
+{
+    struct fixture_server fs;
+    test_server_start(&fs, "127.0.0.1", NULL, test_echo_handler, NULL);
+    udprr_client *c = gather_client(fs.port, 1000, UDPRR_FRAMING_NATIVE);
+    uint64_t t0 = test_now_us();
+    /* Ends at once, the handle freed (ASan and valgrind watch this). */
+    ck_assert_int_eq(udprr_client_gather(c, "bye", 3, DEADLINE_MS, 0,
+                                         close_it, c),
+                     UDPRR_ECANCELED);
+    ck_assert_uint_lt(test_now_us() - t0, (uint64_t)DEADLINE_MS * 1000);
+    test_server_stop(&fs, NULL);
+}
+END_TEST
+
+struct inner {
+    udprr_client *c;
+    int done, rc;
+};
+
+static void gather_from_done(void *user, int status, const void *reply,
+                             size_t len)
+{
+    struct inner *in = user;
+    (void)status, (void)reply, (void)len;
+    struct gathered g = {0};
+    in->rc = udprr_client_gather(in->c, "x", 1, 10, 0, on_answer, &g);
+    in->done = 1;
+}
+
+static int inner_done(void *arg)
+{
+    return ((struct inner *)arg)->done;
+}
+
+START_TEST(gather_from_a_done_callback_is_refused)
+{
+    struct fixture_server fs;
+    test_server_start(&fs, "127.0.0.1", NULL, test_echo_handler, NULL);
+    struct inner in = {gather_client(fs.port, 1000, UDPRR_FRAMING_NATIVE), 0,
+                       0};
+    ck_assert_int_eq(udprr_client_send(in.c, "a", 1, gather_from_done, &in),
+                     UDPRR_OK);
+    ck_assert(test_pump_until(in.c, inner_done, &in, DEADLINE_MS, -1));
+    ck_assert_int_eq(in.rc, UDPRR_EINVAL);
+    udprr_client_close(in.c);
+    test_server_stop(&fs, NULL);
+}
+END_TEST
+
 START_TEST(gather_refuses_bad_arguments)
 {
     struct gathered g = {0};
@@ -435,6 +496,11 @@ START_TEST(gather_refuses_bad_arguments)
                                          &g),
                      UDPRR_ETOOBIG);
     ck_assert_int_eq(g.calls, 0);
+    udprr_client_close(c);
+    /* DNS framing: the ID's two bytes at offset 0 must fit. */
+    c = gather_client("9", 20, UDPRR_FRAMING_ID_AT_OFFSET);
+    ck_assert_int_eq(udprr_client_gather(c, "x", 1, 10, 0, on_answer, &g),
+                     UDPRR_EINVAL);
     udprr_client_close(c);
 }
 END_TEST
@@ -516,17 +582,108 @@ END_TEST
 START_TEST(broadcast_needs_the_option)
 {
     /* The kernel refuses to connect to a broadcast address without
-     * SO_BROADCAST (EACCES): the option is what makes it work. */
+     * SO_BROADCAST (EACCES): the option is what makes it work. Loopback's
+     * own broadcast address, which every host routes. */
     udprr_client_opts o;
     udprr_client *c = NULL;
     udprr_client_opts_init(&o);
     errno = 0;
-    ck_assert_int_eq(udprr_client_open(&c, "255.255.255.255", "9", &o),
+    ck_assert_int_eq(udprr_client_open(&c, "127.255.255.255", "9", &o),
                      UDPRR_ESYS);
     ck_assert_int_eq(errno, EACCES);
     o.broadcast = 1;
-    ck_assert_int_eq(udprr_client_open(&c, "255.255.255.255", "9", &o),
+    ck_assert_int_eq(udprr_client_open(&c, "127.255.255.255", "9", &o),
                      UDPRR_OK);
+    udprr_client_close(c);
+}
+END_TEST
+
+START_TEST(gather_over_loopback_broadcast)
+{
+    /* A server on every interface hears loopback's broadcast address; its
+     * answer leaves from a unicast address (PKTINFO's ipi_spec_dst), not
+     * from the broadcast address, which no socket could send from. */
+    atomic_store(&handled, 0);
+    struct fixture_server fs;
+    test_server_start(&fs, NULL, NULL, counting_echo, NULL);
+    udprr_client_opts o;
+    udprr_client_opts_init(&o);
+    o.broadcast = 1;
+    o.initial_rto_ms = 20;
+    o.fixed_rto = 1;
+    o.backoff_pct = 100;
+    udprr_client *c = NULL;
+    ck_assert_int_eq(udprr_client_open(&c, "127.255.255.255", fs.port, &o),
+                     UDPRR_OK);
+    struct gathered g = {0};
+    ck_assert_int_eq(udprr_client_gather(c, "all of you", 10, 150, 0,
+                                         on_answer, &g),
+                     UDPRR_OK);
+    ck_assert_int_eq(g.calls, 1);
+    ck_assert_mem_eq(g.reply, "all of you", 10);
+    char text[INET6_ADDRSTRLEN];
+    const struct sockaddr *from = (const struct sockaddr *)&g.from;
+    const void *addr =
+        from->sa_family == AF_INET6
+            ? (const void *)&((const struct sockaddr_in6 *)from)->sin6_addr
+            : (const void *)&((const struct sockaddr_in *)from)->sin_addr;
+    ck_assert_ptr_nonnull(inet_ntop(from->sa_family, addr, text, sizeof text));
+    ck_assert_str_eq(text, "127.0.0.1");
+    struct udprr_server_stats st;
+    test_server_stop(&fs, &st);
+    ck_assert_int_eq(atomic_load(&handled), 1);
+    ck_assert_uint_ge(st.cache_hits, 1);
+    udprr_client_close(c);
+}
+END_TEST
+
+static int sockopt(int fd, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof v;
+    ck_assert_int_eq(getsockopt(fd, level, name, &v, &len), 0);
+    return v;
+}
+
+START_TEST(socket_options_reach_the_socket)
+{
+    /* An IPv4 handle, and an IPv6 one connected to a v4-mapped address,
+     * which sends IPv4 and so reads the IPv4 options. */
+    const char *hosts[2] = {"127.0.0.1", "::ffff:127.0.0.1"};
+    for (int i = 0; i < 2; i++) {
+        udprr_client_opts o;
+        udprr_client_opts_init(&o);
+        udprr_client *c = test_client_open("9", &o);
+        int fd = udprr_client_fd(c);
+        ck_assert_int_ne(sockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER),
+                         IP_PMTUDISC_DO);
+        ck_assert_int_eq(sockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL), 1);
+        ck_assert_int_eq(sockopt(fd, SOL_SOCKET, SO_BROADCAST), 0);
+        udprr_client_close(c);
+        o.dont_fragment = 1;
+        o.multicast_ttl = 7;
+        o.broadcast = 1;
+        c = NULL;
+        ck_assert_int_eq(udprr_client_open(&c, hosts[i], "9", &o), UDPRR_OK);
+        fd = udprr_client_fd(c);
+        ck_assert_int_eq(sockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER),
+                         IP_PMTUDISC_DO);
+        ck_assert_int_eq(sockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL), 7);
+        ck_assert_int_eq(sockopt(fd, SOL_SOCKET, SO_BROADCAST), 1);
+        udprr_client_close(c);
+    }
+    /* IPv6 proper. */
+    udprr_client_opts o;
+    udprr_client_opts_init(&o);
+    o.dont_fragment = 1;
+    o.multicast_ttl = 9;
+    udprr_client *c = NULL;
+    ck_assert_int_eq(udprr_client_open(&c, "::1", "9", &o), UDPRR_OK);
+    int fd = udprr_client_fd(c);
+    ck_assert_int_eq(sockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER),
+                     IPV6_PMTUDISC_DO);
+    ck_assert_int_eq(sockopt(fd, IPPROTO_IPV6, IPV6_DONTFRAG), 1);
+    ck_assert_int_eq(sockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS), 9);
     udprr_client_close(c);
 }
 END_TEST
@@ -598,6 +755,10 @@ static Suite *network_suite(void)
     tcase_add_test(tc, options_are_checked);
     tcase_add_test(tc, broadcast_needs_the_option);
     tcase_add_test(tc, interface_binding_on_loopback);
+    tcase_add_test(tc, gather_over_loopback_broadcast);
+    tcase_add_test(tc, socket_options_reach_the_socket);
+    tcase_add_test(tc, gather_callback_may_close_the_handle);
+    tcase_add_test(tc, gather_from_a_done_callback_is_refused);
     tcase_add_test(tc, join_is_checked);
     suite_add_tcase(s, tc);
     return s;

@@ -79,6 +79,20 @@ static int open_udp(int family)
                   IPPROTO_UDP);
 }
 
+/* A new socket whose setup ended with rc: handed out when it worked,
+ * else closed, errno kept for the caller. Returns rc. */
+static int keep_or_close(int fd, int rc, int *fd_out)
+{
+    if (rc == UDPRR_OK) {
+        *fd_out = fd;
+        return rc;
+    }
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
 static int set_int(int fd, int level, int name, int value)
 {
     return setsockopt(fd, level, name, &value, sizeof value) == 0
@@ -258,15 +272,7 @@ int udprr__sock_open_unconnected(int family,
     int fd = open_udp(family);
     if (fd < 0)
         return UDPRR_ESYS;
-    int rc = apply_setup(fd, family, setup, 0);
-    if (rc != UDPRR_OK) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return rc;
-    }
-    *fd_out = fd;
-    return UDPRR_OK;
+    return keep_or_close(fd, apply_setup(fd, family, setup, 0), fd_out);
 }
 
 int udprr__sock_mtu(int fd, unsigned *mtu)
@@ -325,14 +331,7 @@ static int open_attached(const struct addrinfo *ai, const struct binding *b,
         rc = set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only);
     if (rc == UDPRR_OK)
         rc = attach_server(fd, b, ai->ai_addr, ai->ai_addrlen);
-    if (rc != UDPRR_OK) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return rc;
-    }
-    *fd_out = fd;
-    return UDPRR_OK;
+    return keep_or_close(fd, rc, fd_out);
 }
 
 /* The first address of list (of family, AF_UNSPEC: any) that takes a

@@ -145,8 +145,7 @@ _Static_assert(offsetof(udprr_server_opts, max_deferred) >=
                    offsetof(udprr_server_opts, workers) ==
                        offsetof(struct server_opts_0_2, workers) &&
                    offsetof(udprr_server_opts, interface) ==
-                       offsetof(struct server_opts_0_2, interface) &&
-                   sizeof(udprr_server_opts) == sizeof(struct server_opts_0_2),
+                       offsetof(struct server_opts_0_2, interface),
                "udprr_server_opts no longer begins with 0.2's fields");
 _Static_assert(offsetof(udprr_client_opts, max_pending) ==
                        offsetof(struct client_opts_0_2, max_pending) &&
@@ -155,8 +154,7 @@ _Static_assert(offsetof(udprr_client_opts, max_pending) ==
                    offsetof(udprr_client_opts, local_host) ==
                        offsetof(struct client_opts_0_2, local_host) &&
                    offsetof(udprr_client_opts, dont_fragment) ==
-                       offsetof(struct client_opts_0_2, dont_fragment) &&
-                   sizeof(udprr_client_opts) == sizeof(struct client_opts_0_2),
+                       offsetof(struct client_opts_0_2, dont_fragment),
                "udprr_client_opts no longer begins with 0.2's fields");
 
 /* One version of an options struct: the size that names it, and how many

@@ -311,6 +311,16 @@ typedef struct udprr_client_opts {
                                     udprr_client_mtu() tells that MTU.
                                     Default 0: large datagrams are
                                     fragmented */
+    /* Since 0.2: several servers (see "Several servers" below). Zero
+     * means the default. */
+    int failover;                /* UDPRR_FAILOVER_*: what moves a request
+                                    to another endpoint. Default
+                                    UDPRR_FAILOVER_ANY */
+    unsigned endpoint_retry_ms;  /* how long a failed endpoint is left
+                                    alone before it is tried again, after
+                                    its first failure in a row; doubled by
+                                    each further one, up to 64 times this.
+                                    1..3600000. Default 1000 */
 } udprr_client_opts;
 
 /*
@@ -356,11 +366,13 @@ UDPRR_API void(udprr_client_opts_init)(udprr_client_opts *opts);
 
 /*
  * udprr_client_open - resolves host and service with getaddrinfo (names or
- * numbers, IPv4 or IPv6, service names such as "domain"), and connects a
- * UDP socket to the first address returned for which a socket can be made
- * (a UDP connect does not ask the server, so "localhost" resolving to ::1
- * first means ::1 even if the server listens on 127.0.0.1 only: give a
- * numeric address, or a name with one address, to choose).
+ * numbers, IPv4 or IPv6, service names such as "domain"), and connects one
+ * UDP socket to every address returned (up to UDPRR_MAX_ENDPOINTS, in
+ * getaddrinfo's order; an address no socket can be made or set up for is
+ * left out): each is an endpoint, and requests fail over between them
+ * (see "Several servers" below). So "localhost" answers when the server
+ * listens on 127.0.0.1 alone, even where ::1 comes first: ::1 refuses,
+ * and the request moves on at once.
  *
  * opts NULL means the defaults. On success *out is a new handle, which the
  * caller frees with udprr_client_close(). With opts.local_host or
@@ -470,6 +482,8 @@ struct udprr_client_stats {
                                    was on the way (native framing only; a
                                    high share means the RTO is too short
                                    for the path) */
+    /* The RTT and the window: those of the endpoint the next request
+     * would go to (the only one, unless the handle has several). */
     uint64_t srtt_us;           /* smoothed RTT; 0 before the first sample */
     uint64_t rttvar_us;         /* RTT variation; 0 before the first sample */
     uint64_t rto_us;            /* the current RTO */
@@ -493,15 +507,122 @@ UDPRR_API int udprr_client_stats(const udprr_client *c,
                                  struct udprr_client_stats *out);
 
 /*
- * udprr_client_fd - the handle's UDP socket, connect()ed to the server, for
- * poll(2) and the like (it is readable when a datagram or an ICMP error
- * waits) and for inspection (getsockname(2) gives the local port). The
- * handle owns it: do not close it, and do not read from or write to it
- * (a datagram read there is lost to the handle). It stays the same for
- * the life of the handle and is closed by udprr_client_close(). Returns
- * -1 for NULL. Never blocks.
+ * udprr_client_fd - a descriptor for poll(2) and the like, readable when a
+ * datagram or an ICMP error waits. With one endpoint it is the handle's
+ * UDP socket, connect()ed to the server (getsockname(2) gives the local
+ * port); with several (see "Several servers" below) an epoll(7)
+ * descriptor that is readable, level-triggered, while any endpoint's
+ * socket is. The handle owns it: do not close it, and do not read from or
+ * write to it (a datagram read there is lost to the handle). It stays the
+ * same for the life of the handle and is closed by udprr_client_close().
+ * Returns -1 for NULL. Never blocks.
  */
 UDPRR_API int udprr_client_fd(const udprr_client *c);
+
+/* ------------------------------------------------------------------------
+ * Several servers (docs/scaling.md)
+ *
+ * A handle has one endpoint per server address: every address its name
+ * resolved to (udprr_client_open), or every address of every entry of a
+ * list (udprr_client_open_list), as a resolver takes its nameservers. Each
+ * endpoint has a connected socket, an RTT estimate, a congestion window
+ * and counters of its own (udprr_client_endpoint_stats).
+ *
+ * Choice. A request goes to the best endpoint when it is sent: one whose
+ * failure back-off has run out and that is due to be tried again first,
+ * so that a failed server is never forgotten; else the one with the
+ * fewest consecutive failures, then the lowest SRTT (one not yet measured
+ * counting as 0), then the earliest in the list. A failure is a refusal
+ * (ICMP port unreachable) or a transmission unanswered for its whole
+ * wait; an answer (reply or decline) clears the endpoint's failures. A
+ * failed endpoint is left alone for endpoint_retry_ms after its first
+ * failure in a row, twice as long after the second, and so on up to 64
+ * times; then one request tries it again. While every endpoint is
+ * failed, the one with the fewest failures is used.
+ *
+ * Failover. A request refused by its endpoint moves at once to the best
+ * endpoint that has not refused it, with its next attempt number; one
+ * refused by every endpoint ends with UDPRR_EREFUSED. With failover
+ * UDPRR_FAILOVER_ANY (the default) a transmission unanswered for its
+ * whole wait also moves the request: its retransmission goes to the best
+ * other endpoint. A reply from any endpoint the request was sent to
+ * completes it. The deadline and max_attempts count across endpoints;
+ * a request that runs out of them ends with UDPRR_ETIMEDOUT.
+ *
+ * At most once, per server. Each server's reply cache makes a request run
+ * at most once on that server; a request retried on another server may
+ * run there too (the first server may have run it, and only its answer
+ * was lost). Requests that must not run twice want failover
+ * UDPRR_FAILOVER_REFUSED: a request then moves only when refused, that is
+ * when nothing listened, and is retransmitted to the same endpoint
+ * otherwise. (A refusal says the port is closed now; a server that ran
+ * the request and then stopped before its answer arrived also refuses.)
+ */
+
+/* The most endpoints one client handle has. */
+#define UDPRR_MAX_ENDPOINTS 16
+
+/* udprr_client_opts.failover */
+#define UDPRR_FAILOVER_ANY 0     /* refusals and unanswered transmissions */
+#define UDPRR_FAILOVER_REFUSED 1 /* refusals only (not idempotent) */
+
+/* One entry of a list of servers: a host and a service, as
+ * udprr_client_open() takes them. */
+typedef struct udprr_endpoint {
+    const char *host;
+    const char *service;
+} udprr_endpoint;
+
+/*
+ * udprr_client_open_list - as udprr_client_open(), with n servers
+ * (1..UDPRR_MAX_ENDPOINTS entries): each entry is resolved, and each of
+ * its addresses becomes an endpoint, in the list's order, up to
+ * UDPRR_MAX_ENDPOINTS in all. The errors are udprr_client_open()'s:
+ * UDPRR_ERESOLVE when no entry resolves, UDPRR_ESYS when no address takes
+ * a socket; list NULL or n out of range is UDPRR_EINVAL. An entry that
+ * does not resolve, or whose addresses take no socket, is left out while
+ * another works.
+ */
+UDPRR_API int udprr_client_open_list(udprr_client **out,
+                                     const udprr_endpoint *list, size_t n,
+                                     const udprr_client_opts *opts);
+
+/* How many endpoints the handle has (0 for NULL). */
+UDPRR_API size_t udprr_client_endpoints(const udprr_client *c);
+
+/*
+ * One endpoint's counters since open. Set size to sizeof(struct
+ * udprr_endpoint_stats) before the call; the library fills only what
+ * fits. The handle's udprr_client_stats() counts requests; these count
+ * what each endpoint saw of them, so a request that failed over shows in
+ * more than one.
+ */
+struct udprr_endpoint_stats {
+    size_t size;
+    struct sockaddr_storage addr; /* the endpoint's address */
+    socklen_t addr_len;
+    uint64_t attempts;   /* transmissions sent to it */
+    uint64_t answers;    /* replies and declines that came from it */
+    uint64_t timeouts;   /* transmissions to it unanswered for their whole
+                            wait */
+    uint64_t refusals;   /* times it refused (nothing listened) */
+    uint64_t failovers;  /* requests that moved away from it */
+    uint64_t failures;   /* consecutive failures now; 0: healthy */
+    uint64_t retry_in_ms; /* a failed endpoint: how long until it is tried
+                            again (0: now, or healthy) */
+    uint64_t srtt_us;    /* its smoothed RTT; 0 before the first sample */
+    uint64_t rttvar_us;
+    uint64_t rto_us;
+    uint64_t window;     /* its congestion window */
+    uint64_t in_flight;  /* requests whose last transmission went to it */
+};
+
+/* Fills *out for endpoint i (0 .. udprr_client_endpoints() - 1), as much
+ * as out->size covers, and sets out->size to the bytes filled. UDPRR_OK;
+ * UDPRR_EINVAL (c or out NULL, out->size less than the size field, i out
+ * of range). */
+UDPRR_API int udprr_client_endpoint_stats(const udprr_client *c, size_t i,
+                                          struct udprr_endpoint_stats *out);
 
 /* ------------------------------------------------------------------------
  * Broadcast and multicast gathers, the path MTU (docs/network.md)
@@ -524,7 +645,8 @@ typedef int (*udprr_gather_fn)(void *user, const struct sockaddr *from,
                                const void *reply, size_t reply_len);
 
 /*
- * udprr_client_gather - sends req[0..req_len) to the handle's address, a
+ * udprr_client_gather - sends req[0..req_len) to the handle's address (its
+ * first endpoint's, with several), a
  * broadcast address (open with opts.broadcast set) or a multicast group,
  * or any unicast address, and hands every distinct server's answer to fn
  * until window_ms has passed or max_replies servers (1..UDPRR_GATHER_MAX;
@@ -572,6 +694,7 @@ UDPRR_API int udprr_client_gather(udprr_client *c, const void *req,
 
 /*
  * udprr_client_mtu - the path MTU the kernel knows for the handle's server
+ * (its first endpoint, with several)
  * (IP_MTU, IPV6_MTU): the largest IP packet, headers included, that leaves
  * without fragmenting. It is the outgoing interface's MTU until an ICMP
  * "fragmentation needed" (IPv4) or "packet too big" (IPv6) message lowers

@@ -34,6 +34,8 @@ static void client_defaults(void *out)
         .max_pending_bytes = 64u << 20,
         .max_window = 64,
         .multicast_ttl = 1,
+        .failover = UDPRR_FAILOVER_ANY,
+        .endpoint_retry_ms = 1000,
     };
     memcpy(out, &o, sizeof o);
 }
@@ -95,6 +97,8 @@ struct client_opts_0_2 {
     int broadcast;
     unsigned multicast_ttl;
     int dont_fragment;
+    int failover;
+    unsigned endpoint_retry_ms;
 };
 
 struct server_opts_0_1 {
@@ -154,7 +158,9 @@ _Static_assert(offsetof(udprr_client_opts, max_pending) ==
                    offsetof(udprr_client_opts, local_host) ==
                        offsetof(struct client_opts_0_2, local_host) &&
                    offsetof(udprr_client_opts, dont_fragment) ==
-                       offsetof(struct client_opts_0_2, dont_fragment),
+                       offsetof(struct client_opts_0_2, dont_fragment) &&
+                   offsetof(udprr_client_opts, endpoint_retry_ms) ==
+                       offsetof(struct client_opts_0_2, endpoint_retry_ms),
                "udprr_client_opts no longer begins with 0.2's fields");
 
 /* One version of an options struct: the size that names it, and how many
@@ -175,22 +181,24 @@ struct opts_kind {
     /* The fields appended after 0.1, whose zero means their default. */
     struct field_span {
         size_t offset, size;
-    } zero_default[4];
+    } zero_default[5];
 };
 
 #define SPAN(type, field) {offsetof(type, field), sizeof(((type *)0)->field)}
 
 static const struct opts_kind client_kind = {
     client_defaults,
-    {sizeof(udprr_client_opts), FIELD_END(udprr_client_opts, dont_fragment)},
+    {sizeof(udprr_client_opts),
+     FIELD_END(udprr_client_opts, endpoint_retry_ms)},
     {{sizeof(struct client_opts_0_1),
       FIELD_END(struct client_opts_0_1, id_len)},
      {sizeof(struct client_opts_0_2),
-      FIELD_END(struct client_opts_0_2, dont_fragment)}},
+      FIELD_END(struct client_opts_0_2, endpoint_retry_ms)}},
     {SPAN(udprr_client_opts, max_pending),
      SPAN(udprr_client_opts, max_pending_bytes),
      SPAN(udprr_client_opts, max_window),
-     SPAN(udprr_client_opts, multicast_ttl)},
+     SPAN(udprr_client_opts, multicast_ttl),
+     SPAN(udprr_client_opts, endpoint_retry_ms)},
 };
 static const struct opts_kind server_kind = {
     server_defaults,

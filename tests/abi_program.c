@@ -129,7 +129,7 @@ int main(void)
     check(co.opts.deadline_ms == 10000 && co.opts.initial_rto_ms == 1000,
           "client opts hold the defaults");
     co.opts.max_attempts = 7; /* the program's own setting is honoured */
-    scramble_padding(&co.opts, FIELDS_END(udprr_client_opts, dont_fragment), sizeof co.opts);
+    scramble_padding(&co.opts, FIELDS_END(udprr_client_opts, endpoint_retry_ms), sizeof co.opts);
     udprr_client *c = NULL;
     rc = udprr_client_open(&c, "127.0.0.1", port, &co.opts);
     check(rc == UDPRR_OK, "client opens with the program's struct");

@@ -283,8 +283,10 @@ typedef struct udprr_client_opts {
     const char *local_host;      /* the source address: the socket is bound
                                     to it before it is connected; a name or
                                     a number. NULL: the kernel chooses */
-    const char *local_service;   /* the source port, a name or a number.
-                                    NULL: any free port */
+    const char *local_service;   /* the source port, a name or a number;
+                                    every endpoint's socket binds it
+                                    (with SO_REUSEADDR). NULL: any free
+                                    port */
     const char *interface;       /* the one interface the handle sends and
                                     receives on (SO_BINDTODEVICE), such as
                                     "eth1"; multicast requests leave

@@ -216,6 +216,11 @@ static int apply_setup(int fd, int family, const struct udprr__sock_setup *st,
     if (rc != UDPRR_OK)
         return rc;
     const char *port = with_port ? st->local_service : NULL;
+    /* One source port for several endpoints' sockets: each is connected
+     * to its own server, and the kernel gives a connected socket the
+     * datagrams of its peer first. */
+    if (port != NULL && set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1) != UDPRR_OK)
+        return UDPRR_ESYS;
     if (st->local_host != NULL || port != NULL)
         return bind_local(fd, family, st->local_host, port ? port : "0");
     return UDPRR_OK;

@@ -33,7 +33,10 @@
 #define RANDOM_POOL_BYTES 256
 
 struct udprr_client {
-    int fd;
+    int fd;         /* what udprr_client_fd gives: the one socket, or an
+                       epoll over the endpoints' sockets */
+    int fds[UDPRR__XCHG_MAX_ENDPOINTS]; /* endpoint i's connected socket */
+    size_t n_fds;
     struct udprr__exchange x;
     struct udprr__sock_setup setup; /* its strings point into setup_strings */
     char *setup_strings;
@@ -65,19 +68,26 @@ static int make_policy(const udprr_client_opts *o,
     lim->max_pending_bytes = o->max_pending_bytes;
     lim->initial_window = 0; /* the window core's */
     lim->max_window = o->max_window;
+    lim->refused_only = o->failover == UDPRR_FAILOVER_REFUSED;
+    lim->endpoint_retry_us = (uint64_t)o->endpoint_retry_ms * 1000;
     if (o->max_attempts > 65535 || o->max_window > UDPRR__WINDOW_MAX ||
         o->max_pending > MAX_PENDING_LIMIT ||
-        o->max_pending_bytes < UDPRR_PENDING_OVERHEAD + UDPRR_MAX_DATAGRAM)
+        o->max_pending_bytes < UDPRR_PENDING_OVERHEAD + UDPRR_MAX_DATAGRAM ||
+        (o->failover != UDPRR_FAILOVER_ANY &&
+         o->failover != UDPRR_FAILOVER_REFUSED) ||
+        o->endpoint_retry_ms < 1 || o->endpoint_retry_ms > 3600000 ||
+        o->multicast_ttl < 1 || o->multicast_ttl > 255)
         return UDPRR_EINVAL;
     return udprr__rtt_policy_check(p);
 }
 
 /* --- the engine's outside world ----------------------------------------- */
 
-static int client_send(void *ctx, const void *buf, size_t len)
+static int client_send(void *ctx, unsigned endpoint, const void *buf,
+                       size_t len)
 {
     udprr_client *c = ctx;
-    return udprr__sock_send(c->fd, buf, len);
+    return udprr__sock_send(c->fds[endpoint], buf, len);
 }
 
 static int client_random64(void *ctx, uint64_t *out)
@@ -133,18 +143,66 @@ static int keep_setup(udprr_client *c, const udprr_client_opts *o)
     return UDPRR_OK;
 }
 
-int udprr_client_open(udprr_client **out, const char *host,
-                      const char *service, const udprr_client_opts *opts)
+/* Connects one socket per address of each entry of list[0..n). The most
+ * telling failure when none connects (sock.h's order), its errno kept. */
+static int connect_all(udprr_client *c, const udprr_endpoint *list, size_t n)
+{
+    int rc = UDPRR_ERESOLVE, saved = 0;
+    for (size_t i = 0; i < n && c->n_fds < UDPRR__XCHG_MAX_ENDPOINTS; i++) {
+        if (list[i].host == NULL || list[i].service == NULL)
+            return UDPRR_EINVAL;
+        int now = udprr__sock_connect_each(list[i].host, list[i].service,
+                                           &c->setup, c->fds,
+                                           UDPRR__XCHG_MAX_ENDPOINTS,
+                                           &c->n_fds);
+        /* ESYS (a socket got somewhere) tells more than ERESOLVE. */
+        if (now != UDPRR_OK && (rc == UDPRR_ERESOLVE || now == UDPRR_ESYS)) {
+            rc = now;
+            saved = errno;
+        }
+    }
+    if (c->n_fds > 0)
+        return UDPRR_OK;
+    errno = saved;
+    return rc;
+}
+
+static void close_sockets(udprr_client *c)
+{
+    for (size_t i = 0; i < c->n_fds; i++)
+        udprr__sock_close(c->fds[i]);
+    if (c->n_fds > 1)
+        udprr__sock_close(c->fd);
+}
+
+/* Frees what open made before it failed with rc, keeping errno. */
+static int open_failed(udprr_client *c, int rc, int exchange_made)
+{
+    int saved = errno;
+    if (exchange_made)
+        udprr__exchange_destroy(&c->x);
+    close_sockets(c);
+    udprr__free(c->setup_strings);
+    udprr__free(c);
+    errno = saved;
+    return rc;
+}
+
+int udprr_client_open_list(udprr_client **out, const udprr_endpoint *list,
+                           size_t n, const udprr_client_opts *opts)
 {
     udprr_client_opts o;
     struct udprr__rtt_policy policy;
     struct udprr__exchange_limits limits;
 
-    if (out == NULL || host == NULL || service == NULL ||
+    if (out == NULL || list == NULL || n == 0 ||
+        n > UDPRR__XCHG_MAX_ENDPOINTS ||
         udprr__client_opts_take(&o, opts) != UDPRR_OK ||
-        make_policy(&o, &policy, &limits) != UDPRR_OK || o.multicast_ttl < 1 ||
-        o.multicast_ttl > 255)
+        make_policy(&o, &policy, &limits) != UDPRR_OK)
         return UDPRR_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (list[i].host == NULL || list[i].service == NULL)
+            return UDPRR_EINVAL;
 
     udprr_client *c = udprr__malloc(sizeof *c);
     if (c == NULL)
@@ -153,6 +211,7 @@ int udprr_client_open(udprr_client **out, const char *host,
      * is only ever read after a receive wrote it, and zeroing it would
      * touch (and make resident) every one of its pages for nothing. */
     memset(c, 0, offsetof(udprr_client, rxbuf));
+    c->fd = -1;
     c->on_attempt = o.on_attempt;
     c->on_attempt_user = o.on_attempt_user;
     /* The random pool is filled here rather than at the first request, so
@@ -162,38 +221,43 @@ int udprr_client_open(udprr_client **out, const char *host,
      * entropy pool early in boot, if any, happens here, not inside a
      * request's deadline. */
     if (udprr__random_bytes(c->random_pool, sizeof c->random_pool) !=
-        UDPRR_OK) {
-        int saved = errno;
-        udprr__free(c);
-        errno = saved;
-        return UDPRR_ESYS;
-    }
+        UDPRR_OK)
+        return open_failed(c, UDPRR_ESYS, 0);
+    int rc = keep_setup(c, &o);
+    if (rc == UDPRR_OK)
+        rc = connect_all(c, list, n);
+    if (rc != UDPRR_OK)
+        return open_failed(c, rc, 0);
+    /* One descriptor for the application to wait on: the socket itself,
+     * or an epoll over every endpoint's. */
+    if (c->n_fds == 1)
+        c->fd = c->fds[0];
+    else if ((rc = udprr__poller_open(c->fds, c->n_fds, &c->fd)) != UDPRR_OK)
+        return open_failed(c, rc, 0);
 
     struct udprr__exchange_io io = {c, client_send, client_random64,
                                     client_on_attempt};
     struct udprr__framing framing = {o.framing, o.id_offset, o.id_len};
-    int rc = keep_setup(c, &o);
-    if (rc != UDPRR_OK) {
-        udprr__free(c);
-        return rc;
-    }
+    limits.endpoints = (unsigned)c->n_fds;
     rc = udprr__exchange_init(&c->x, &framing, &policy, &limits, &io);
-    if (rc != UDPRR_OK) {
-        udprr__free(c->setup_strings);
-        udprr__free(c);
-        return rc;
-    }
-    rc = udprr__sock_connect(host, service, &c->setup, &c->fd);
-    if (rc != UDPRR_OK) {
-        int saved = errno;
-        udprr__exchange_destroy(&c->x);
-        udprr__free(c->setup_strings);
-        udprr__free(c);
-        errno = saved;
-        return rc;
-    }
+    if (rc != UDPRR_OK)
+        return open_failed(c, rc, 0);
     *out = c;
     return UDPRR_OK;
+}
+
+int udprr_client_open(udprr_client **out, const char *host,
+                      const char *service, const udprr_client_opts *opts)
+{
+    if (host == NULL || service == NULL)
+        return UDPRR_EINVAL;
+    udprr_endpoint one = {host, service};
+    return udprr_client_open_list(out, &one, 1, opts);
+}
+
+size_t udprr_client_endpoints(const udprr_client *c)
+{
+    return c == NULL ? 0 : c->n_fds;
 }
 
 int udprr_client_fd(const udprr_client *c)
@@ -208,7 +272,7 @@ static int leave(udprr_client *c)
     if (--c->depth > 0 || !c->closing)
         return 0;
     udprr__exchange_destroy(&c->x);
-    udprr__sock_close(c->fd);
+    close_sockets(c);
     udprr__free(c->setup_strings);
     udprr__free(c);
     return 1;
@@ -228,26 +292,30 @@ void udprr_client_close(udprr_client *c)
 
 /* Takes what the socket has (up to a budget) into the engine, in batches.
  * Stops early when a done callback closed the handle. */
-static void receive_step(udprr_client *c)
+/* Takes what endpoint's socket has, up to *budget datagrams, into the
+ * engine. Returns 1 when the socket reported a refusal; 0 else. */
+static int receive_from(udprr_client *c, unsigned endpoint, size_t *budget)
 {
     int refused = 0;
-    for (size_t taken = 0; taken < RECV_BUDGET;) {
+    while (*budget > 0) {
         int refused_now;
-        size_t n = udprr__sock_recv_many(c->fd, &c->rxbuf[0][0],
+        size_t n = udprr__sock_recv_many(c->fds[endpoint], &c->rxbuf[0][0],
                                          sizeof c->rxbuf[0],
                                          UDPRR__RECV_BATCH, c->rxlen,
                                          &refused_now);
         uint64_t now = udprr__now_us();
         for (size_t i = 0; i < n; i++) {
-            udprr__exchange_datagram(&c->x, c->rxbuf[i], c->rxlen[i], now);
+            udprr__exchange_datagram(&c->x, endpoint, c->rxbuf[i],
+                                     c->rxlen[i], now);
             if (c->closing)
-                return;
+                return 0;
         }
-        taken += n;
+        *budget -= n < *budget ? n : *budget;
         if (refused_now) {
             /* An ICMP error takes a place in the budget as a datagram
              * does, so a stream of them cannot hold the call. */
-            taken++;
+            if (*budget > 0)
+                (*budget)--;
             refused = 1;
             continue;
         }
@@ -256,10 +324,24 @@ static void receive_step(udprr_client *c)
         if (n < UDPRR__RECV_BATCH)
             break;
     }
-    /* Nothing listens at the server's port now, so no retry of what is
-     * still outstanding can be answered. */
-    if (refused)
-        udprr__exchange_fail_all(&c->x, UDPRR_EREFUSED, udprr__now_us());
+    return refused;
+}
+
+/* Takes what the sockets have (up to a budget in all) into the engine,
+ * in batches. Stops early when a done callback closed the handle. */
+static void receive_step(udprr_client *c)
+{
+    size_t budget = RECV_BUDGET;
+    uint32_t refused = 0;
+    for (unsigned i = 0; i < c->n_fds && !c->closing; i++)
+        if (receive_from(c, i, &budget))
+            refused |= (uint32_t)1 << i;
+    /* Nothing listens at those endpoints now, so no retry there can be
+     * answered: their requests move on, or end. Read after every
+     * datagram queued before the error, so a reply that arrived before
+     * the server went away still completes its request. */
+    if (refused != 0 && !c->closing)
+        udprr__exchange_refused(&c->x, refused, udprr__now_us());
 }
 
 /* One step of the engine that never blocks: receive, then fire timers
@@ -461,7 +543,7 @@ static int gather_begin(udprr_client *c, struct gathering *w, const void *req,
         return rc;
     id &= udprr__framing_id_mask(f);
     w->to_len = sizeof w->to;
-    if (udprr__sock_peer(c->fd, (struct sockaddr *)&w->to, &w->to_len) !=
+    if (udprr__sock_peer(c->fds[0], (struct sockaddr *)&w->to, &w->to_len) !=
         UDPRR_OK)
         return UDPRR_ESYS;
     w->datagram = udprr__malloc(udprr__framing_overhead(f) + req_len + 1);
@@ -513,7 +595,7 @@ int udprr_client_gather(udprr_client *c, const void *req, size_t req_len,
         /* Random bytes only when a transmission is due (its jitter). */
         if (now >= w.g.next_us && (rc = client_random64(c, &random)) != UDPRR_OK)
             break;
-        while ((attempt = udprr__gather_due(&w.g, &c->x.rtt, now,
+        while ((attempt = udprr__gather_due(&w.g, &c->x.ep[0].rtt, now,
                                             (uint32_t)random)) != 0) {
             int sent = gather_send(c, &w, attempt);
             /* The first transmission's failure is the call's (too big
@@ -544,7 +626,7 @@ int udprr_client_mtu(const udprr_client *c, unsigned *mtu)
 {
     if (c == NULL || mtu == NULL)
         return UDPRR_EINVAL;
-    return udprr__sock_mtu(c->fd, mtu);
+    return udprr__sock_mtu(c->fds[0], mtu);
 }
 
 int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
@@ -552,6 +634,11 @@ int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
     if (c == NULL || out == NULL || out->size < sizeof out->size)
         return UDPRR_EINVAL;
     const struct udprr__exchange_counters *s = &c->x.stats;
+    const struct udprr__xendpoint *best =
+        &c->x.ep[udprr__exchange_best(&c->x, udprr__now_us())];
+    uint64_t samples = 0;
+    for (unsigned i = 0; i < c->x.n_ep; i++)
+        samples += c->x.ep[i].rtt.samples;
     struct udprr_client_stats full = {
         .size = sizeof full,
         .requests = s->requests,
@@ -567,18 +654,55 @@ int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
         .dropped_duplicate = s->dropped_duplicate,
         .dropped_malformed = s->dropped_malformed,
         .dropped_unexpected = s->dropped_unexpected,
-        .rtt_samples = c->x.rtt.samples,
+        .rtt_samples = samples,
         .send_errors = s->send_errors,
         .spurious_retransmissions = s->spurious_retransmissions,
-        .srtt_us = c->x.rtt.srtt_us,
-        .rttvar_us = c->x.rtt.rttvar_us,
-        .rto_us = c->x.rtt.rto_us,
-        .window = c->x.window.size,
+        .srtt_us = best->rtt.srtt_us,
+        .rttvar_us = best->rtt.rttvar_us,
+        .rto_us = best->rtt.rto_us,
+        .window = best->window.size,
         .in_flight = c->x.in_flight,
         .queued = c->x.queued,
         .unsent = s->unsent,
-        .window_reductions = c->x.window.reductions,
+        .window_reductions = 0,
     };
+    for (unsigned i = 0; i < c->x.n_ep; i++)
+        full.window_reductions += c->x.ep[i].window.reductions;
+    size_t n = out->size < sizeof full ? out->size : sizeof full;
+    memcpy(out, &full, n);
+    out->size = n;
+    return UDPRR_OK;
+}
+
+int udprr_client_endpoint_stats(const udprr_client *c, size_t i,
+                                struct udprr_endpoint_stats *out)
+{
+    if (c == NULL || out == NULL || out->size < sizeof out->size ||
+        i >= c->n_fds)
+        return UDPRR_EINVAL;
+    const struct udprr__xendpoint *e = &c->x.ep[i];
+    uint64_t now = udprr__now_us();
+    struct udprr_endpoint_stats full;
+    memset(&full, 0, sizeof full);
+    full.size = sizeof full;
+    full.addr_len = sizeof full.addr;
+    if (udprr__sock_peer(c->fds[i], (struct sockaddr *)&full.addr,
+                         &full.addr_len) != UDPRR_OK)
+        full.addr_len = 0;
+    full.attempts = e->stats.attempts;
+    full.answers = e->stats.answers;
+    full.timeouts = e->stats.timeouts;
+    full.refusals = e->stats.refusals;
+    full.failovers = e->stats.failovers;
+    full.failures = e->failures;
+    full.retry_in_ms = e->failures > 0 && e->retry_at_us > now
+                           ? (e->retry_at_us - now + 999) / 1000
+                           : 0;
+    full.srtt_us = e->rtt.srtt_us;
+    full.rttvar_us = e->rtt.rttvar_us;
+    full.rto_us = e->rtt.rto_us;
+    full.window = e->window.size;
+    full.in_flight = e->in_flight;
     size_t n = out->size < sizeof full ? out->size : sizeof full;
     memcpy(out, &full, n);
     out->size = n;

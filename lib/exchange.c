@@ -23,6 +23,11 @@ struct udprr__xreq {
     struct udprr__link queue;        /* the queue, while queued */
     enum xreq_state state;
     unsigned attempts;    /* transmissions so far */
+    unsigned ep;          /* the endpoint of its last transmission */
+    unsigned ep_since;    /* the attempt number of its first transmission
+                             there */
+    uint32_t sent_to;     /* endpoints it was sent to (bit i: endpoint i) */
+    uint32_t refused_by;  /* endpoints that refused it */
     int clipped;          /* the timer is the deadline, not a whole wait */
     uint64_t seq;         /* sent as the seq-th request; 0: not yet */
     uint64_t deadline_us; /* UINT64_MAX: none */
@@ -46,6 +51,14 @@ _Static_assert(sizeof(struct udprr__xreq) + UDPRR__WIRE_HEADER_BYTES +
                "UDPRR_PENDING_OVERHEAD no longer covers a pending request");
 
 #define INITIAL_SLOTS 16
+
+_Static_assert(UDPRR__XCHG_MAX_ENDPOINTS <= 32,
+               "a request's endpoint masks are 32 bits");
+
+static uint32_t bit(unsigned endpoint)
+{
+    return (uint32_t)1 << endpoint;
+}
 
 static uint64_t xreq_id(const struct udprr__xreq *r)
 {
@@ -349,6 +362,7 @@ static void finish(struct udprr__exchange *x, struct udprr__xreq *r,
         if (x->lone == r)
             x->lone = NULL;
         x->in_flight--;
+        x->ep[r->ep].in_flight--;
     } else if (r->state == XREQ_QUEUED) {
         queue_unlink(x, r);
     }
@@ -364,14 +378,16 @@ static void finish(struct udprr__exchange *x, struct udprr__xreq *r,
 static void arm(struct udprr__exchange *x, struct udprr__xreq *r,
                 uint64_t now_us)
 {
+    const struct udprr__rtt *rtt = &x->ep[r->ep].rtt;
+    /* The schedule restarts at each endpoint the request moves to. */
+    unsigned here = r->attempts - r->ep_since + 1;
     /* Only waits after a retransmission are jittered (see rtt.h), so only
      * those cost a random number. */
     uint64_t draw = 0;
-    if (r->attempts > 1 && x->rtt.policy.jitter_pct > 0 &&
+    if (here > 1 && rtt->policy.jitter_pct > 0 &&
         x->io.random64(x->io.ctx, &draw) != UDPRR_OK)
         draw = 0; /* unjittered: still a correct wait */
-    uint64_t wait = udprr__rtt_wait_us(&x->rtt, r->attempts,
-                                       (uint32_t)(draw >> 32));
+    uint64_t wait = udprr__rtt_wait_us(rtt, here, (uint32_t)(draw >> 32));
     uint64_t when = now_us + wait;
     r->clipped = 0;
     if (when < now_us || when > r->deadline_us) {
@@ -383,57 +399,203 @@ static void arm(struct udprr__exchange *x, struct udprr__xreq *r,
     r->timer_us = when;
     if (x->io.on_attempt != NULL)
         x->io.on_attempt(x->io.ctx, xreq_id(r), r->attempts, when - now_us,
-                         x->rtt.rto_us,
+                         rtt->rto_us,
                          r->len - udprr__framing_overhead(&x->framing));
 }
 
-/* Sends transmission number r->attempts. Returns the send step's status. */
+/* --- endpoints ----------------------------------------------------------- */
+
+/* How long a failed endpoint is left alone after its failures-th failure
+ * in a row. */
+static uint64_t backoff_us(const struct udprr__exchange *x, unsigned failures)
+{
+    unsigned doublings = failures - 1 < UDPRR__XCHG_RETRY_DOUBLINGS
+                             ? failures - 1
+                             : UDPRR__XCHG_RETRY_DOUBLINGS;
+    return x->limits.endpoint_retry_us << doublings;
+}
+
+/* One more failure in a row: a refusal, or a whole wait unanswered. */
+static void endpoint_failed(struct udprr__exchange *x, unsigned endpoint,
+                            int refusal, uint64_t now_us)
+{
+    struct udprr__xendpoint *e = &x->ep[endpoint];
+    if (e->failures < UINT32_MAX)
+        e->failures++;
+    e->refused_last = refusal;
+    e->retry_at_us = now_us + backoff_us(x, e->failures);
+    if (refusal) {
+        e->stats.refusals++;
+        x->refused_pending |= bit(endpoint);
+    }
+}
+
+/* The endpoints known to refuse at now_us: refused last, and still left
+ * alone. A request moving away from a refusal does not go there. */
+static uint32_t refusing(const struct udprr__exchange *x, uint64_t now_us)
+{
+    uint32_t mask = 0;
+    for (unsigned i = 0; i < x->n_ep; i++)
+        if (x->ep[i].failures > 0 && x->ep[i].refused_last &&
+            now_us < x->ep[i].retry_at_us)
+            mask |= bit(i);
+    return mask;
+}
+
+/* How an endpoint ranks at now_us, best first: a failed one whose
+ * back-off has run out (due to be tried again), a healthy one, a failed
+ * one still left alone. */
+enum { DUE, HEALTHY, BACKING_OFF };
+
+static int rank(const struct udprr__xendpoint *e, uint64_t now_us)
+{
+    if (e->failures == 0)
+        return HEALTHY;
+    return now_us >= e->retry_at_us ? DUE : BACKING_OFF;
+}
+
+/* Whether endpoint a is a better choice than b at now_us (udprr.h's rule;
+ * ties go to the earlier in the list, a < b being the caller's order). */
+static int better(const struct udprr__exchange *x, unsigned a, unsigned b,
+                  uint64_t now_us)
+{
+    const struct udprr__xendpoint *ea = &x->ep[a], *eb = &x->ep[b];
+    int ra = rank(ea, now_us), rb = rank(eb, now_us);
+    if (ra != rb)
+        return ra < rb;
+    if (ra == DUE)
+        return ea->retry_at_us < eb->retry_at_us;
+    if (ra == HEALTHY)
+        return ea->rtt.srtt_us < eb->rtt.srtt_us;
+    if (ea->failures != eb->failures)
+        return ea->failures < eb->failures;
+    return ea->retry_at_us < eb->retry_at_us;
+}
+
+/* The best endpoint outside the exclude mask at now_us; -1 when every
+ * one is excluded. */
+static int choose(const struct udprr__exchange *x, uint32_t exclude,
+                  uint64_t now_us)
+{
+    int best = -1;
+    for (unsigned i = 0; i < x->n_ep; i++)
+        if (!(exclude & bit(i)) &&
+            (best < 0 || better(x, i, (unsigned)best, now_us)))
+            best = (int)i;
+    return best;
+}
+
+unsigned udprr__exchange_best(const struct udprr__exchange *x,
+                              uint64_t now_us)
+{
+    int best = choose(x, 0, now_us);
+    return best < 0 ? 0 : (unsigned)best;
+}
+
+/* Makes endpoint the one r's next transmission goes to (r is in flight
+ * elsewhere, or about to be sent for the first time). */
+static void aim(struct udprr__exchange *x, struct udprr__xreq *r,
+                unsigned endpoint, unsigned next_attempt)
+{
+    if (r->state == XREQ_IN_FLIGHT) {
+        x->ep[r->ep].in_flight--;
+        x->ep[r->ep].stats.failovers++;
+        x->ep[endpoint].in_flight++;
+    }
+    r->ep = endpoint;
+    r->ep_since = next_attempt;
+    r->seq = ++x->ep[endpoint].last_seq;
+}
+
+/* --- transmissions ------------------------------------------------------- */
+
+/* Sends transmission number r->attempts to r's endpoint. Returns the send
+ * step's status; a refusal is the caller's to handle. */
 static int transmit(struct udprr__exchange *x, struct udprr__xreq *r,
                     uint64_t now_us)
 {
+    struct udprr__xendpoint *e = &x->ep[r->ep];
     udprr__framing_stamp(&x->framing, xreq_id(r), r->attempts, r->datagram,
                          r->len);
     r->sent_us[(r->attempts - 1) % UDPRR__XCHG_SENT_HISTORY] = now_us;
     x->stats.attempts++;
     if (r->attempts > 1)
         x->stats.retransmissions++;
-    int rc = x->io.send(x->io.ctx, r->datagram, r->len);
-    if (rc != UDPRR_OK && rc != UDPRR_EREFUSED && rc != UDPRR_ETOOBIG)
+    int rc = x->io.send(x->io.ctx, r->ep, r->datagram, r->len);
+    if (rc == UDPRR_EREFUSED || rc == UDPRR_ETOOBIG) {
+        x->stats.attempts--; /* never went out */
+        if (r->attempts > 1)
+            x->stats.retransmissions--;
+        return rc;
+    }
+    if (rc != UDPRR_OK)
         x->stats.send_errors++;
+    e->stats.attempts++;
+    r->sent_to |= bit(r->ep);
+    /* A failed endpoint being tried again: one request at a time, until
+     * it answers or fails once more. */
+    if (e->failures > 0 && now_us >= e->retry_at_us)
+        e->retry_at_us = now_us + backoff_us(x, e->failures);
     return rc;
 }
 
-/* Whether one more request may go out now: room in the window, and in
- * raw framing none in flight, and with short IDs a free ID. */
-static int may_send(const struct udprr__exchange *x)
+/* Sends r's transmission r->attempts, moving it past every endpoint that
+ * refuses (each marked so, its other requests to be moved later: see
+ * settle_refusals). UDPRR_OK (sent, or lost on the way), UDPRR_ETOOBIG, or
+ * UDPRR_EREFUSED when every endpoint refused r. */
+static int transmit_somewhere(struct udprr__exchange *x, struct udprr__xreq *r,
+                              uint64_t now_us)
 {
-    if (x->shut || x->in_flight >= x->window.size)
-        return 0;
-    if (!udprr__framing_has_id(&x->framing))
-        return x->in_flight == 0;
-    return x->in_flight <= udprr__framing_id_mask(&x->framing);
+    for (;;) {
+        int rc = transmit(x, r, now_us);
+        if (rc != UDPRR_EREFUSED)
+            return rc;
+        endpoint_failed(x, r->ep, 1, now_us);
+        r->refused_by |= bit(r->ep);
+        int next = choose(x, r->refused_by | refusing(x, now_us), now_us);
+        if (next < 0)
+            return UDPRR_EREFUSED;
+        aim(x, r, (unsigned)next, r->attempts);
+    }
 }
 
-/* Sends r's first transmission: a fresh ID, attempt 1, a timer; r joins
- * the requests in flight. On failure (the status returned) r is left as
- * it was, neither in flight nor counted as sent. */
+/* The endpoint one more request may go to now: the best one, with room
+ * in its window, and in raw framing none in flight, and with short IDs a
+ * free ID; -1 when none may. */
+static int may_send(const struct udprr__exchange *x, uint64_t now_us)
+{
+    if (x->shut)
+        return -1;
+    if (!udprr__framing_has_id(&x->framing) ? x->in_flight > 0
+        : x->in_flight > udprr__framing_id_mask(&x->framing))
+        return -1;
+    int best = choose(x, 0, now_us);
+    const struct udprr__xendpoint *e = &x->ep[best];
+    return e->in_flight < e->window.size ? best : -1;
+}
+
+/* Sends r's first transmission to endpoint (or, when it refuses, to the
+ * next best): a fresh ID, attempt 1, a timer; r joins the requests in
+ * flight. On failure (the status returned) r is left as it was, neither
+ * in flight nor counted as sent. */
 static int start(struct udprr__exchange *x, struct udprr__xreq *r,
-                 uint64_t now_us)
+                 unsigned endpoint, uint64_t now_us)
 {
     int rc = UDPRR_OK;
     r->key[BY_ID] = next_id(x, &rc);
     if (rc != UDPRR_OK)
         return rc;
     r->attempts = 1;
-    rc = transmit(x, r, now_us);
+    aim(x, r, endpoint, 1);
+    rc = transmit_somewhere(x, r, now_us);
     if (rc == UDPRR_EREFUSED || rc == UDPRR_ETOOBIG) {
-        x->stats.attempts--; /* never went out */
         r->attempts = 0;
+        r->refused_by = 0;
         return rc;
     }
     r->state = XREQ_IN_FLIGHT;
-    r->seq = ++x->last_seq;
     x->in_flight++;
+    x->ep[r->ep].in_flight++;
     if (udprr__framing_has_id(&x->framing))
         hash_link(&x->by_id, BY_ID, r);
     else
@@ -443,9 +605,13 @@ static int start(struct udprr__exchange *x, struct udprr__xreq *r,
 }
 
 /* Sends queued requests, in order, while they may go. */
+static void settle_refusals(struct udprr__exchange *x, uint64_t now_us);
+
 static void pump(struct udprr__exchange *x, uint64_t now_us)
 {
-    while (x->queue.oldest != NULL && may_send(x)) {
+    int endpoint;
+    settle_refusals(x, now_us);
+    while (x->queue.oldest != NULL && (endpoint = may_send(x, now_us)) >= 0) {
         struct udprr__xreq *r =
             udprr__container_of(x->queue.oldest, struct udprr__xreq, queue);
         if (now_us >= r->deadline_us) {
@@ -456,15 +622,89 @@ static void pump(struct udprr__exchange *x, uint64_t now_us)
         }
         queue_unlink(x, r);
         r->state = XREQ_STARTING;
-        int rc = start(x, r, now_us);
+        int rc = start(x, r, (unsigned)endpoint, now_us);
         if (rc == UDPRR_OK) {
             heap_update(x, r);
             continue;
         }
         finish(x, r, rc, NULL, 0);
-        if (rc == UDPRR_EREFUSED)
-            udprr__exchange_fail_all(x, UDPRR_EREFUSED, now_us);
     }
+}
+
+/* The next in-flight request whose endpoint is in mask, or NULL. */
+static struct udprr__xreq *in_flight_to(const struct udprr__exchange *x,
+                                        uint32_t mask)
+{
+    for (size_t i = 0; i < x->pending; i++) {
+        struct udprr__xreq *r = x->heap[i];
+        if (r->state == XREQ_IN_FLIGHT && (mask & bit(r->ep)))
+            return r;
+    }
+    return NULL;
+}
+
+/* Ends the queued requests accepted up to ticket `last` with status. */
+static void fail_queued(struct udprr__exchange *x, uint64_t last, int status)
+{
+    while (x->queue.oldest != NULL) {
+        struct udprr__xreq *r =
+            udprr__container_of(x->queue.oldest, struct udprr__xreq, queue);
+        if (r->key[BY_TICKET] > last)
+            break; /* submitted by a callback meanwhile */
+        finish(x, r, status, NULL, 0);
+    }
+}
+
+/* Moves the requests in flight to the endpoints found refusing
+ * (refused_pending) to the best endpoint each has not been refused by,
+ * at once, as their next attempt; ends those left with none. When every
+ * endpoint refused, nothing listens anywhere: the queued requests end
+ * too. Callbacks run from here may submit, cancel and refuse more: the
+ * loop looks again after each request (a scan of the pending requests
+ * per request moved, so a refusal costs O(in flight there * pending)). */
+static void settle_refusals(struct udprr__exchange *x, uint64_t now_us)
+{
+    if (x->settling || x->refused_pending == 0)
+        return;
+    x->settling = 1;
+    uint32_t all = (uint32_t)((UINT64_C(1) << x->n_ep) - 1);
+    uint64_t last = x->last_ticket;
+    while (x->refused_pending != 0) {
+        uint32_t mask = x->refused_pending;
+        x->refused_pending = 0;
+        struct udprr__xreq *r;
+        while ((r = in_flight_to(x, mask)) != NULL) {
+            r->refused_by |= bit(r->ep);
+            int next = choose(x, r->refused_by | mask | refusing(x, now_us),
+                              now_us);
+            int rc = UDPRR_EREFUSED;
+            if (next >= 0 && r->attempts < UDPRR__WIRE_MAX_ATTEMPT &&
+                (x->limits.max_attempts == 0 ||
+                 r->attempts < x->limits.max_attempts)) {
+                r->attempts++;
+                aim(x, r, (unsigned)next, r->attempts);
+                rc = transmit_somewhere(x, r, now_us);
+            }
+            if (rc == UDPRR_OK) {
+                arm(x, r, now_us);
+                heap_update(x, r);
+            } else {
+                finish(x, r, rc, NULL, 0);
+            }
+        }
+    }
+    if (refusing(x, now_us) == all)
+        fail_queued(x, last, UDPRR_EREFUSED);
+    x->settling = 0;
+}
+
+void udprr__exchange_refused(struct udprr__exchange *x, uint32_t endpoints,
+                             uint64_t now_us)
+{
+    for (unsigned i = 0; i < x->n_ep; i++)
+        if (endpoints & bit(i))
+            endpoint_failed(x, i, 1, now_us);
+    pump(x, now_us);
 }
 
 int udprr__exchange_init(struct udprr__exchange *x,
@@ -478,7 +718,9 @@ int udprr__exchange_init(struct udprr__exchange *x,
         framing = &native;
     if (x == NULL || limits == NULL || io == NULL || io->send == NULL ||
         io->random64 == NULL || udprr__rtt_policy_check(policy) != UDPRR_OK ||
-        udprr__framing_check(framing) != UDPRR_OK)
+        udprr__framing_check(framing) != UDPRR_OK ||
+        limits->endpoints > UDPRR__XCHG_MAX_ENDPOINTS ||
+        limits->endpoint_retry_us > UDPRR__RTT_LIMIT_US)
         return UDPRR_EINVAL;
     memset(x, 0, sizeof *x);
     x->framing = *framing;
@@ -489,12 +731,17 @@ int udprr__exchange_init(struct udprr__exchange *x,
     x->heap_cap = INITIAL_SLOTS;
     if (x->heap == NULL)
         rc = UDPRR_ENOMEM;
-    udprr__rtt_init(&x->rtt, policy);
     x->limits = *limits;
     x->io = *io;
-    udprr__window_init(&x->window, limits->initial_window,
-                       limits->max_window ? limits->max_window
-                                          : UDPRR__WINDOW_MAX);
+    x->n_ep = limits->endpoints ? limits->endpoints : 1;
+    if (x->limits.endpoint_retry_us == 0)
+        x->limits.endpoint_retry_us = UDPRR__XCHG_RETRY_DEFAULT_US;
+    for (unsigned i = 0; i < x->n_ep; i++) {
+        udprr__rtt_init(&x->ep[i].rtt, policy);
+        udprr__window_init(&x->ep[i].window, limits->initial_window,
+                           limits->max_window ? limits->max_window
+                                              : UDPRR__WINDOW_MAX);
+    }
     if (rc == UDPRR_OK && udprr__framing_id_mask(framing) != UINT64_MAX) {
         for (int i = 0; i < 4 && rc == UDPRR_OK; i++)
             rc = io->random64(io->ctx, &x->id_key[i]);
@@ -567,9 +814,10 @@ int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
     if (deadline_us > 0 && now_us <= UINT64_MAX - deadline_us)
         r->deadline_us = now_us + deadline_us;
 
-    if (x->queue.oldest == NULL && may_send(x)) {
+    int endpoint = x->queue.oldest == NULL ? may_send(x, now_us) : -1;
+    if (endpoint >= 0) {
         r->state = XREQ_STARTING;
-        int rc = start(x, r, now_us);
+        int rc = start(x, r, (unsigned)endpoint, now_us);
         if (rc != UDPRR_OK) {
             udprr__free(r);
             return rc;
@@ -589,11 +837,13 @@ int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
     return UDPRR_OK;
 }
 
-void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
-                              size_t len, uint64_t now_us)
+void udprr__exchange_datagram(struct udprr__exchange *x, unsigned endpoint,
+                              const void *buf, size_t len, uint64_t now_us)
 {
     struct udprr__framed in;
 
+    if (endpoint >= x->n_ep)
+        return;
     if (udprr__framing_parse(&x->framing, buf, len, 1, &in) !=
         UDPRR__WIRE_VALID) {
         x->stats.dropped_malformed++;
@@ -615,28 +865,35 @@ void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
             x->stats.dropped_stale++;
         return;
     }
-    if (in.attempt > r->attempts) {
-        /* Names a transmission we never made: not an answer of ours. */
+    if (in.attempt > r->attempts || !(r->sent_to & bit(endpoint))) {
+        /* Names a transmission we never made, or comes from an endpoint
+         * it was never sent to: not an answer of ours. */
         x->stats.dropped_unexpected++;
         return;
     }
+    struct udprr__xendpoint *e = &x->ep[endpoint];
     /* A reply that names its transmission is unambiguous even after
      * retransmissions, as long as we still hold that transmission's send
      * time; one that does not (foreign framings) only when the request was
-     * sent once. */
+     * sent once. Either way it must be one sent to this endpoint. */
+    unsigned which = in.attempt ? in.attempt : 1;
     if (udprr__rtt_unambiguous(in.attempt, r->attempts) &&
-        r->attempts - (in.attempt ? in.attempt : 1) <
-            UDPRR__XCHG_SENT_HISTORY) {
-        unsigned which = in.attempt ? in.attempt : 1;
+        r->attempts - which < UDPRR__XCHG_SENT_HISTORY &&
+        endpoint == r->ep && which >= r->ep_since) {
         uint64_t sent = r->sent_us[(which - 1u) % UDPRR__XCHG_SENT_HISTORY];
-        udprr__rtt_sample(&x->rtt, now_us >= sent ? now_us - sent : 0);
+        udprr__rtt_sample(&e->rtt, now_us >= sent ? now_us - sent : 0);
     }
     /* Transmissions made after the one that was answered were not needed:
      * its reply was on its way (only native replies say which it was). */
     if (in.attempt > 0)
         x->stats.spurious_retransmissions += r->attempts - in.attempt;
-    /* A reply or a decline: either way the path carried both. */
-    udprr__window_reply(&x->window, x->in_flight);
+    /* A reply or a decline: either way the path carried both, and the
+     * endpoint is alive. */
+    udprr__window_reply(&e->window, e->in_flight);
+    e->stats.answers++;
+    e->failures = 0;
+    e->refused_last = 0;
+    e->retry_at_us = 0;
     if (in.kind == UDPRR__KIND_REPLY)
         finish(x, r, UDPRR_OK, in.body, in.body_len);
     else
@@ -652,9 +909,14 @@ void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us)
             finish(x, r, UDPRR_ETIMEDOUT, NULL, 0); /* its deadline, queued */
             continue;
         }
-        /* A whole wait without a reply: a loss, for the window. */
-        if (!r->clipped)
-            udprr__window_loss(&x->window, r->seq, x->last_seq);
+        /* A whole wait without a reply: a loss, for the window, and a
+         * failure of the endpoint. */
+        if (!r->clipped) {
+            struct udprr__xendpoint *e = &x->ep[r->ep];
+            udprr__window_loss(&e->window, r->seq, e->last_seq);
+            e->stats.timeouts++;
+            endpoint_failed(x, r->ep, 0, now_us);
+        }
         if (now_us >= r->deadline_us ||
             (x->limits.max_attempts > 0 &&
              r->attempts >= x->limits.max_attempts) ||
@@ -663,17 +925,22 @@ void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us)
             continue;
         }
         r->attempts++;
-        int rc = transmit(x, r, now_us);
-        if (rc == UDPRR_EREFUSED) {
-            udprr__exchange_fail_all(x, UDPRR_EREFUSED, now_us);
-            break;
+        /* The retransmission goes to the best other endpoint, unless only
+         * refusals may move a request. */
+        if (!x->limits.refused_only) {
+            int next = choose(x,
+                              r->refused_by | bit(r->ep) | refusing(x, now_us),
+                              now_us);
+            if (next >= 0)
+                aim(x, r, (unsigned)next, r->attempts);
         }
-        if (rc == UDPRR_ETOOBIG) {
-            finish(x, r, UDPRR_ETOOBIG, NULL, 0);
+        int rc = transmit_somewhere(x, r, now_us);
+        if (rc != UDPRR_OK) {
+            finish(x, r, rc, NULL, 0);
             continue;
         }
         arm(x, r, now_us);
-        heap_down(x, 0);
+        heap_update(x, r);
     }
     pump(x, now_us);
 }
@@ -702,10 +969,12 @@ void udprr__exchange_fail_all(struct udprr__exchange *x, int status,
         udprr__xdone_fn done = r->done;
         void *user = r->user;
         list = r->chain[BY_TICKET];
-        if (r->state == XREQ_IN_FLIGHT)
+        if (r->state == XREQ_IN_FLIGHT) {
             x->in_flight--;
-        else
+            x->ep[r->ep].in_flight--;
+        } else {
             x->queued--;
+        }
         x->pending_bytes -= charge(r);
         count_and_free(x, r, status);
         done(user, status, NULL, 0);

@@ -13,11 +13,19 @@
  *   submit    a new request: copied, then sent at once (a fresh ID, attempt
  *             1, a timer) when the window has room and nothing waits
  *             before it, else queued in order
- *   datagram  a datagram arrived from the peer: may complete a request
+ *   datagram  a datagram arrived from an endpoint: may complete a request
  *   timers    time passed: resends what is due, times out what is over
+ *   refused   endpoints say nothing listens: their requests move to other
+ *             endpoints, or end when none is left
  *   cancel    one request ends (given up by the application)
- *   fail_all  the socket says nothing listens: every request ends
+ *   fail_all  every request ends
  * Each step but submit ends by sending what the queue may now send.
+ *
+ * Endpoints: the engine sends to one of n servers (1..UDPRR__XCHG_MAX_
+ * ENDPOINTS), each with its own RTT estimate, congestion window and
+ * counters; udprr.h ("Several servers") states the rules for choosing one
+ * and failing over, which choose() and the steps below implement. With one
+ * endpoint every schedule is that of a single server.
  *
  * A request is queued (accepted, not sent: no ID yet, its timer is its
  * deadline) or in flight (sent: an ID, its timer the next retransmission).
@@ -25,8 +33,10 @@
  * framing when no other is in flight, and with short IDs when a free ID
  * exists (no two in flight ever share one).
  *
- * An in-flight request's timer fires at min(sent + wait(attempt),
- * deadline); the wait comes from the rtt core. When it fires, the request
+ * An in-flight request's timer fires at min(sent + wait(n), deadline),
+ * where n counts the transmissions to its current endpoint (its attempt
+ * number, unless it failed over); the wait comes from that endpoint's
+ * rtt core. When it fires, the request
  * ends with UDPRR_ETIMEDOUT if the deadline has come or the last attempt
  * was sent, and is resent with the next attempt number otherwise; a
  * timer that ran out its whole wait (not cut short by the deadline) is a
@@ -58,17 +68,25 @@
 /* How many finished IDs are remembered to tell a duplicate reply from a
  * stale one (stats only: both are dropped). */
 #define UDPRR__XCHG_RECENT_IDS 64
+/* The most endpoints (UDPRR_MAX_ENDPOINTS in udprr.h). */
+#define UDPRR__XCHG_MAX_ENDPOINTS 16
+/* A failed endpoint's back-off, after its first failure in a row, when
+ * the limits name none; each further failure doubles it, up to
+ * 2^UDPRR__XCHG_RETRY_DOUBLINGS times. */
+#define UDPRR__XCHG_RETRY_DEFAULT_US 1000000u
+#define UDPRR__XCHG_RETRY_DOUBLINGS 6
 
 typedef void (*udprr__xdone_fn)(void *user, int status, const void *reply,
                                 size_t reply_len);
 
 struct udprr__exchange_io {
     void *ctx;
-    /* Sends one datagram to the peer. UDPRR_OK; UDPRR_EREFUSED when the
-     * kernel reports that nothing listens (every request then ends);
-     * UDPRR_ETOOBIG when the path cannot carry it (that request ends);
-     * anything else counts as a lost transmission (the timer still runs). */
-    int (*send)(void *ctx, const void *buf, size_t len);
+    /* Sends one datagram to endpoint (0 .. endpoints - 1). UDPRR_OK;
+     * UDPRR_EREFUSED when the kernel reports that nothing listens there
+     * (its requests move, or end); UDPRR_ETOOBIG when the path cannot
+     * carry it (that request ends); anything else counts as a lost
+     * transmission (the timer still runs). */
+    int (*send)(void *ctx, unsigned endpoint, const void *buf, size_t len);
     /* A uniform 64-bit random number into *out, for request IDs and
      * jitter: UDPRR_OK, or a failure status (then no request is started;
      * a retransmission goes unjittered). */
@@ -86,6 +104,11 @@ struct udprr__exchange_limits {
                                  each; 0: no limit */
     unsigned initial_window;  /* 0: UDPRR__WINDOW_INITIAL */
     unsigned max_window;      /* 0: UDPRR__WINDOW_MAX */
+    unsigned endpoints;       /* 1..UDPRR__XCHG_MAX_ENDPOINTS; 0: 1 */
+    int refused_only;         /* fail over on refusals only (udprr.h's
+                                 UDPRR_FAILOVER_REFUSED) */
+    uint64_t endpoint_retry_us; /* a failed endpoint's first back-off;
+                                   0: UDPRR__XCHG_RETRY_DEFAULT_US */
 };
 
 /* The engine's counters, each named as the field of struct
@@ -110,6 +133,24 @@ struct udprr__exchange_counters {
     uint64_t unsent;          /* ended without being sent */
 };
 
+/* What one endpoint saw, each named as the field of struct
+ * udprr_endpoint_stats (udprr.h) that reports it. */
+struct udprr__endpoint_counters {
+    uint64_t attempts, answers, timeouts, refusals, failovers;
+};
+
+struct udprr__xendpoint {
+    struct udprr__rtt rtt;
+    struct udprr__window window;
+    size_t in_flight;       /* requests whose last transmission went here */
+    uint64_t last_seq;      /* requests sent here so far (the window's
+                               once-per-window halving counts them) */
+    unsigned failures;      /* in a row; an answer clears them */
+    int refused_last;       /* its last failure was a refusal */
+    uint64_t retry_at_us;   /* failed: left alone until then */
+    struct udprr__endpoint_counters stats;
+};
+
 struct udprr__xreq;
 
 /* A hash of requests on one of their keys (exchange.c). */
@@ -121,12 +162,14 @@ struct udprr__xhash {
 
 struct udprr__exchange {
     struct udprr__framing framing;
-    struct udprr__rtt rtt;
     struct udprr__exchange_limits limits;
     struct udprr__exchange_io io;
     struct udprr__exchange_counters stats;
 
-    struct udprr__window window;
+    struct udprr__xendpoint ep[UDPRR__XCHG_MAX_ENDPOINTS];
+    unsigned n_ep;
+    uint32_t refused_pending; /* endpoints found refusing whose requests
+                                 are still to move (bit i: endpoint i) */
 
     struct udprr__xhash by_id;     /* in flight, by ID (not raw) */
     struct udprr__xhash by_ticket; /* every pending request */
@@ -139,7 +182,6 @@ struct udprr__exchange {
     struct udprr__list queue;      /* waiting, in order */
     struct udprr__xreq *lone;      /* raw framing: the one in flight */
     uint64_t last_ticket;
-    uint64_t last_seq;             /* requests sent so far */
 
     uint64_t recent_ids[UDPRR__XCHG_RECENT_IDS];
     size_t recent_next;
@@ -151,6 +193,7 @@ struct udprr__exchange {
     uint64_t id_counter;
 
     int shut; /* shut down: every request ended, no submit succeeds */
+    int settling; /* settle_refusals is on the stack (exchange.c) */
 };
 
 /* Prepares an engine; the policy must pass udprr__rtt_policy_check and
@@ -180,7 +223,7 @@ void udprr__exchange_destroy(struct udprr__exchange *x);
  * the request's ticket: 1, 2, 3 ... per engine, never reused.
  * UDPRR_OK; UDPRR_ETOOBIG (body over what the framing carries, or sent at
  * once and the path refused the size); UDPRR_EREFUSED (sent at once and
- * found nothing listening); UDPRR_EBUSY (max_pending or
+ * found nothing listening at any endpoint); UDPRR_EBUSY (max_pending or
  * max_pending_bytes reached); UDPRR_EINVAL (also: an id-at-offset body
  * too short to hold the ID, or the engine shut down); UDPRR_ENOMEM; the
  * random source's failure status. */
@@ -189,15 +232,25 @@ int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
                            uint64_t deadline_us, udprr__xdone_fn done,
                            void *user, uint64_t *ticket_out);
 
-/* Feeds one datagram received from the peer at now_us. */
-void udprr__exchange_datagram(struct udprr__exchange *x, const void *buf,
-                              size_t len, uint64_t now_us);
+/* Feeds one datagram received from endpoint at now_us. */
+void udprr__exchange_datagram(struct udprr__exchange *x, unsigned endpoint,
+                              const void *buf, size_t len, uint64_t now_us);
+
+/* The endpoints of the mask (bit i: endpoint i) refuse (the socket said
+ * ECONNREFUSED): each counts a failure, and each request in flight to one
+ * of them moves at once to the best endpoint that has not refused it,
+ * or ends with UDPRR_EREFUSED when none is left. */
+void udprr__exchange_refused(struct udprr__exchange *x, uint32_t endpoints,
+                             uint64_t now_us);
+
+/* The endpoint the next request would go to at now_us. */
+unsigned udprr__exchange_best(const struct udprr__exchange *x,
+                              uint64_t now_us);
 
 /* Fires every timer due at now_us: resends or times out. */
 void udprr__exchange_timers(struct udprr__exchange *x, uint64_t now_us);
 
-/* Ends every request pending when it is called with status
- * (UDPRR_EREFUSED when the socket reported ECONNREFUSED), queued ones
+/* Ends every request pending when it is called with status, queued ones
  * included; now_us is when. Requests that done callbacks submit meanwhile
  * stay pending. */
 void udprr__exchange_fail_all(struct udprr__exchange *x, int status,

@@ -253,7 +253,8 @@ static int worker_open(udprr_server *w, const udprr_server_opts *o,
                                     o->interface, &w->fd)
                  : udprr__sock_bind_beside(first->fd, o->interface, &w->fd);
     if (rc == UDPRR_OK)
-        rc = udprr__poller_open(w->fd, w->wake_fd, &w->poll_fd);
+        rc = udprr__poller_open((const int[]){w->fd, w->wake_fd}, 2,
+                                &w->poll_fd);
     return rc;
 }
 

@@ -221,8 +221,9 @@ static int apply_setup(int fd, int family, const struct udprr__sock_setup *st,
     return UDPRR_OK;
 }
 
-int udprr__sock_connect(const char *host, const char *service,
-                        const struct udprr__sock_setup *setup, int *fd_out)
+int udprr__sock_connect_each(const char *host, const char *service,
+                             const struct udprr__sock_setup *setup, int *fds,
+                             size_t cap, size_t *n)
 {
     struct addrinfo *list;
     int rc = resolve(host, service, AF_UNSPEC, 0, &list);
@@ -232,9 +233,10 @@ int udprr__sock_connect(const char *host, const char *service,
      * far as its setup or its connect (EADDRINUSE, EACCES) over a source
      * address of no use for that family (ERESOLVE), over no socket at
      * all (EAFNOSUPPORT: IPv6 off, say). */
-    int saved = EADDRNOTAVAIL, telling = 0;
+    int saved = EADDRNOTAVAIL, telling = 0, added = 0;
     rc = UDPRR_ESYS;
-    for (const struct addrinfo *ai = list; ai != NULL; ai = ai->ai_next) {
+    for (const struct addrinfo *ai = list; ai != NULL && *n < cap;
+         ai = ai->ai_next) {
         int now, fd = open_udp(ai->ai_family), err = errno;
         if (fd < 0) {
             now = UDPRR_ESYS;
@@ -244,9 +246,9 @@ int udprr__sock_connect(const char *host, const char *service,
             now = apply_setup(fd, ai->ai_family, setup, 1);
             if (now == UDPRR_OK &&
                 connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-                freeaddrinfo(list);
-                *fd_out = fd;
-                return UDPRR_OK;
+                fds[(*n)++] = fd;
+                added = 1;
+                continue;
             }
             if (now == UDPRR_OK)
                 now = UDPRR_ESYS;
@@ -261,6 +263,8 @@ int udprr__sock_connect(const char *host, const char *service,
         }
     }
     freeaddrinfo(list);
+    if (added)
+        return UDPRR_OK;
     errno = saved;
     return rc;
 }
@@ -791,13 +795,12 @@ void udprr__wake_drain(int wake_fd)
     (void)ignored; /* EAGAIN: nothing was pending */
 }
 
-int udprr__poller_open(int fd_a, int fd_b, int *epfd_out)
+int udprr__poller_open(const int *fds, size_t n, int *epfd_out)
 {
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0)
         return UDPRR_ESYS;
-    int fds[2] = {fd_a, fd_b};
-    for (int i = 0; i < 2; i++) {
+    for (size_t i = 0; i < n; i++) {
         struct epoll_event ev;
         memset(&ev, 0, sizeof ev);
         ev.events = EPOLLIN; /* level-triggered */

@@ -41,12 +41,16 @@ struct udprr__sock_setup {
     int dont_fragment;         /* path MTU discovery "do": never fragment */
 };
 
-/* A non-blocking, close-on-exec UDP socket set up as setup says (NULL:
- * plainly) and connect()ed to the first address of host/service that
- * takes one. UDPRR_OK, UDPRR_ERESOLVE (host/service, local_host/
- * local_service or the interface unknown), UDPRR_ESYS. */
-int udprr__sock_connect(const char *host, const char *service,
-                        const struct udprr__sock_setup *setup, int *fd_out);
+/* Non-blocking, close-on-exec UDP sockets set up as setup says (NULL:
+ * plainly), one connect()ed to each address of host/service that takes
+ * one, appended to fds[*n ..] while *n < cap. UDPRR_OK when at least one
+ * was added; else the most telling failure: UDPRR_ESYS (errno set) from
+ * a socket that got as far as its setup or connect, UDPRR_ERESOLVE
+ * (host/service, local_host/local_service or the interface unknown),
+ * UDPRR_ESYS from no socket at all. */
+int udprr__sock_connect_each(const char *host, const char *service,
+                             const struct udprr__sock_setup *setup, int *fds,
+                             size_t cap, size_t *n);
 
 /* A non-blocking, close-on-exec UDP socket of family, set up as setup
  * says but bound to any free port (setup->local_service is not used) and
@@ -221,9 +225,9 @@ void udprr__wake_signal(int wake_fd);
 void udprr__wake_drain(int wake_fd);
 
 /* An epoll descriptor (close-on-exec) that is readable, level-triggered,
- * while fd_a or fd_b is: one descriptor for an event loop to watch.
+ * while any of fds[0..n) is: one descriptor for an event loop to watch.
  * UDPRR_OK or UDPRR_ESYS. */
-int udprr__poller_open(int fd_a, int fd_b, int *epfd_out);
+int udprr__poller_open(const int *fds, size_t n, int *epfd_out);
 
 /* Stops epfd watching fd. UDPRR_OK or UDPRR_ESYS. */
 int udprr__poller_remove(int epfd, int fd);

@@ -19,6 +19,7 @@
 /* --- the fake world ------------------------------------------------------ */
 
 struct sent {
+    unsigned endpoint; /* where it went */
     struct udprr__wire_header hdr;
     uint8_t body[64];
     size_t body_len;
@@ -29,6 +30,7 @@ struct world {
     struct sent sent[MAX_SENT];
     size_t nsent;
     int send_status; /* what the next send returns */
+    uint32_t refusing; /* endpoints whose sends are refused (not recorded) */
     uint64_t seed;
     uint64_t constant_id; /* nonzero: random64 always returns it */
     int random_fails;     /* nonzero: random64 fails */
@@ -46,12 +48,16 @@ struct outcome {
     size_t reply_len;
 };
 
-static int fake_send(void *ctx, const void *buf, size_t len)
+static int fake_send(void *ctx, unsigned endpoint, const void *buf,
+                     size_t len)
 {
     struct world *w = ctx;
+    if (w->refusing & (1u << endpoint))
+        return UDPRR_EREFUSED;
     ck_assert_uint_lt(w->nsent, MAX_SENT);
     struct sent *s = &w->sent[w->nsent++];
     const uint8_t *body = buf;
+    s->endpoint = endpoint;
     s->body_len = len;
     if (w->x.framing.kind == UDPRR_FRAMING_NATIVE)
         ck_assert_int_eq(udprr__wire_decode(buf, len, &s->hdr, &body,
@@ -124,7 +130,8 @@ static void world_init_framed(struct world *w, unsigned max_attempts,
     /* A window as large as it gets from the start: these tests are about
      * one request's schedule; the window has tests of its own. */
     struct udprr__exchange_limits lim = {max_attempts, deadline_us, 0, 0,
-                                         UDPRR__WINDOW_MAX, UDPRR__WINDOW_MAX};
+                                         UDPRR__WINDOW_MAX, UDPRR__WINDOW_MAX,
+                                         1, 0, 0};
     struct udprr__exchange_io io = {w, fake_send, fake_random64,
                                     fake_on_attempt};
     ck_assert_int_eq(udprr__exchange_init(&w->x, framing, &p, &lim, &io), UDPRR_OK);
@@ -146,11 +153,40 @@ static size_t make_reply(const struct world *w, size_t i,
     return UDPRR__WIRE_HEADER_BYTES + n;
 }
 
+/* The reply to sent datagram i, from the endpoint it went to. */
 static void deliver(struct world *w, size_t i, const char *body, uint64_t now)
 {
     uint8_t buf[128];
     size_t n = make_reply(w, i, UDPRR__KIND_REPLY, body, buf);
-    udprr__exchange_datagram(&w->x, buf, n, now);
+    udprr__exchange_datagram(&w->x, w->sent[i].endpoint, buf, n, now);
+}
+
+/* The same, arriving from endpoint (which may not be where it went). */
+static void deliver_from(struct world *w, unsigned endpoint, size_t i,
+                         const char *body, uint64_t now)
+{
+    uint8_t buf[128];
+    size_t n = make_reply(w, i, UDPRR__KIND_REPLY, body, buf);
+    udprr__exchange_datagram(&w->x, endpoint, buf, n, now);
+}
+
+/* A world of n endpoints, jitter-free, a 10 s deadline; retry_us: the
+ * failed endpoints' first back-off. */
+static void world_init_endpoints(struct world *w, unsigned n,
+                                 int refused_only, uint64_t retry_us)
+{
+    memset(w, 0, sizeof *w);
+    w->seed = 42;
+    struct udprr__rtt_policy p;
+    udprr__rtt_policy_default(&p);
+    p.jitter_pct = 0;
+    struct udprr__exchange_limits lim = {
+        0, 10 * SEC, 0, 0, UDPRR__WINDOW_MAX, UDPRR__WINDOW_MAX,
+        n, refused_only, retry_us};
+    struct udprr__exchange_io io = {w, fake_send, fake_random64,
+                                    fake_on_attempt};
+    ck_assert_int_eq(udprr__exchange_init(&w->x, NULL, &p, &lim, &io),
+                     UDPRR_OK);
 }
 
 static uint64_t next_timer(const struct world *w)
@@ -196,9 +232,9 @@ START_TEST(test_reply_completes_and_samples)
     ck_assert_int_eq(o.status, UDPRR_OK);
     ck_assert_uint_eq(o.reply_len, 6);
     ck_assert_mem_eq(o.reply, "answer", 6);
-    ck_assert_uint_eq(w.x.rtt.srtt_us, 40000);
-    ck_assert_uint_eq(w.x.rtt.rto_us, 120000); /* 40 + 4 * 20 ms */
-    ck_assert_uint_eq(w.x.rtt.samples, 1);
+    ck_assert_uint_eq(w.x.ep[0].rtt.srtt_us, 40000);
+    ck_assert_uint_eq(w.x.ep[0].rtt.rto_us, 120000); /* 40 + 4 * 20 ms */
+    ck_assert_uint_eq(w.x.ep[0].rtt.samples, 1);
     ck_assert_uint_eq(w.x.stats.completed, 1);
     ck_assert_int_eq(udprr__exchange_next_timer(&w.x, &(uint64_t){0}), 0);
     udprr__exchange_destroy(&w.x);
@@ -281,7 +317,7 @@ START_TEST(test_reply_to_earlier_attempt_completes_with_its_sample)
     deliver(&w, 0, "late", 1200 * MS);     /* answers attempt 1 */
     ck_assert_int_eq(o.status, UDPRR_OK);
     ck_assert_uint_eq(w.x.stats.spurious_retransmissions, 1); /* attempt 2 was not needed */
-    ck_assert_uint_eq(w.x.rtt.srtt_us, 1200 * MS); /* not 200 ms */
+    ck_assert_uint_eq(w.x.ep[0].rtt.srtt_us, 1200 * MS); /* not 200 ms */
     udprr__exchange_destroy(&w.x);
 
     world_init(&w, 0, 10 * SEC);
@@ -289,7 +325,7 @@ START_TEST(test_reply_to_earlier_attempt_completes_with_its_sample)
     udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
     udprr__exchange_timers(&w.x, 1 * SEC);
     deliver(&w, 1, "fresh", 1030 * MS); /* answers attempt 2 */
-    ck_assert_uint_eq(w.x.rtt.srtt_us, 30 * MS);
+    ck_assert_uint_eq(w.x.ep[0].rtt.srtt_us, 30 * MS);
     ck_assert_uint_eq(w.x.stats.spurious_retransmissions, 0); /* attempt 1 was lost */
     udprr__exchange_destroy(&w.x);
 }
@@ -307,34 +343,34 @@ START_TEST(test_forged_and_stray_datagrams_never_complete)
     w.sent[0].hdr.id ^= 1;
     size_t n = make_reply(&w, 0, UDPRR__KIND_REPLY, "forged", buf);
     w.sent[0].hdr.id ^= 1;
-    udprr__exchange_datagram(&w.x, buf, n, 1);
+    udprr__exchange_datagram(&w.x, 0, buf, n, 1);
     ck_assert_uint_eq(w.x.stats.dropped_stale, 1);
     /* right ID, an attempt never sent */
     w.sent[0].hdr.attempt = 2;
     n = make_reply(&w, 0, UDPRR__KIND_REPLY, "forged", buf);
     w.sent[0].hdr.attempt = 1;
-    udprr__exchange_datagram(&w.x, buf, n, 1);
+    udprr__exchange_datagram(&w.x, 0, buf, n, 1);
     ck_assert_uint_eq(w.x.stats.dropped_unexpected, 1);
     /* the right reply, damaged: one flipped byte, or one byte cut off */
     n = make_reply(&w, 0, UDPRR__KIND_REPLY, "damaged", buf);
     buf[n - 1] ^= 0x20;
-    udprr__exchange_datagram(&w.x, buf, n, 1);
+    udprr__exchange_datagram(&w.x, 0, buf, n, 1);
     buf[n - 1] ^= 0x20;
-    udprr__exchange_datagram(&w.x, buf, n - 1, 1);
+    udprr__exchange_datagram(&w.x, 0, buf, n - 1, 1);
     ck_assert_uint_eq(w.x.stats.dropped_malformed, 2);
     /* a request, not a reply */
     n = make_reply(&w, 0, UDPRR__KIND_REQUEST, "x", buf);
-    udprr__exchange_datagram(&w.x, buf, n, 1);
+    udprr__exchange_datagram(&w.x, 0, buf, n, 1);
     ck_assert_uint_eq(w.x.stats.dropped_unexpected, 2);
     /* malformed: short, and bad magic */
-    udprr__exchange_datagram(&w.x, buf, 15, 1);
+    udprr__exchange_datagram(&w.x, 0, buf, 15, 1);
     n = make_reply(&w, 0, UDPRR__KIND_REPLY, "x", buf);
     buf[0] = 'X';
-    udprr__exchange_datagram(&w.x, buf, n, 1);
+    udprr__exchange_datagram(&w.x, 0, buf, n, 1);
     ck_assert_uint_eq(w.x.stats.dropped_malformed, 4);
 
     ck_assert_int_eq(o.calls, 0);
-    ck_assert_uint_eq(w.x.rtt.samples, 0);
+    ck_assert_uint_eq(w.x.ep[0].rtt.samples, 0);
     deliver(&w, 0, "real", 2);
     ck_assert_int_eq(o.status, UDPRR_OK);
     ck_assert_mem_eq(o.reply, "real", 4);
@@ -365,7 +401,7 @@ START_TEST(test_decline_ends_with_eremote)
     world_init(&w, 0, 10 * SEC);
     udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
     size_t n = make_reply(&w, 0, UDPRR__KIND_DECLINE, NULL, buf);
-    udprr__exchange_datagram(&w.x, buf, n, 5);
+    udprr__exchange_datagram(&w.x, 0, buf, n, 5);
     ck_assert_int_eq(o.status, UDPRR_EREMOTE);
     ck_assert_uint_eq(w.x.stats.declined, 1);
     udprr__exchange_destroy(&w.x);
@@ -620,21 +656,21 @@ START_TEST(test_raw_keeps_one_request_in_flight)
     ck_assert_uint_eq(w.x.in_flight, 1);
     ck_assert_uint_eq(w.x.queued, 2);
     /* any datagram from the peer is the reply, to the one in flight */
-    udprr__exchange_datagram(&w.x, "whatever", 8, 30 * MS);
+    udprr__exchange_datagram(&w.x, 0, "whatever", 8, 30 * MS);
     ck_assert_int_eq(a.status, UDPRR_OK);
     ck_assert_mem_eq(a.reply, "whatever", 8);
-    ck_assert_uint_eq(w.x.rtt.samples, 1); /* first transmission: clean */
+    ck_assert_uint_eq(w.x.ep[0].rtt.samples, 1); /* first transmission: clean */
     ck_assert_uint_eq(w.nsent, 2);         /* then the next goes */
     ck_assert_mem_eq(w.sent[1].body, "two", 3);
     ck_assert_int_eq(b.calls, 0);
-    udprr__exchange_datagram(&w.x, "r2", 2, 40 * MS);
+    udprr__exchange_datagram(&w.x, 0, "r2", 2, 40 * MS);
     ck_assert_int_eq(b.status, UDPRR_OK);
     ck_assert_mem_eq(b.reply, "r2", 2);
     ck_assert_mem_eq(w.sent[2].body, "three", 5);
-    udprr__exchange_datagram(&w.x, "r3", 2, 50 * MS);
+    udprr__exchange_datagram(&w.x, 0, "r3", 2, 50 * MS);
     ck_assert_int_eq(c.status, UDPRR_OK);
     ck_assert_uint_eq(w.x.pending, 0);
-    udprr__exchange_datagram(&w.x, "late", 4, 51 * MS);
+    udprr__exchange_datagram(&w.x, 0, "late", 4, 51 * MS);
     ck_assert_uint_eq(w.x.stats.dropped_stale, 1);
     ck_assert_int_eq(a.calls + b.calls + c.calls, 3);
     udprr__exchange_destroy(&w.x);
@@ -653,10 +689,10 @@ START_TEST(test_raw_retransmitted_reply_is_no_sample)
     udprr__exchange_timers(&w.x, 1 * SEC);
     ck_assert_uint_eq(w.nsent, 2);
     ck_assert_mem_eq(w.sent[1].body, "q", 1); /* resent unchanged */
-    udprr__exchange_datagram(&w.x, "r", 1, 1 * SEC + 5 * MS);
+    udprr__exchange_datagram(&w.x, 0, "r", 1, 1 * SEC + 5 * MS);
     ck_assert_int_eq(a.status, UDPRR_OK);
-    ck_assert_uint_eq(w.x.rtt.samples, 0);
-    ck_assert_uint_eq(w.x.rtt.rto_us, 1 * SEC);
+    ck_assert_uint_eq(w.x.ep[0].rtt.samples, 0);
+    ck_assert_uint_eq(w.x.ep[0].rtt.rto_us, 1 * SEC);
     udprr__exchange_destroy(&w.x);
 }
 END_TEST
@@ -685,11 +721,11 @@ START_TEST(test_id_at_offset_matches_on_the_id)
                      UDPRR_EINVAL); /* no room for the ID */
 
     uint8_t reply[4] = {(uint8_t)(id_b >> 8), (uint8_t)id_b, 'r', 'b'};
-    udprr__exchange_datagram(&w.x, reply, 4, 10 * MS);
+    udprr__exchange_datagram(&w.x, 0, reply, 4, 10 * MS);
     ck_assert_int_eq(b.status, UDPRR_OK);
     ck_assert_int_eq(a.calls, 0);
     ck_assert_mem_eq(b.reply, reply, 4); /* the whole datagram */
-    udprr__exchange_datagram(&w.x, "\x01", 1, 11 * MS); /* too short */
+    udprr__exchange_datagram(&w.x, 0, "\x01", 1, 11 * MS); /* too short */
     ck_assert_uint_eq(w.x.stats.dropped_malformed, 1);
     udprr__exchange_destroy(&w.x);
     ck_assert_int_eq(a.status, UDPRR_ECANCELED);
@@ -721,7 +757,7 @@ START_TEST(test_one_byte_ids_stay_distinct)
      * takes the one ID free, the one just answered. */
     uint8_t answered = w.sent[17].body[0];
     w.nsent = 0;
-    udprr__exchange_datagram(&w.x, &answered, 1, 5 * MS);
+    udprr__exchange_datagram(&w.x, 0, &answered, 1, 5 * MS);
     ck_assert_int_eq(o[17].status, UDPRR_OK);
     ck_assert_uint_eq(w.nsent, 1);
     ck_assert_uint_eq(w.sent[0].body[0], answered);
@@ -779,7 +815,7 @@ START_TEST(test_random_failure_starts_nothing)
     /* an outstanding request's retransmission goes out unjittered */
     w.random_fails = 0;
     udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
-    w.x.rtt.policy.jitter_pct = 50;
+    w.x.ep[0].rtt.policy.jitter_pct = 50;
     w.random_fails = 1;
     udprr__exchange_timers(&w.x, 1 * SEC);
     ck_assert_uint_eq(w.nsent, 2);
@@ -898,7 +934,7 @@ static void world_init_window(struct world *w, unsigned initial, unsigned max,
     struct udprr__rtt_policy p;
     udprr__rtt_policy_default(&p);
     p.jitter_pct = 0;
-    struct udprr__exchange_limits lim = {0, 0, 0, 0, initial, max};
+    struct udprr__exchange_limits lim = {0, 0, 0, 0, initial, max, 1, 0, 0};
     struct udprr__exchange_io io = {w, fake_send, fake_random64,
                                     fake_on_attempt};
     ck_assert_int_eq(udprr__exchange_init(&w->x, NULL, &p, &lim, &io),
@@ -913,7 +949,7 @@ static void reply_to(struct world *w, uint64_t id, uint64_t now)
     uint8_t buf[UDPRR__WIRE_HEADER_BYTES] = {0};
     struct udprr__wire_header h = {UDPRR__KIND_REPLY, 1, id};
     ck_assert_int_eq(udprr__wire_encode(&h, buf, 0, buf), UDPRR_OK);
-    udprr__exchange_datagram(&w->x, buf, sizeof buf, now);
+    udprr__exchange_datagram(&w->x, 0, buf, sizeof buf, now);
 }
 
 /* Answers, in the order they were sent, every request in flight when it
@@ -948,7 +984,7 @@ START_TEST(test_window_grows_halves_and_grows_back)
         ck_assert_int_eq(udprr__exchange_submit(&w.x, "x", 1, 0, 0,
                                                 count_calls, &calls, NULL),
                          UDPRR_OK);
-    ck_assert_uint_eq(w.x.window.size, 4);
+    ck_assert_uint_eq(w.x.ep[0].window.size, 4);
     ck_assert_uint_eq(w.x.in_flight, 4);
     ck_assert_uint_eq(w.x.queued, N - 4);
     ck_assert_uint_eq(w.nsent, 4);
@@ -958,7 +994,7 @@ START_TEST(test_window_grows_halves_and_grows_back)
     for (size_t r = 0; r < 3; r++) {
         now += 10 * MS;
         answer_round(&w, &answered, now);
-        ck_assert_uint_eq(w.x.window.size, slow_start[r]);
+        ck_assert_uint_eq(w.x.ep[0].window.size, slow_start[r]);
         ck_assert_uint_eq(w.x.in_flight, slow_start[r]);
     }
     ck_assert_uint_eq(answered, 4 + 8 + 16);
@@ -969,9 +1005,9 @@ START_TEST(test_window_grows_halves_and_grows_back)
     ck_assert_uint_gt(t, now);
     udprr__exchange_timers(&w.x, t);
     ck_assert_uint_eq(w.x.stats.retransmissions, 16);
-    ck_assert_uint_eq(w.x.window.size, 8);
-    ck_assert_uint_eq(w.x.window.ssthresh, 8);
-    ck_assert_uint_eq(w.x.window.reductions, 1);
+    ck_assert_uint_eq(w.x.ep[0].window.size, 8);
+    ck_assert_uint_eq(w.x.ep[0].window.ssthresh, 8);
+    ck_assert_uint_eq(w.x.ep[0].window.reductions, 1);
     ck_assert_uint_eq(w.x.in_flight, 16); /* nothing new goes out */
     now = t;
 
@@ -980,10 +1016,10 @@ START_TEST(test_window_grows_halves_and_grows_back)
     for (size_t r = 0; r < 5; r++) {
         now += 10 * MS;
         answer_round(&w, &answered, now);
-        ck_assert_uint_eq(w.x.window.size, avoidance[r]);
+        ck_assert_uint_eq(w.x.ep[0].window.size, avoidance[r]);
         ck_assert_uint_eq(w.x.in_flight, avoidance[r]);
     }
-    ck_assert_uint_eq(w.x.window.reductions, 1);
+    ck_assert_uint_eq(w.x.ep[0].window.reductions, 1);
     ck_assert_int_eq(calls, (int)answered);
     udprr__exchange_destroy(&w.x);
     ck_assert_int_eq(calls, N);
@@ -1000,11 +1036,11 @@ START_TEST(test_deadline_is_no_loss)
     udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
     udprr__exchange_timers(&w.x, 100 * MS);
     ck_assert_int_eq(o.status, UDPRR_ETIMEDOUT);
-    ck_assert_uint_eq(w.x.window.reductions, 0);
+    ck_assert_uint_eq(w.x.ep[0].window.reductions, 0);
     /* whereas a whole wait run out is one */
     udprr__exchange_submit(&w.x, "q", 1, 1 * SEC, 5 * SEC, record, &o, NULL);
     udprr__exchange_timers(&w.x, 2 * SEC);
-    ck_assert_uint_eq(w.x.window.reductions, 1);
+    ck_assert_uint_eq(w.x.ep[0].window.reductions, 1);
     udprr__exchange_destroy(&w.x);
 }
 END_TEST
@@ -1099,7 +1135,7 @@ START_TEST(test_pending_bounds)
     udprr__exchange_destroy(&w.x);
     struct udprr__rtt_policy p;
     udprr__rtt_policy_default(&p);
-    struct udprr__exchange_limits lim = {0, 0, 3, 0, 1, 1};
+    struct udprr__exchange_limits lim = {0, 0, 3, 0, 1, 1, 1, 0, 0};
     struct udprr__exchange_io io = {&w, fake_send, fake_random64, NULL};
     ck_assert_int_eq(udprr__exchange_init(&w.x, NULL, &p, &lim, &io),
                      UDPRR_OK);
@@ -1278,7 +1314,7 @@ START_TEST(test_ten_thousand_in_flight)
     struct udprr__rtt_policy p;
     udprr__rtt_policy_default(&p);
     p.jitter_pct = 0;
-    struct udprr__exchange_limits lim = {2, 0, 0, 0, N, N};
+    struct udprr__exchange_limits lim = {2, 0, 0, 0, N, N, 1, 0, 0};
     struct udprr__exchange_io io = {&w, fake_send, fake_random64,
                                     fake_on_attempt};
     ck_assert_int_eq(udprr__exchange_init(&w.x, NULL, &p, &lim, &io),
@@ -1325,6 +1361,206 @@ START_TEST(test_ten_thousand_in_flight)
 }
 END_TEST
 
+/* --- several endpoints ------------------------------------------------- */
+
+START_TEST(test_endpoints_first_refused_at_send)
+{
+    struct world w;
+    struct outcome o = {0};
+    world_init_endpoints(&w, 3, 0, 1 * SEC);
+    w.refusing = 1u << 0;
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o,
+                                            NULL),
+                     UDPRR_OK);
+    /* Endpoint 0 refused at once: the first transmission went to 1. */
+    ck_assert_uint_eq(w.nsent, 1);
+    ck_assert_uint_eq(w.sent[0].endpoint, 1);
+    ck_assert_uint_eq(w.sent[0].hdr.attempt, 1);
+    ck_assert_uint_eq(w.x.ep[0].stats.refusals, 1);
+    ck_assert_uint_eq(w.x.ep[0].failures, 1);
+    ck_assert_uint_eq(w.x.stats.attempts, 1);
+    deliver(&w, 0, "from 1", 10 * MS);
+    ck_assert_int_eq(o.status, UDPRR_OK);
+    ck_assert_uint_eq(w.x.ep[1].stats.answers, 1);
+    ck_assert_uint_eq(w.x.ep[1].rtt.samples, 1);
+    /* Every endpoint refusing: the submit fails, nothing counted. */
+    w.refusing = 7;
+    struct outcome o2 = {0};
+    ck_assert_int_eq(udprr__exchange_submit(&w.x, "q", 1, 20 * MS, 0, record,
+                                            &o2, NULL),
+                     UDPRR_EREFUSED);
+    ck_assert_uint_eq(w.x.stats.requests, 1);
+    ck_assert_int_eq(o2.calls, 0);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_endpoints_timeout_moves_then_back_after_backoff)
+{
+    struct world w;
+    struct outcome o[3] = {{0}, {0}, {0}};
+    world_init_endpoints(&w, 2, 0, 1 * SEC);
+    udprr__exchange_submit(&w.x, "a", 1, 0, 0, record, &o[0], NULL);
+    ck_assert_uint_eq(w.sent[0].endpoint, 0); /* the first in the list */
+    /* 0 is a blackhole: after its RTO (1 s) the retransmission goes to 1,
+     * with 1's first wait (its RTO, not a backed-off one). */
+    udprr__exchange_timers(&w.x, 1 * SEC);
+    ck_assert_uint_eq(w.nsent, 2);
+    ck_assert_uint_eq(w.sent[1].endpoint, 1);
+    ck_assert_uint_eq(w.sent[1].hdr.attempt, 2);
+    ck_assert_uint_eq(w.last_wait_us, 1 * SEC);
+    ck_assert_uint_eq(w.x.ep[0].stats.timeouts, 1);
+    ck_assert_uint_eq(w.x.ep[0].stats.failovers, 1);
+    ck_assert_uint_eq(w.x.ep[0].failures, 1);
+    ck_assert_uint_eq(w.x.ep[0].retry_at_us, 2 * SEC);
+    deliver(&w, 1, "b", 1 * SEC + 30 * MS);
+    ck_assert_int_eq(o[0].status, UDPRR_OK);
+    /* Its reply is a sample for 1 (attempt 2 went there). */
+    ck_assert_uint_eq(w.x.ep[1].rtt.samples, 1);
+    ck_assert_uint_eq(w.x.ep[1].rtt.srtt_us, 30 * MS);
+    ck_assert_uint_eq(w.x.ep[0].rtt.samples, 0);
+    /* While 0 backs off, requests go to 1. */
+    udprr__exchange_submit(&w.x, "b", 1, 1500 * MS, 0, record, &o[1], NULL);
+    ck_assert_uint_eq(w.sent[2].endpoint, 1);
+    deliver(&w, 2, "b", 1510 * MS);
+    /* Its back-off over, 0 is tried again by the next request, and is
+     * healthy once it answers. */
+    udprr__exchange_submit(&w.x, "c", 1, 2 * SEC, 0, record, &o[2], NULL);
+    ck_assert_uint_eq(w.sent[3].endpoint, 0);
+    /* Tried once: left alone again until that one is decided. */
+    ck_assert_uint_eq(w.x.ep[0].retry_at_us, 3 * SEC);
+    deliver(&w, 3, "c", 2 * SEC + 5 * MS);
+    ck_assert_int_eq(o[2].status, UDPRR_OK);
+    ck_assert_uint_eq(w.x.ep[0].failures, 0);
+    ck_assert_uint_eq(w.x.ep[0].stats.answers, 1);
+    /* Both healthy: the lower SRTT (0's 5 ms, 1's 30 and 10 ms). */
+    ck_assert_uint_eq(udprr__exchange_best(&w.x, 3 * SEC), 0);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_endpoints_backoff_doubles)
+{
+    struct world w;
+    struct outcome o = {0};
+    world_init_endpoints(&w, 2, 0, 100 * MS);
+    w.x.ep[0].failures = 0;
+    for (unsigned k = 1; k <= 9; k++) {
+        udprr__exchange_refused(&w.x, 1u << 0, 0);
+        uint64_t shift = k - 1 < 6 ? k - 1 : 6;
+        ck_assert_uint_eq(w.x.ep[0].failures, k);
+        ck_assert_uint_eq(w.x.ep[0].retry_at_us, (100 * MS) << shift);
+    }
+    /* Backing off: the other endpoint, even with more failures... no:
+     * 1 is healthy, so 1; once 0 is due, 0. */
+    ck_assert_uint_eq(udprr__exchange_best(&w.x, 1 * SEC), 1);
+    ck_assert_uint_eq(udprr__exchange_best(&w.x, 6400 * MS), 0);
+    (void)o;
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_endpoints_refused_only_stays_on_timeout)
+{
+    struct world w;
+    struct outcome o = {0};
+    world_init_endpoints(&w, 2, 1, 1 * SEC);
+    udprr__exchange_submit(&w.x, "once", 4, 0, 0, record, &o, NULL);
+    udprr__exchange_timers(&w.x, 1 * SEC);
+    udprr__exchange_timers(&w.x, 3 * SEC);
+    /* Retransmitted to 0 on its backed-off schedule: never to 1. */
+    ck_assert_uint_eq(w.nsent, 3);
+    for (size_t i = 0; i < w.nsent; i++)
+        ck_assert_uint_eq(w.sent[i].endpoint, 0);
+    ck_assert_uint_eq(w.sent[2].hdr.attempt, 3);
+    ck_assert_uint_eq(w.x.ep[1].stats.attempts, 0);
+    /* A refusal (nothing ran) still moves it. */
+    udprr__exchange_refused(&w.x, 1u << 0, 3500 * MS);
+    ck_assert_uint_eq(w.nsent, 4);
+    ck_assert_uint_eq(w.sent[3].endpoint, 1);
+    ck_assert_uint_eq(w.sent[3].hdr.attempt, 4);
+    udprr__exchange_timers(&w.x, 10 * SEC);
+    ck_assert_int_eq(o.status, UDPRR_ETIMEDOUT);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_endpoints_refusal_moves_in_flight_then_ends_all)
+{
+    struct world w;
+    struct outcome o[4] = {{0}, {0}, {0}, {0}};
+    world_init_endpoints(&w, 2, 0, 1 * SEC);
+    w.x.ep[0].window.size = 2; /* a third request waits in the queue */
+    for (int i = 0; i < 3; i++)
+        udprr__exchange_submit(&w.x, "r", 1, 0, 0, record, &o[i], NULL);
+    ck_assert_uint_eq(w.nsent, 2);
+    ck_assert_uint_eq(w.x.queued, 1);
+    /* 0 refuses: its two requests move to 1 at once, attempt 2; the
+     * queued one now goes to 1, the best, as its attempt 1. */
+    udprr__exchange_refused(&w.x, 1u << 0, 5 * MS);
+    ck_assert_uint_eq(w.nsent, 5);
+    for (size_t i = 2; i < 5; i++)
+        ck_assert_uint_eq(w.sent[i].endpoint, 1);
+    ck_assert_uint_eq(w.x.ep[0].in_flight, 0);
+    ck_assert_uint_eq(w.x.ep[1].in_flight, 3);
+    ck_assert_uint_eq(w.x.queued, 0);
+    /* A late reply from 0 (to the first transmission, sent there) still
+     * completes its request; one claiming to come from an endpoint a
+     * request never went to does not. */
+    deliver_from(&w, 0, 0, "late", 6 * MS);
+    ck_assert_int_eq(o[0].status, UDPRR_OK);
+    ck_assert_int_eq(o[0].calls, 1);
+    uint64_t unexpected = w.x.stats.dropped_unexpected;
+    deliver_from(&w, 0, 4, "forged", 6 * MS);
+    ck_assert_uint_eq(w.x.stats.dropped_unexpected, unexpected + 1);
+    ck_assert_int_eq(o[2].calls, 0);
+    /* That late reply said 0 was alive; now both refuse: nothing is left
+     * to move to, and nothing listens anywhere, so the queued request
+     * ends too. */
+    ck_assert_uint_eq(w.x.ep[0].failures, 0);
+    struct outcome q = {0};
+    w.x.ep[0].window.size = 0; /* full: q waits */
+    w.x.ep[1].window.size = 2;
+    udprr__exchange_submit(&w.x, "s", 1, 7 * MS, 0, record, &q, NULL);
+    ck_assert_uint_eq(w.x.queued, 1);
+    udprr__exchange_refused(&w.x, 3u, 8 * MS);
+    ck_assert_int_eq(o[1].status, UDPRR_EREFUSED);
+    ck_assert_int_eq(o[2].status, UDPRR_EREFUSED);
+    ck_assert_int_eq(q.status, UDPRR_EREFUSED);
+    ck_assert_uint_eq(w.x.pending, 0);
+    /* The counters add up. */
+    ck_assert_uint_eq(w.x.stats.attempts + w.x.stats.unsent + w.x.queued,
+                      w.x.stats.requests + w.x.stats.retransmissions);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_endpoints_lowest_srtt_and_own_windows)
+{
+    struct world w;
+    struct outcome o[8];
+    memset(o, 0, sizeof o);
+    world_init_endpoints(&w, 2, 0, 1 * SEC);
+    /* Unmeasured endpoints count as 0: the first request goes to 0, the
+     * second (0 measured at 50 ms) to 1, then 1 (measured at 10 ms) wins. */
+    udprr__exchange_submit(&w.x, "1", 1, 0, 0, record, &o[0], NULL);
+    deliver(&w, 0, "x", 50 * MS);
+    udprr__exchange_submit(&w.x, "2", 1, 50 * MS, 0, record, &o[1], NULL);
+    ck_assert_uint_eq(w.sent[1].endpoint, 1);
+    deliver(&w, 1, "x", 60 * MS);
+    /* 1's window of 2 fills: the rest wait for it, not for 0. */
+    w.x.ep[1].window.size = 2;
+    for (int i = 2; i < 6; i++)
+        udprr__exchange_submit(&w.x, "n", 1, 70 * MS, 0, record, &o[i], NULL);
+    ck_assert_uint_eq(w.nsent, 4);
+    ck_assert_uint_eq(w.sent[2].endpoint, 1);
+    ck_assert_uint_eq(w.sent[3].endpoint, 1);
+    ck_assert_uint_eq(w.x.queued, 2);
+    ck_assert_uint_eq(w.x.ep[0].in_flight, 0);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("exchange");
@@ -1368,5 +1604,14 @@ int main(void)
     tcase_add_test(q, test_fail_all_sends_what_its_callbacks_queued);
     tcase_add_test(q, test_ten_thousand_in_flight);
     suite_add_tcase(s, q);
+
+    TCase *e = tcase_create("endpoints");
+    tcase_add_test(e, test_endpoints_first_refused_at_send);
+    tcase_add_test(e, test_endpoints_timeout_moves_then_back_after_backoff);
+    tcase_add_test(e, test_endpoints_backoff_doubles);
+    tcase_add_test(e, test_endpoints_refused_only_stays_on_timeout);
+    tcase_add_test(e, test_endpoints_refusal_moves_in_flight_then_ends_all);
+    tcase_add_test(e, test_endpoints_lowest_srtt_and_own_windows);
+    suite_add_tcase(s, e);
     return udprr_test_run(s);
 }

@@ -20,7 +20,7 @@
 #    answered by B; A never answers.
 # 3. The same blackhole with --refused-only: request 1 is retransmitted to
 #    A alone until its deadline, UDPRR_ETIMEDOUT, and B hears nothing of
-#    it.
+#    it; request 2, a new one, goes to B (A has failed).
 #
 # Every process started here is stopped on exit; every wait is bounded
 # (each client by `timeout`, the servers and the relay stop by themselves
@@ -118,7 +118,7 @@ if [ -n "$b_port" ]; then
 fi
 if [ -n "$a_port" ] && [ -n "$r_port" ]; then
     A=127.0.0.1:$a_port B=127.0.0.1:$r_port
-    echo "    A is $A, B (behind the relay) is $B"
+    echo "    A is $A, B is $B (the relay to server B at 127.0.0.1:$b_port)"
     timeout 30 "$bin/failover" "$A" "$B" --count $count --interval 50 \
         --retry 200 --deadline 2000 >"$tmp/c1.out" 2>"$tmp/c1.err" &
     c_pid=$!
@@ -253,13 +253,15 @@ fi
 
 # --- 3. --refused-only: a timeout never moves a request ----------------------
 
+# Request 1 waits on A to its deadline; request 2, a new request, goes to
+# the best endpoint when it is sent, which is B now that A has failed.
 label="refused-only, A a blackhole"
 start_blackhole "$tmp/hole3.out"
 start_named "server B" 0 "$tmp/b3.out"
 b_pid=$named_pid b_port=$named_port
 if [ -n "$hole_port" ] && [ -n "$b_port" ]; then
     A=127.0.0.1:$hole_port B=127.0.0.1:$b_port
-    timeout 30 "$bin/failover" "$A" "$B" --count 1 --rto 100 \
+    timeout 30 "$bin/failover" "$A" "$B" --count 2 --interval 50 --rto 100 \
         --deadline 500 --refused-only >"$tmp/c3.out" 2>"$tmp/c3.err"
     rc=$?
     stop "$hole_pid"
@@ -268,19 +270,25 @@ if [ -n "$hole_port" ] && [ -n "$b_port" ]; then
     check "$label: the client's exit status" "$rc" 1
     first=$(grep '^request 1: ' "$tmp/c3.out")
     took=$(echo "$first" | sed -n 's/.* in \([0-9]*\)\.[0-9] ms.*/\1/p')
-    check "$label: request 1 ended with UDPRR_ETIMEDOUT" \
-        "$(echo "$first" | grep -c '^request 1: UDPRR_ETIMEDOUT in ')" 1
+    check "$label: request 1 ended with UDPRR_ETIMEDOUT, A unanswered" \
+        "$(echo "$first" |
+            grep -c "^request 1: UDPRR_ETIMEDOUT in .*; $A unanswered")" 1
     check "$label: ... at its deadline (${took:-?} ms)" \
         "$(yes_if "[ ${took:-0} -ge 450 ] && [ ${took:-9999} -lt 1500 ]")" yes
-    stats_a=$(grep "^endpoint $A: " "$tmp/c3.out")
-    stats_b=$(grep "^endpoint $B: " "$tmp/c3.out")
-    check "$label: A was sent every attempt, more than one" \
-        "$(yes_if "[ $(num_after "$stats_a" attempts) -ge 2 ]")" yes
-    check "$label: B's endpoint: no attempt" \
-        "$(num_after "$stats_b" attempts)" 0
+    check "$label: A got request 1 more than once" \
+        "$(yes_if "[ $(grep -c '^Pretending to drop' "$tmp/hole3.out") -ge 2 ]")" \
+        yes
+    check "$label: request 1 never reached server B" \
+        "$(grep -c "asks 'request 1'" "$tmp/b3.out")" 0
+    check "$label: request 2 went to B, A having failed" \
+        "$(grep -c "^request 2: UDPRR_OK 'server B' from $B in " \
+            "$tmp/c3.out")/$(grep -c "asks 'request 2'" "$tmp/b3.out")" 1/1
     b_stats=$(grep '^Server stats:' "$tmp/b3.out")
-    check "$label: server B received and handled nothing" \
-        "$(num_after "$b_stats" received)/$(num_after "$b_stats" handled)" 0/0
+    check "$label: server B received and handled request 2 alone" \
+        "$(num_after "$b_stats" received)/$(num_after "$b_stats" handled)" 1/1
+    stats_a=$(grep "^endpoint $A: " "$tmp/c3.out")
+    check "$label: A's endpoint: no failover, no answer" \
+        "$(num_after "$stats_a" failovers)/$(num_after "$stats_a" answers)" 0/0
 else
     [ -n "$hole_port" ] && stop "$hole_pid"
     [ -n "$b_port" ] && stop "$b_pid"

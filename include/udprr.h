@@ -543,8 +543,11 @@ UDPRR_API int udprr_client_fd(const udprr_client *c);
  * failed, the one with the fewest failures is used.
  *
  * Failover. A request refused by its endpoint moves at once to the best
- * endpoint that has not refused it, with its next attempt number; one
- * refused by every endpoint ends with UDPRR_EREFUSED. With failover
+ * endpoint that has not refused it, with its next attempt number, passing
+ * over those known to refuse (refused last, and still left alone); one
+ * with no such endpoint left ends with UDPRR_EREFUSED, and when every
+ * endpoint is known to refuse, nothing listens anywhere: the requests
+ * waiting to be sent end with UDPRR_EREFUSED too. With failover
  * UDPRR_FAILOVER_ANY (the default) a transmission unanswered for its
  * whole wait also moves the request: its retransmission goes to the best
  * other endpoint. A reply from any endpoint the request was sent to

@@ -283,10 +283,12 @@ typedef struct udprr_client_opts {
     const char *local_host;      /* the source address: the socket is bound
                                     to it before it is connected; a name or
                                     a number. NULL: the kernel chooses */
-    const char *local_service;   /* the source port, a name or a number;
-                                    every endpoint's socket binds it
-                                    (with SO_REUSEADDR). NULL: any free
-                                    port */
+    const char *local_service;   /* the source port, a name or a number.
+                                    With several endpoints every one's
+                                    socket binds it (SO_REUSEADDR: each
+                                    is connected to its own server); a
+                                    lone one keeps it to itself. NULL:
+                                    any free port */
     const char *interface;       /* the one interface the handle sends and
                                     receives on (SO_BINDTODEVICE), such as
                                     "eth1"; multicast requests leave
@@ -530,7 +532,8 @@ UDPRR_API int udprr_client_fd(const udprr_client *c);
  * endpoint has a connected socket, an RTT estimate, a congestion window
  * and counters of its own (udprr_client_endpoint_stats).
  *
- * Choice. A request goes to the best endpoint when it is sent: one whose
+ * Choice. A request goes to the best endpoint with room in its congestion
+ * window when it is sent (it waits while every window is full): one whose
  * failure back-off has run out and that is due to be tried again first,
  * so that a failed server is never forgotten; else the one with the
  * fewest consecutive failures, then the lowest SRTT (one not yet measured
@@ -540,7 +543,8 @@ UDPRR_API int udprr_client_fd(const udprr_client *c);
  * failed endpoint is left alone for endpoint_retry_ms after its first
  * failure in a row, twice as long after the second, and so on up to 64
  * times; then one request tries it again. While every endpoint is
- * failed, the one with the fewest failures is used.
+ * failed, the one with the fewest failures is used (of those, the one
+ * whose back-off ends first).
  *
  * Failover. A request refused by its endpoint moves at once to the best
  * endpoint that has not refused it, with its next attempt number, passing
@@ -551,8 +555,11 @@ UDPRR_API int udprr_client_fd(const udprr_client *c);
  * UDPRR_FAILOVER_ANY (the default) a transmission unanswered for its
  * whole wait also moves the request: its retransmission goes to the best
  * other endpoint. A reply from any endpoint the request was sent to
- * completes it. The deadline and max_attempts count across endpoints;
- * a request that runs out of them ends with UDPRR_ETIMEDOUT.
+ * completes it. The deadline, max_attempts and the retry schedule's
+ * back-off count across endpoints (a retransmission waits the new
+ * endpoint's RTO backed off by its attempt number); a request that runs
+ * out of time or attempts ends with UDPRR_ETIMEDOUT, unless its last
+ * transmission was refused (UDPRR_EREFUSED).
  *
  * At most once, per server. Each server's reply cache makes a request run
  * at most once on that server; a request retried on another server may

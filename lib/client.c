@@ -228,6 +228,11 @@ int udprr_client_open_list(udprr_client **out, const udprr_endpoint *list,
         rc = connect_all(c, list, n);
     if (rc != UDPRR_OK)
         return open_failed(c, rc, 0);
+    /* Several endpoints' sockets share a chosen source port (sock.c); a
+     * lone socket keeps it to itself, as any bound socket does. */
+    if (c->n_fds == 1 && c->setup.local_service != NULL &&
+        udprr__sock_share_port(c->fds[0], 0) != UDPRR_OK)
+        return open_failed(c, UDPRR_ESYS, 0);
     /* One descriptor for the application to wait on: the socket itself,
      * or an epoll over every endpoint's. */
     if (c->n_fds == 1)

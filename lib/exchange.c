@@ -378,16 +378,18 @@ static void finish(struct udprr__exchange *x, struct udprr__xreq *r,
 static void arm(struct udprr__exchange *x, struct udprr__xreq *r,
                 uint64_t now_us)
 {
+    /* The current endpoint's RTO, backed off by the request's attempt
+     * number: moving to another server does not restart the schedule, so
+     * a request among servers that are all silent still backs off. */
     const struct udprr__rtt *rtt = &x->ep[r->ep].rtt;
-    /* The schedule restarts at each endpoint the request moves to. */
-    unsigned here = r->attempts - r->ep_since + 1;
     /* Only waits after a retransmission are jittered (see rtt.h), so only
      * those cost a random number. */
     uint64_t draw = 0;
-    if (here > 1 && rtt->policy.jitter_pct > 0 &&
+    if (r->attempts > 1 && rtt->policy.jitter_pct > 0 &&
         x->io.random64(x->io.ctx, &draw) != UDPRR_OK)
         draw = 0; /* unjittered: still a correct wait */
-    uint64_t wait = udprr__rtt_wait_us(rtt, here, (uint32_t)(draw >> 32));
+    uint64_t wait = udprr__rtt_wait_us(rtt, r->attempts,
+                                       (uint32_t)(draw >> 32));
     uint64_t when = now_us + wait;
     r->clipped = 0;
     if (when < now_us || when > r->deadline_us) {
@@ -422,7 +424,7 @@ static void endpoint_failed(struct udprr__exchange *x, unsigned endpoint,
     struct udprr__xendpoint *e = &x->ep[endpoint];
     if (e->failures < UINT32_MAX)
         e->failures++;
-    e->refused_last = refusal;
+    e->refused_last |= refusal;
     e->retry_at_us = now_us + backoff_us(x, e->failures);
     if (refusal) {
         e->stats.refusals++;
@@ -430,8 +432,9 @@ static void endpoint_failed(struct udprr__exchange *x, unsigned endpoint,
     }
 }
 
-/* The endpoints known to refuse at now_us: refused last, and still left
- * alone. A request moving away from a refusal does not go there. */
+/* The endpoints known to refuse at now_us: refused since their last
+ * answer, and still left alone. A request moving away from a refusal
+ * does not go there. */
 static uint32_t refusing(const struct udprr__exchange *x, uint64_t now_us)
 {
     uint32_t mask = 0;
@@ -559,9 +562,9 @@ static int transmit_somewhere(struct udprr__exchange *x, struct udprr__xreq *r,
     }
 }
 
-/* The endpoint one more request may go to now: the best one, with room
- * in its window, and in raw framing none in flight, and with short IDs a
- * free ID; -1 when none may. */
+/* The endpoint one more request may go to now: the best one with room
+ * in its window (in raw framing only while none is in flight, with short
+ * IDs only while a free ID exists); -1 when none may. */
 static int may_send(const struct udprr__exchange *x, uint64_t now_us)
 {
     if (x->shut)
@@ -569,9 +572,11 @@ static int may_send(const struct udprr__exchange *x, uint64_t now_us)
     if (!udprr__framing_has_id(&x->framing) ? x->in_flight > 0
         : x->in_flight > udprr__framing_id_mask(&x->framing))
         return -1;
-    int best = choose(x, 0, now_us);
-    const struct udprr__xendpoint *e = &x->ep[best];
-    return e->in_flight < e->window.size ? best : -1;
+    uint32_t full = 0;
+    for (unsigned i = 0; i < x->n_ep; i++)
+        if (x->ep[i].in_flight >= x->ep[i].window.size)
+            full |= bit(i);
+    return choose(x, full, now_us);
 }
 
 /* Sends r's first transmission to endpoint (or, when it refuses, to the
@@ -610,6 +615,7 @@ static void settle_refusals(struct udprr__exchange *x, uint64_t now_us);
 static void pump(struct udprr__exchange *x, uint64_t now_us)
 {
     int endpoint;
+again:
     settle_refusals(x, now_us);
     while (x->queue.oldest != NULL && (endpoint = may_send(x, now_us)) >= 0) {
         struct udprr__xreq *r =
@@ -629,6 +635,10 @@ static void pump(struct udprr__exchange *x, uint64_t now_us)
         }
         finish(x, r, rc, NULL, 0);
     }
+    /* A send above found an endpoint refusing: its other requests move
+     * now, not a whole RTO later (the socket told it once, to the send). */
+    if (x->refused_pending != 0 && !x->settling)
+        goto again;
 }
 
 /* The next in-flight request whose endpoint is in mask, or NULL. */
@@ -678,7 +688,9 @@ static void settle_refusals(struct udprr__exchange *x, uint64_t now_us)
             int next = choose(x, r->refused_by | mask | refusing(x, now_us),
                               now_us);
             int rc = UDPRR_EREFUSED;
-            if (next >= 0 && r->attempts < UDPRR__WIRE_MAX_ATTEMPT &&
+            if (now_us >= r->deadline_us)
+                rc = UDPRR_ETIMEDOUT; /* its time is up anyway */
+            else if (next >= 0 && r->attempts < UDPRR__WIRE_MAX_ATTEMPT &&
                 (x->limits.max_attempts == 0 ||
                  r->attempts < x->limits.max_attempts)) {
                 r->attempts++;
@@ -1002,6 +1014,7 @@ int udprr__exchange_next_timer(const struct udprr__exchange *x,
 {
     if (x->pending == 0)
         return 0;
-    *when_us = x->heap[0]->timer_us;
+    /* A refusal a submit found is settled by the next step: at once. */
+    *when_us = x->refused_pending != 0 ? 0 : x->heap[0]->timer_us;
     return 1;
 }

@@ -284,6 +284,11 @@ int udprr__sock_open_unconnected(int family,
     return keep_or_close(fd, apply_setup(fd, family, setup, 0), fd_out);
 }
 
+int udprr__sock_share_port(int fd, int on)
+{
+    return set_int(fd, SOL_SOCKET, SO_REUSEADDR, on);
+}
+
 int udprr__sock_mtu(int fd, unsigned *mtu)
 {
     struct sockaddr_storage addr;

@@ -60,6 +60,10 @@ int udprr__sock_open_unconnected(int family,
                                  const struct udprr__sock_setup *setup,
                                  int *fd_out);
 
+/* Stops (on 0) or lets (on 1) other sockets that ask bind fd's port too
+ * (SO_REUSEADDR). UDPRR_OK or UDPRR_ESYS. */
+int udprr__sock_share_port(int fd, int on);
+
 /* The path MTU the kernel knows for a connected socket (IP_MTU,
  * IPV6_MTU). UDPRR_OK or UDPRR_ESYS. */
 int udprr__sock_mtu(int fd, unsigned *mtu);

@@ -25,14 +25,17 @@
 struct named {
     const char *name;
     atomic_int handled;
+    atomic_uint peer_port; /* the source port of the last request */
 };
 
 static int answer_name(void *user, const udprr_request *req, void *reply,
                        size_t cap, size_t *reply_len)
 {
     struct named *n = user;
-    (void)req;
     atomic_fetch_add(&n->handled, 1);
+    if (req->peer->sa_family == AF_INET)
+        atomic_store(&n->peer_port,
+                     ntohs(((const struct sockaddr_in *)req->peer)->sin_port));
     size_t len = strlen(n->name);
     ck_assert_uint_le(len, cap);
     memcpy(reply, n->name, len);
@@ -84,7 +87,7 @@ static udprr_client_opts opts_rto(unsigned rto_ms)
 
 START_TEST(first_closed_answers_from_second_at_once)
 {
-    struct named b = {"B", 0};
+    struct named b = {"B", 0, 0};
     struct fixture_server fb;
     test_server_start(&fb, "127.0.0.1", NULL, answer_name, &b);
     char port_a[16];
@@ -112,7 +115,7 @@ END_TEST
 
 START_TEST(first_blackhole_moves_after_its_rto)
 {
-    struct named b = {"B", 0};
+    struct named b = {"B", 0, 0};
     struct fixture_server fb;
     test_server_start(&fb, "127.0.0.1", NULL, answer_name, &b);
     char port_a[16];
@@ -143,7 +146,7 @@ END_TEST
 
 START_TEST(first_back_up_is_used_again_after_its_backoff)
 {
-    struct named a = {"A", 0}, b = {"B", 0};
+    struct named a = {"A", 0, 0}, b = {"B", 0, 0};
     struct fixture_server fa, fb;
     test_server_start(&fb, "127.0.0.1", NULL, answer_name, &b);
     char port_a[16];
@@ -184,7 +187,7 @@ END_TEST
 
 START_TEST(localhost_answers_whatever_comes_first)
 {
-    struct named v4 = {"v4", 0};
+    struct named v4 = {"v4", 0, 0};
     struct fixture_server fs;
     test_server_start(&fs, "127.0.0.1", NULL, answer_name, &v4);
     udprr_client_opts o = opts_rto(DEADLINE_MS);
@@ -212,7 +215,7 @@ END_TEST
 
 START_TEST(refused_only_never_reaches_the_second_after_a_timeout)
 {
-    struct named b = {"B", 0};
+    struct named b = {"B", 0, 0};
     struct fixture_server fb;
     test_server_start(&fb, "127.0.0.1", NULL, answer_name, &b);
     char port_a[16];
@@ -265,7 +268,7 @@ static int is_done(void *arg)
 
 START_TEST(one_descriptor_to_poll_for_several_endpoints)
 {
-    struct named b = {"B", 0};
+    struct named b = {"B", 0, 0};
     struct fixture_server fb;
     test_server_start(&fb, "127.0.0.1", NULL, answer_name, &b);
     char port_a[16];
@@ -286,7 +289,7 @@ END_TEST
 
 START_TEST(one_source_port_for_every_endpoint)
 {
-    struct named a = {"A", 0}, b = {"B", 0};
+    struct named a = {"A", 0, 0}, b = {"B", 0, 0};
     struct fixture_server fa, fb;
     test_server_start(&fa, "127.0.0.1", NULL, answer_name, &a);
     test_server_start(&fb, "127.0.0.1", NULL, answer_name, &b);
@@ -306,8 +309,14 @@ START_TEST(one_source_port_for_every_endpoint)
     char who[16];
     ck_assert_int_eq(ask(c, who, sizeof who), UDPRR_OK);
     ck_assert_str_eq(who, "A");
-    udprr_client_close(c);
+    /* A goes away: the next request is refused there and answered by B,
+     * through the other socket, from the same port. */
     test_server_stop(&fa, NULL);
+    ck_assert_int_eq(ask(c, who, sizeof who), UDPRR_OK);
+    ck_assert_str_eq(who, "B");
+    ck_assert_uint_eq(atomic_load(&a.peer_port), (unsigned)atoi(local));
+    ck_assert_uint_eq(atomic_load(&b.peer_port), (unsigned)atoi(local));
+    udprr_client_close(c);
     test_server_stop(&fb, NULL);
 }
 END_TEST

@@ -216,6 +216,12 @@ START_TEST(client_source_address_and_port)
                      "127.0.0.3");
     ck_assert_uint_eq(ntohs(in->sin_port), (unsigned)atoi(local_port));
     pthread_mutex_unlock(&sp.lock);
+    /* The port is the handle's alone: a second handle cannot take it. */
+    udprr_client *other = NULL;
+    errno = 0;
+    ck_assert_int_eq(udprr_client_open(&other, "127.0.0.1", fs.port, &o),
+                     UDPRR_ESYS);
+    ck_assert_int_eq(errno, EADDRINUSE);
     udprr_client_close(c);
     test_server_stop(&fs, NULL);
 }

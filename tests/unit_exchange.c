@@ -1403,12 +1403,13 @@ START_TEST(test_endpoints_timeout_moves_then_back_after_backoff)
     udprr__exchange_submit(&w.x, "a", 1, 0, 0, record, &o[0], NULL);
     ck_assert_uint_eq(w.sent[0].endpoint, 0); /* the first in the list */
     /* 0 is a blackhole: after its RTO (1 s) the retransmission goes to 1,
-     * with 1's first wait (its RTO, not a backed-off one). */
+     * which waits 1's RTO backed off for attempt 2: the schedule goes on
+     * across endpoints. */
     udprr__exchange_timers(&w.x, 1 * SEC);
     ck_assert_uint_eq(w.nsent, 2);
     ck_assert_uint_eq(w.sent[1].endpoint, 1);
     ck_assert_uint_eq(w.sent[1].hdr.attempt, 2);
-    ck_assert_uint_eq(w.last_wait_us, 1 * SEC);
+    ck_assert_uint_eq(w.last_wait_us, 2 * SEC);
     ck_assert_uint_eq(w.x.ep[0].stats.timeouts, 1);
     ck_assert_uint_eq(w.x.ep[0].stats.failovers, 1);
     ck_assert_uint_eq(w.x.ep[0].failures, 1);
@@ -1451,8 +1452,8 @@ START_TEST(test_endpoints_backoff_doubles)
         ck_assert_uint_eq(w.x.ep[0].failures, k);
         ck_assert_uint_eq(w.x.ep[0].retry_at_us, (100 * MS) << shift);
     }
-    /* Backing off: the other endpoint, even with more failures... no:
-     * 1 is healthy, so 1; once 0 is due, 0. */
+    /* While 0 backs off, the healthy 1; once 0's back-off (6.4 s, the
+     * cap) has run out, 0 is due to be tried again, and ranks first. */
     ck_assert_uint_eq(udprr__exchange_best(&w.x, 1 * SEC), 1);
     ck_assert_uint_eq(udprr__exchange_best(&w.x, 6400 * MS), 0);
     (void)o;
@@ -1490,11 +1491,14 @@ START_TEST(test_endpoints_refusal_moves_in_flight_then_ends_all)
     struct world w;
     struct outcome o[4] = {{0}, {0}, {0}, {0}};
     world_init_endpoints(&w, 2, 0, 1 * SEC);
-    w.x.ep[0].window.size = 2; /* a third request waits in the queue */
+    /* Two fill 0's window, 1's is shut: a third request waits. */
+    w.x.ep[0].window.size = 2;
+    w.x.ep[1].window.size = 0;
     for (int i = 0; i < 3; i++)
         udprr__exchange_submit(&w.x, "r", 1, 0, 0, record, &o[i], NULL);
     ck_assert_uint_eq(w.nsent, 2);
     ck_assert_uint_eq(w.x.queued, 1);
+    w.x.ep[1].window.size = 3;
     /* 0 refuses: its two requests move to 1 at once, attempt 2; the
      * queued one now goes to 1, the best, as its attempt 1. */
     udprr__exchange_refused(&w.x, 1u << 0, 5 * MS);
@@ -1548,15 +1552,83 @@ START_TEST(test_endpoints_lowest_srtt_and_own_windows)
     udprr__exchange_submit(&w.x, "2", 1, 50 * MS, 0, record, &o[1], NULL);
     ck_assert_uint_eq(w.sent[1].endpoint, 1);
     deliver(&w, 1, "x", 60 * MS);
-    /* 1's window of 2 fills: the rest wait for it, not for 0. */
+    /* 1's window of 2 fills: the next go to 0, whose window of 1 fills
+     * too; the last waits. */
     w.x.ep[1].window.size = 2;
+    w.x.ep[0].window.size = 1;
     for (int i = 2; i < 6; i++)
         udprr__exchange_submit(&w.x, "n", 1, 70 * MS, 0, record, &o[i], NULL);
-    ck_assert_uint_eq(w.nsent, 4);
+    ck_assert_uint_eq(w.nsent, 5);
     ck_assert_uint_eq(w.sent[2].endpoint, 1);
     ck_assert_uint_eq(w.sent[3].endpoint, 1);
+    ck_assert_uint_eq(w.sent[4].endpoint, 0);
+    ck_assert_uint_eq(w.x.queued, 1);
+    ck_assert_uint_eq(w.x.ep[0].in_flight, 1);
+    ck_assert_uint_eq(w.x.ep[1].in_flight, 2);
+    /* An answer from 1 makes room there: the waiting one goes to 1. */
+    deliver(&w, 2, "x", 80 * MS);
+    ck_assert_uint_eq(w.nsent, 6);
+    ck_assert_uint_eq(w.sent[5].endpoint, 1);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_endpoints_all_silent_still_back_off)
+{
+    struct world w;
+    struct outcome o = {0};
+    world_init_endpoints(&w, 2, 0, 1 * SEC);
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
+    for (uint64_t t = 0; t <= 10 * SEC && o.calls == 0; t += 1 * MS)
+        udprr__exchange_timers(&w.x, t);
+    /* 0 at 0 s, 1 at 1 s (waits 2), 0 at 3 s (waits 4), 1 at 7 s (waits
+     * 8, cut to the deadline at 10 s): as with one server, alternating. */
+    ck_assert_int_eq(o.status, UDPRR_ETIMEDOUT);
+    ck_assert_uint_eq(w.nsent, 4);
+    const unsigned want[4] = {0, 1, 0, 1};
+    for (size_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(w.sent[i].endpoint, want[i]);
+        ck_assert_uint_eq(w.sent[i].hdr.attempt, i + 1);
+    }
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_one_endpoint_refusal_found_by_pump_ends_everything)
+{
+    struct world w;
+    struct outcome o[4] = {{0}, {0}, {0}, {0}};
+    world_init_endpoints(&w, 1, 0, 1 * SEC);
+    w.x.ep[0].window.size = 2;
+    for (int i = 0; i < 4; i++)
+        udprr__exchange_submit(&w.x, "r", 1, 0, 0, record, &o[i], NULL);
     ck_assert_uint_eq(w.x.queued, 2);
-    ck_assert_uint_eq(w.x.ep[0].in_flight, 0);
+    /* The server went away after answering #0: the send of #2 (its turn
+     * came with that answer) is refused, so #1, still in flight, and #3,
+     * still queued, end at once too, as a refusal always ended them. */
+    w.refusing = 1;
+    deliver(&w, 0, "ok", 5 * MS);
+    ck_assert_int_eq(o[0].status, UDPRR_OK);
+    for (int i = 1; i < 4; i++) {
+        ck_assert_int_eq(o[i].calls, 1);
+        ck_assert_int_eq(o[i].status, UDPRR_EREFUSED);
+    }
+    ck_assert_uint_eq(w.x.pending, 0);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+START_TEST(test_endpoints_refusal_after_the_deadline_sends_nothing)
+{
+    struct world w;
+    struct outcome o = {0};
+    world_init_endpoints(&w, 2, 0, 1 * SEC);
+    w.x.limits.deadline_us = 500 * MS;
+    udprr__exchange_submit(&w.x, "q", 1, 0, 0, record, &o, NULL);
+    /* The refusal is read before the timers run, past the deadline. */
+    udprr__exchange_refused(&w.x, 1u << 0, 500 * MS + 5);
+    ck_assert_uint_eq(w.nsent, 1);
+    ck_assert_int_eq(o.status, UDPRR_ETIMEDOUT);
     udprr__exchange_destroy(&w.x);
 }
 END_TEST
@@ -1612,6 +1684,9 @@ int main(void)
     tcase_add_test(e, test_endpoints_refused_only_stays_on_timeout);
     tcase_add_test(e, test_endpoints_refusal_moves_in_flight_then_ends_all);
     tcase_add_test(e, test_endpoints_lowest_srtt_and_own_windows);
+    tcase_add_test(e, test_endpoints_all_silent_still_back_off);
+    tcase_add_test(e, test_one_endpoint_refusal_found_by_pump_ends_everything);
+    tcase_add_test(e, test_endpoints_refusal_after_the_deadline_sends_nothing);
     suite_add_tcase(s, e);
     return udprr_test_run(s);
 }

@@ -1042,7 +1042,13 @@ typedef int (*udprr_handler)(void *user, const udprr_request *req,
 typedef struct udprr_server_opts {
     size_t size;                 /* the program's sizeof(udprr_server_opts);
                                     set by udprr_server_opts_init() */
-    int reply_cache;             /* nonzero: at-most-once. Default 1 */
+    int reply_cache;             /* nonzero: at-most-once. An answer is
+                                    remembered with the peer, the ID and a
+                                    digest of the request's bytes (the
+                                    body; in id-at-offset framing the whole
+                                    datagram), and answers only a request
+                                    with all three the same: a
+                                    retransmission. Default 1 */
     size_t cache_entries;        /* most answers remembered, 1..2^24.
                                     Default 65536 */
     size_t cache_bytes;          /* most bytes they may take, counting a
@@ -1074,6 +1080,17 @@ typedef struct udprr_server_opts {
                                     datagram that arrives on another one
                                     is not seen. Read by udprr_server_open
                                     and copied. NULL: every interface */
+    /* Since 0.2: hardening. Zero means the default. */
+    size_t rcvbuf_bytes;         /* the socket's receive buffer (SO_RCVBUF;
+                                    the kernel doubles it for its own
+                                    bookkeeping and caps it at
+                                    net.core.rmem_max unless the process
+                                    may raise that: SO_RCVBUFFORCE is tried
+                                    first), at most 1 GiB: how many
+                                    datagrams wait while the handler is
+                                    busy before the kernel drops them
+                                    (stats kernel_drops). Default: the
+                                    system's (net.core.rmem_default) */
 } udprr_server_opts;
 
 /* As for clients (see "Options and ABI" above): the macro passes the
@@ -1279,6 +1296,18 @@ struct udprr_server_stats {
     uint64_t deferred_retransmissions; /* retransmissions that arrived while
                                    their request's answer did not exist
                                    yet: dropped, the handler not run */
+    /* Since 0.2: hardening. */
+    uint64_t reused_ids;        /* requests whose peer and ID match a
+                                   cached answer to other bytes: a reused
+                                   ID, not a retransmission (which repeats
+                                   the request's bytes exactly), so handled
+                                   as a new request, never answered from
+                                   the cache */
+    uint64_t kernel_drops;      /* datagrams the kernel dropped because the
+                                   socket's receive buffer was full (the
+                                   server fell behind: see rcvbuf_bytes);
+                                   summed over the workers. 0 where the
+                                   kernel does not tell (SO_RXQ_OVFL) */
 };
 
 /* Fills *out. From any thread, at any time: each counter is read whole

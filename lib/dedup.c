@@ -30,8 +30,8 @@ struct entry {
     struct udprr__link link;  /* on the age list, or the pinned one */
     struct entry *chain_next; /* next in the same bucket */
     uint64_t inserted_us;
-    size_t reply_len;
-    int kind;
+    uint32_t reply_len; /* at most UDPRR_MAX_DATAGRAM (insert checks) */
+    int8_t kind;        /* a wire kind, or UDPRR__DEDUP_IN_PROGRESS */
     uint8_t size_class; /* of the block; CLASS_NONE: its exact size */
     struct udprr__dedup_key key;
     uint8_t reply[]; /* reply_len bytes, in the same block */
@@ -143,12 +143,23 @@ static int key_valid(const struct udprr__dedup_key *key)
            key->addr_len <= UDPRR__DEDUP_ADDR_MAX;
 }
 
-static int key_equal(const struct udprr__dedup_key *a,
-                     const struct udprr__dedup_key *b)
+/* The same peer and ID (the hash covers these alone, so keys that differ
+ * only in their digest share a bucket). */
+static int same_peer_and_id(const struct udprr__dedup_key *a,
+                            const struct udprr__dedup_key *b)
 {
     return a->id == b->id && a->addr_len == b->addr_len &&
            memcmp(a->addr, b->addr, a->addr_len) == 0;
 }
+
+static int key_equal(const struct udprr__dedup_key *a,
+                     const struct udprr__dedup_key *b)
+{
+    return a->digest == b->digest && same_peer_and_id(a, b);
+}
+
+/* Whether an entry has key's peer and ID, whatever its digest. */
+static int id_taken(const udprr__dedup *d, const struct udprr__dedup_key *key);
 
 /* SipHash of the address bytes and the ID under the server's secret key:
  * a peer picks its IDs (and, with some effort, its port), so without a
@@ -177,6 +188,24 @@ static struct entry *find(const udprr__dedup *d,
         if (key_equal(&e->key, key))
             return e;
     return NULL;
+}
+
+static int id_taken(const udprr__dedup *d, const struct udprr__dedup_key *key)
+{
+    for (struct entry *e = *bucket_of(d, key); e != NULL; e = e->chain_next)
+        if (same_peer_and_id(&e->key, key))
+            return 1;
+    return 0;
+}
+
+uint64_t udprr__dedup_digest(const udprr__dedup *d, const void *request,
+                             size_t len)
+{
+    /* A key of its own, derived from the table's: the digest and the
+     * bucket hash never share one. */
+    return udprr__siphash24(d->limits.hash_key[0] ^ 0x6469676573742121ull,
+                            d->limits.hash_key[1] ^ 0x7564707272646967ull,
+                            request, len);
 }
 
 static size_t entry_cost(size_t reply_len)
@@ -305,8 +334,11 @@ int udprr__dedup_lookup(udprr__dedup *d, const struct udprr__dedup_key *key,
         return 0;
     udprr__dedup_expire(d, now_us);
     const struct entry *e = find(d, key);
-    if (e == NULL)
+    if (e == NULL) {
+        if (id_taken(d, key))
+            d->stats.reused++;
         return 0;
+    }
     if (!is_pinned(e))
         d->stats.hits++;
     if (kind != NULL)
@@ -327,7 +359,8 @@ int udprr__dedup_insert(udprr__dedup *d, const struct udprr__dedup_key *key,
         return UDPRR_EINVAL;
     /* max_bytes >= the overhead was checked at creation: no wrap. */
     const size_t max_bytes = d->limits.max_bytes;
-    if (reply_len > max_bytes - UDPRR_CACHE_ENTRY_OVERHEAD)
+    if (reply_len > max_bytes - UDPRR_CACHE_ENTRY_OVERHEAD ||
+        reply_len > UINT32_MAX)
         return UDPRR_ETOOBIG;
     const size_t cost = entry_cost(reply_len);
 

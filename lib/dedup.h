@@ -73,6 +73,9 @@ struct udprr__dedup_key {
     uint8_t addr_len;                    /* 1..UDPRR__DEDUP_ADDR_MAX; bytes
                                           * past it are ignored */
     uint64_t id;
+    uint64_t digest; /* of the request's bytes (udprr__dedup_digest): a
+                        key matches only a request with the same bytes,
+                        so a reused ID with other bytes is another key */
 };
 
 struct udprr__dedup_limits {
@@ -94,6 +97,8 @@ struct udprr__dedup_stats {
     uint64_t expired;   /* removed because their lifetime ended */
     uint64_t replaced;  /* removed by an insert of the same key; so that
                          * inserted == entries + evicted + expired + replaced */
+    uint64_t reused;    /* lookups that missed, though an entry had the
+                         * same address and ID (another digest) */
 };
 
 typedef struct udprr__dedup udprr__dedup;
@@ -105,6 +110,12 @@ int udprr__dedup_new(udprr__dedup **out, const struct udprr__dedup_limits *lim);
 
 /* Frees the cache and every entry; NULL is a no-op. */
 void udprr__dedup_free(udprr__dedup *d);
+
+/* The digest of a request's bytes for its key: SipHash under a key the
+ * cache derives from its own secret, so that no peer can make two
+ * requests with different bytes share one (2^-64 by chance). */
+uint64_t udprr__dedup_digest(const udprr__dedup *d, const void *request,
+                             size_t len);
 
 /* Removes every entry whose lifetime has ended at now_us (inserted at t,
  * it ends when now_us >= t + lifetime_us). */

@@ -120,6 +120,7 @@ struct server_opts_0_2 {
     unsigned deferred_lifetime_ms;
     unsigned workers;
     const char *interface;
+    size_t rcvbuf_bytes;
 };
 
 #define FIELD_END(type, field)                                                 \
@@ -149,7 +150,9 @@ _Static_assert(offsetof(udprr_server_opts, max_deferred) >=
                    offsetof(udprr_server_opts, workers) ==
                        offsetof(struct server_opts_0_2, workers) &&
                    offsetof(udprr_server_opts, interface) ==
-                       offsetof(struct server_opts_0_2, interface),
+                       offsetof(struct server_opts_0_2, interface) &&
+                   offsetof(udprr_server_opts, rcvbuf_bytes) ==
+                       offsetof(struct server_opts_0_2, rcvbuf_bytes),
                "udprr_server_opts no longer begins with 0.2's fields");
 _Static_assert(offsetof(udprr_client_opts, max_pending) ==
                        offsetof(struct client_opts_0_2, max_pending) &&
@@ -203,11 +206,11 @@ static const struct opts_kind client_kind = {
 static const struct opts_kind server_kind = {
     server_defaults,
     {sizeof(udprr_server_opts),
-     FIELD_END(udprr_server_opts, interface)},
+     FIELD_END(udprr_server_opts, rcvbuf_bytes)},
     {{sizeof(struct server_opts_0_1),
       FIELD_END(struct server_opts_0_1, id_len)},
      {sizeof(struct server_opts_0_2),
-      FIELD_END(struct server_opts_0_2, interface)}},
+      FIELD_END(struct server_opts_0_2, rcvbuf_bytes)}},
     {SPAN(udprr_server_opts, max_deferred),
      SPAN(udprr_server_opts, deferred_lifetime_ms),
      SPAN(udprr_server_opts, workers)},

@@ -75,6 +75,7 @@ struct server_counters {
         cache_expired;
     counter deferred, deferred_pending, deferred_answered, deferred_expired,
         deferred_refused, deferred_retransmissions;
+    counter reused_ids, kernel_drops;
 };
 
 /* Only the server's thread writes a counter: a relaxed load and store,
@@ -172,6 +173,7 @@ struct udprr_server {
     void *user;
     int run_rc, run_errno;   /* ... and how its run ended */
     udprr__recv_batch *rx;   /* the datagrams of the current step */
+    uint32_t drops_seen;     /* the kernel's drop count, as last counted */
     uint8_t *tx_arena;       /* TX_ARENA_BYTES: the answers' bodies */
     size_t tx_used;          /* bytes of tx_arena taken */
     size_t tx_count;         /* answers in tx */
@@ -253,6 +255,8 @@ static int worker_open(udprr_server *w, const udprr_server_opts *o,
                                     o->interface, &w->fd)
                  : udprr__sock_bind_beside(first->fd, o->interface, &w->fd);
     if (rc == UDPRR_OK)
+        rc = udprr__sock_tune_server(w->fd, o->rcvbuf_bytes);
+    if (rc == UDPRR_OK)
         rc = udprr__poller_open((const int[]){w->fd, w->wake_fd}, 2,
                                 &w->poll_fd);
     return rc;
@@ -287,7 +291,8 @@ int udprr_server_open(udprr_server **out, const char *host,
     udprr_server_opts o;
     if (out == NULL || service == NULL ||
         udprr__server_opts_take(&o, opts) != UDPRR_OK ||
-        o.max_deferred > UDPRR__DEFER_MAX || o.workers > UDPRR_MAX_WORKERS)
+        o.max_deferred > UDPRR__DEFER_MAX || o.workers > UDPRR_MAX_WORKERS ||
+        o.rcvbuf_bytes > ((size_t)1 << 30))
         return UDPRR_EINVAL;
 
     udprr_server *s = udprr__malloc(sizeof *s);
@@ -374,6 +379,7 @@ static void publish_cache(udprr_server *s)
     set(&s->stats.cache_bytes, d.bytes);
     set(&s->stats.cache_evicted, d.evicted);
     set(&s->stats.cache_expired, d.expired);
+    set(&s->stats.reused_ids, d.reused);
 }
 
 /* Sends the answers gathered so far, in one sendmmsg where the kernel
@@ -549,6 +555,9 @@ static void handle_datagram(udprr_server *s, uint8_t *data, size_t len,
     key.id = in.id;
     key.addr_len = (uint8_t)udprr__sock_addr_key(route->peer, route->peer_len,
                                                  key.addr);
+    /* Only the same bytes are the same request (udprr.h, reply_cache). */
+    if (s->cache != NULL)
+        key.digest = udprr__dedup_digest(s->cache, in.body, in.body_len);
     if (s->cache != NULL && key.addr_len > 0) {
         int kind;
         const uint8_t *cached;
@@ -686,6 +695,12 @@ static void receive_step(udprr_server *s, udprr_handler h, void *user)
     if (atomic_load(&s->stopping))
         return;
     size_t got = udprr__sock_recv_many_from(s->fd, s->rx);
+    if (got > 0) {
+        /* The kernel's count wraps at 2^32: the difference does not. */
+        uint32_t drops = udprr__recv_batch_drops(s->rx);
+        bump_by(&s->stats.kernel_drops, (uint32_t)(drops - s->drops_seen));
+        s->drops_seen = drops;
+    }
     for (size_t i = 0; i < got && !atomic_load(&s->stopping); i++) {
         size_t len;
         struct route route;
@@ -962,6 +977,8 @@ static void add_counters(struct udprr_server_stats *sum,
     sum->deferred_expired += get(&c->deferred_expired);
     sum->deferred_refused += get(&c->deferred_refused);
     sum->deferred_retransmissions += get(&c->deferred_retransmissions);
+    sum->reused_ids += get(&c->reused_ids);
+    sum->kernel_drops += get(&c->kernel_drops);
 }
 
 int udprr_server_stats(const udprr_server *s, struct udprr_server_stats *out)

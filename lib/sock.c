@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -413,6 +414,18 @@ int udprr__sock_bind_beside(int first_fd, const char *interface, int *fd_out)
                                                                : UDPRR_ESYS;
 }
 
+int udprr__sock_tune_server(int fd, size_t rcvbuf_bytes)
+{
+    if (rcvbuf_bytes > 0) {
+        int bytes = rcvbuf_bytes > INT_MAX / 2 ? INT_MAX / 2 : (int)rcvbuf_bytes;
+        /* FORCE passes over net.core.rmem_max, with CAP_NET_ADMIN. */
+        if (set_int(fd, SOL_SOCKET, SO_RCVBUFFORCE, bytes) != UDPRR_OK &&
+            set_int(fd, SOL_SOCKET, SO_RCVBUF, bytes) != UDPRR_OK)
+            return UDPRR_ESYS;
+    }
+    return set_int(fd, SOL_SOCKET, SO_RXQ_OVFL, 1);
+}
+
 static int is_multicast(const struct sockaddr *a)
 {
     if (a->sa_family == AF_INET)
@@ -560,10 +573,11 @@ size_t udprr__sock_recv_many(int fd, uint8_t *bufs, size_t buf_size,
 }
 
 /* Room for the control messages a server's socket asks for: IP_PKTINFO
- * and IPV6_PKTINFO, both for an IPv4 datagram on a dual-stack socket. */
+ * and IPV6_PKTINFO, both for an IPv4 datagram on a dual-stack socket,
+ * and the drop count (SO_RXQ_OVFL). */
 #define CONTROL_BYTES                                                          \
     (CMSG_SPACE(sizeof(struct in_pktinfo)) +                                   \
-     CMSG_SPACE(sizeof(struct in6_pktinfo)))
+     CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint32_t)))
 
 union control {
     uint8_t bytes[CONTROL_BYTES];
@@ -578,6 +592,7 @@ struct udprr__recv_batch {
     struct sockaddr_storage *peers;
     union control *control;
     struct udprr__sock_local *locals;
+    uint32_t drops; /* the kernel's drop count, as last told */
 };
 
 int udprr__recv_batch_new(udprr__recv_batch **out, size_t n)
@@ -625,18 +640,22 @@ void udprr__recv_batch_free(udprr__recv_batch *b)
     udprr__free(b);
 }
 
-/* Reads the local end of a received datagram from its control messages.
- * IP_PKTINFO wins over IPV6_PKTINFO for an IPv4 datagram: its
- * ipi_spec_dst is the local address to answer from, the arriving
- * interface's own for a broadcast or a multicast request. */
-static void read_local(const struct msghdr *m, struct udprr__sock_local *l)
+/* Reads the local end of a received datagram from its control messages,
+ * and the drop count when it comes along (into *drops). IP_PKTINFO wins
+ * over IPV6_PKTINFO for an IPv4 datagram: its ipi_spec_dst is the local
+ * address to answer from, the arriving interface's own for a broadcast
+ * or a multicast request. */
+static void read_local(const struct msghdr *m, struct udprr__sock_local *l,
+                       uint32_t *drops)
 {
     memset(l, 0, sizeof *l);
     if (m->msg_flags & MSG_CTRUNC)
         return;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL;
          c = CMSG_NXTHDR((struct msghdr *)m, c)) {
-        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+            memcpy(drops, CMSG_DATA(c), sizeof *drops);
+        } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
             struct in_pktinfo pi;
             memcpy(&pi, CMSG_DATA(c), sizeof pi);
             l->family = AF_INET;
@@ -672,12 +691,17 @@ size_t udprr__sock_recv_many_from(int fd, udprr__recv_batch *b)
         int got = recvmmsg(fd, b->msgs, (unsigned)b->n, MSG_DONTWAIT, NULL);
         if (got >= 0) {
             for (int i = 0; i < got; i++)
-                read_local(&b->msgs[i].msg_hdr, &b->locals[i]);
+                read_local(&b->msgs[i].msg_hdr, &b->locals[i], &b->drops);
             return (size_t)got;
         }
         if (errno != EINTR)
             return 0;
     }
+}
+
+uint32_t udprr__recv_batch_drops(const udprr__recv_batch *b)
+{
+    return b->drops;
 }
 
 const struct udprr__sock_local *

@@ -86,6 +86,13 @@ int udprr__sock_bind(const char *host, const char *service, int shared,
 int udprr__sock_bind_beside(int first_fd, const char *interface,
                             int *fd_out);
 
+/* Sets a server socket's receive buffer (rcvbuf_bytes; 0: the system's
+ * default; SO_RCVBUFFORCE where the process may, else SO_RCVBUF, which the
+ * kernel caps at net.core.rmem_max) and asks the kernel to tell, with
+ * each datagram, how many it has dropped on that socket so far
+ * (SO_RXQ_OVFL: udprr__recv_batch_drops). UDPRR_OK or UDPRR_ESYS. */
+int udprr__sock_tune_server(int fd, size_t rcvbuf_bytes);
+
 /* Joins the multicast group (a numeric address or a name) on interface
  * (NULL: the one the routes choose). UDPRR_OK, UDPRR_EINVAL (not a
  * multicast address), UDPRR_ERESOLVE, UDPRR_ESYS. */
@@ -185,6 +192,11 @@ size_t udprr__sock_recv_many_from(int fd, udprr__recv_batch *b);
 uint8_t *udprr__recv_batch_data(udprr__recv_batch *b, size_t i, size_t *len);
 const struct sockaddr *udprr__recv_batch_peer(const udprr__recv_batch *b,
                                               size_t i, socklen_t *peer_len);
+
+/* The kernel's count of the datagrams it dropped on the socket, as the
+ * last receive's datagrams told it (it wraps at 2^32; the caller takes
+ * differences); 0 when none told. */
+uint32_t udprr__recv_batch_drops(const udprr__recv_batch *b);
 
 /* Where datagram i of the last receive arrived (family 0 when the kernel
  * did not say). */

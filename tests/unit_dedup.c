@@ -59,7 +59,8 @@ static void assert_stats_equal(struct udprr__dedup_stats a,
 {
     if (a.entries == b.entries && a.bytes == b.bytes && a.hits == b.hits &&
         a.inserted == b.inserted && a.evicted == b.evicted &&
-        a.expired == b.expired && a.replaced == b.replaced)
+        a.expired == b.expired && a.replaced == b.replaced &&
+        a.reused == b.reused)
         return;
     /* Only now, to say which counter and by how much. */
     ck_assert_uint_eq(a.entries, b.entries);
@@ -148,6 +149,40 @@ START_TEST(test_miss_then_insert_then_hit)
     ck_assert_ptr_ne(reply, sent);
     /* Outputs the caller does not want may be NULL. */
     ck_assert_int_eq(udprr__dedup_lookup(d, &k, 20, NULL, NULL, NULL), 1);
+    udprr__dedup_free(d);
+}
+END_TEST
+
+START_TEST(test_same_id_other_bytes_is_another_request)
+{
+    udprr__dedup *d = cache_new(8, 1 << 16, 1000000);
+    struct udprr__dedup_key a = key_of(1, 42), b = a;
+    a.digest = udprr__dedup_digest(d, "what is 1+1?", 12);
+    b.digest = udprr__dedup_digest(d, "what is 2+2?", 12);
+    ck_assert_uint_ne(a.digest, b.digest);
+    /* The same bytes digest the same; the digest is not the table's
+     * bucket hash of them. */
+    ck_assert_uint_eq(udprr__dedup_digest(d, "what is 1+1?", 12), a.digest);
+    ck_assert_int_eq(udprr__dedup_insert(d, &a, 0, UDPRR__KIND_REPLY, "2", 1),
+                     UDPRR_OK);
+    /* The ID reused for other bytes: a miss, counted as a reuse. */
+    ck_assert_int_eq(udprr__dedup_lookup(d, &b, 1, NULL, NULL, NULL), 0);
+    ck_assert_uint_eq(stats_of(d).reused, 1);
+    ck_assert_uint_eq(stats_of(d).hits, 0);
+    /* Its own answer sits beside the first; each answers its own bytes. */
+    ck_assert_int_eq(udprr__dedup_insert(d, &b, 2, UDPRR__KIND_REPLY, "4", 1),
+                     UDPRR_OK);
+    ck_assert_uint_eq(stats_of(d).entries, 2);
+    const uint8_t *reply;
+    size_t len;
+    ck_assert_int_eq(udprr__dedup_lookup(d, &a, 3, NULL, &reply, &len), 1);
+    ck_assert_mem_eq(reply, "2", 1);
+    ck_assert_int_eq(udprr__dedup_lookup(d, &b, 3, NULL, &reply, &len), 1);
+    ck_assert_mem_eq(reply, "4", 1);
+    /* A plain miss (no entry with that ID) is no reuse. */
+    struct udprr__dedup_key c = key_of(1, 43);
+    ck_assert_int_eq(udprr__dedup_lookup(d, &c, 4, NULL, NULL, NULL), 0);
+    ck_assert_uint_eq(stats_of(d).reused, 1);
     udprr__dedup_free(d);
 }
 END_TEST
@@ -1066,6 +1101,7 @@ int main(void)
     Suite *s = suite_create("dedup");
     TCase *keys = tcase_create("keys");
     tcase_add_test(keys, test_miss_then_insert_then_hit);
+    tcase_add_test(keys, test_same_id_other_bytes_is_another_request);
     tcase_add_test(keys, test_same_id_from_two_addresses_is_two_entries);
     tcase_add_test(keys, test_same_address_different_ids_are_two_entries);
     tcase_add_test(keys, test_address_length_is_part_of_the_key);

@@ -34,6 +34,7 @@
 #include "defer.h"
 #include "framing.h"
 #include "opts.h"
+#include "server_hooks.h"
 #include "sock.h"
 #include "udprr.h"
 #include "wire.h"
@@ -174,6 +175,8 @@ struct udprr_server {
     int run_rc, run_errno;   /* ... and how its run ended */
     udprr__recv_batch *rx;   /* the datagrams of the current step */
     uint32_t drops_seen;     /* the kernel's drop count, as last counted */
+    udprr__server_tx_fn tx_hook; /* server_hooks.h: answers go here */
+    void *tx_hook_ctx;
     uint8_t *tx_arena;       /* TX_ARENA_BYTES: the answers' bodies */
     size_t tx_used;          /* bytes of tx_arena taken */
     size_t tx_count;         /* answers in tx */
@@ -397,7 +400,16 @@ static void flush_answers(udprr_server *s)
             o->header, o->header_len, s->tx_arena + o->body_offset,
             o->body_len};
     }
-    size_t sent = udprr__sock_send_many_to(s->fd, out, s->tx_count, status);
+    size_t sent;
+    if (s->tx_hook != NULL) {
+        for (size_t i = 0; i < s->tx_count; i++)
+            s->tx_hook(s->tx_hook_ctx, out[i].peer, out[i].peer_len,
+                       out[i].header, out[i].header_len, out[i].body,
+                       out[i].body_len);
+        sent = s->tx_count;
+    } else {
+        sent = udprr__sock_send_many_to(s->fd, out, s->tx_count, status);
+    }
     bump_by(&s->stats.answered, sent);
     /* the clients' retries ask again */
     bump_by(&s->stats.send_errors, s->tx_count - sent);
@@ -727,6 +739,38 @@ static void step(udprr_server *s, udprr_handler h, void *user)
     deliver_answers(s, now);
     expire_deferred(s, now, 0);
     receive_step(s, h, user);
+    flush_answers(s);
+    publish_cache(s);
+}
+
+/* --- server_hooks.h ------------------------------------------------------ */
+
+void udprr__server_set_tx_hook(udprr_server *s, udprr__server_tx_fn fn,
+                               void *ctx)
+{
+    s->tx_hook = fn;
+    s->tx_hook_ctx = ctx;
+}
+
+void udprr__server_feed(udprr_server *s, uint8_t *data, size_t len,
+                        const struct sockaddr *peer, socklen_t peer_len,
+                        udprr_handler h, void *user, uint64_t now_us)
+{
+    static const struct udprr__sock_local nowhere; /* the kernel chooses */
+    struct route route = {peer, peer_len, &nowhere};
+    s->in_step = 1;
+    bump(&s->stats.received);
+    handle_and_publish(s, data, len, &route, h, user, now_us);
+    flush_answers(s);
+    s->in_step = 0;
+}
+
+void udprr__server_tick(udprr_server *s, uint64_t now_us)
+{
+    if (atomic_exchange(&s->wake_pending, 0))
+        udprr__wake_drain(s->wake_fd);
+    deliver_answers(s, now_us);
+    expire_deferred(s, now_us, 0);
     flush_answers(s);
     publish_cache(s);
 }

@@ -20,6 +20,7 @@
  *   flood: idle rss_kb N
  *   flood: sent N of N in_ms N send_errors N
  *   flood: client requests N during_flood N answered N wrong N
+ *          retransmissions N first_failure NAME
  *   flood: after peak_rss_kb N rss_kb N     (VmHWM, VmRSS of the server)
  *   server: received N handled N cache_hits N evicted N expired N
  *           max_entries N max_bytes N entries N bytes N samples N
@@ -58,7 +59,7 @@
 #define BIG_BODY 1000     /* of the second half */
 #define SMALL_ANSWER 16
 #define CLIENT_DEADLINE_MS 30000
-#define CLIENT_MAX_REQUESTS 100000
+#define CLIENT_MAX_REQUESTS 60000
 #define SERVER_MAX_SECONDS 300 /* the child ends by itself after this */
 
 static uint64_t now_ms(void)
@@ -196,6 +197,7 @@ struct client_run {
     atomic_int flood_over;
     uint64_t stop_at_ms;      /* whatever happens */
     unsigned requests, during, answered, wrong;
+    uint64_t retransmissions; /* the client's, all its requests */
     int first_failure;
 };
 
@@ -244,8 +246,15 @@ static void *client_main(void *arg)
             if (cr->first_failure == 0)
                 cr->first_failure = status != UDPRR_OK ? status : 1;
         }
+        /* A request a millisecond at most: one client among the flood's
+         * senders, not a second flood. */
+        struct timespec pace = {0, 1000000};
+        nanosleep(&pace, NULL);
     } while (!atomic_load(&cr->flood_over) &&
              cr->requests < CLIENT_MAX_REQUESTS && now_ms() < cr->stop_at_ms);
+    struct udprr_client_stats st = {.size = sizeof st};
+    if (udprr_client_stats(c, &st) == UDPRR_OK)
+        cr->retransmissions = st.retransmissions;
     udprr_client_close(c);
     return NULL;
 }
@@ -423,8 +432,9 @@ int main(int argc, char **argv)
            (unsigned long long)fr.sent, (unsigned long long)count,
            (unsigned long long)fr.in_ms, (unsigned long long)fr.send_errors);
     printf("flood: client requests %u during_flood %u answered %u wrong %u "
-           "first_failure %s\n",
+           "retransmissions %llu first_failure %s\n",
            cr.requests, cr.during, cr.answered, cr.wrong,
+           (unsigned long long)cr.retransmissions,
            cr.first_failure == 0 ? "none"
            : cr.first_failure == 1
                ? "wrong bytes"

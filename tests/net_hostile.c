@@ -20,7 +20,6 @@
  * before the answer to the valid request sent after it, which the test
  * awaits first.
  */
-#include <errno.h>
 #include <stdlib.h>
 
 #include "crc32c.h"
@@ -86,7 +85,7 @@ static void record_free(struct record *r)
     pthread_mutex_destroy(&r->lock);
 }
 
-/* Whether the handler saw body[0..len) exactly once. */
+/* How many times the handler saw body[0..len). */
 static unsigned record_seen(struct record *r, const void *body, size_t len)
 {
     unsigned seen = 0;
@@ -391,7 +390,7 @@ static const struct framing_under_test coap_framing = {
 /* A datagram the test sends, and what the server must make of it. */
 struct datagram {
     const char *name;
-    uint8_t *bytes; /* UDPRR_MAX_DATAGRAM of room */
+    uint8_t *bytes;
     size_t len;
     enum expect expect;
 };

@@ -222,10 +222,12 @@ tools: build/udprr-relay
 # is wrong; the closing "N passed, N failed" line counts every suite run.
 # tests/netns-test.sh needs root (network namespaces): elsewhere it says
 # why and counts as skipped, never as passed. build/tests/netns_driver is
-# its small server and client, built by the test rule above (no suite).
+# its small server and client, built by the test rule above (no suite);
+# so is build/tests/flood, the flood tests/flood-test.sh runs once (a load:
+# neither under valgrind nor with the sanitizers).
 check: deps
 	@$(MAKE) --no-print-directory -j2 all $(UNIT_BINS) $(SAN_BINS) examples \
-	    build/udprr-relay build/tests/netns_driver
+	    build/udprr-relay build/tests/netns_driver build/tests/flood
 	@rm -f build/tally; st=0; \
 	sh tests/run-suites.sh $(UNIT_BINS) || st=1; \
 	sh tests/run-suites.sh $(SAN_BINS) || st=1; \
@@ -240,6 +242,7 @@ check: deps
 	sh tests/deferred-examples-test.sh || st=1; \
 	sh tests/netns-test.sh || st=1; \
 	sh tests/failover-examples-test.sh || st=1; \
+	sh tests/flood-test.sh || st=1; \
 	sh tests/run-suites.sh --summary || st=1; \
 	exit $$st
 

@@ -532,7 +532,9 @@ static void op_timers(void)
     } else {
         step = (uint64_t)take() * scale[b % 8];
     }
-    W.now = W.now > UINT64_MAX - step ? UINT64_MAX : W.now + step;
+    /* The clock stops one short of UINT64_MAX, the engine's "no deadline":
+     * a clock that reached it would time out requests that have none. */
+    W.now = W.now >= UINT64_MAX - 1 - step ? UINT64_MAX - 1 : W.now + step;
     udprr__exchange_timers(&W.x, W.now);
     /* Everything due has fired: what is left fires later, unless a
      * refusal waits to be settled (then the next timer is 0). */

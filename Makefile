@@ -7,6 +7,9 @@
 #   make bench           the resilience benchmark: table, docs/resilience.svg;
 #                        then the pipelining benchmark (docs/async-bench.md),
 #                        then the raw-socket comparison (docs/performance.md)
+#   make fuzz            every libFuzzer target (fuzz/fuzz_*.c, clang) for
+#                        FUZZ_SECONDS (60) each, from a copy of its corpus
+#                        (fuzz/corpus/*); FUZZ_TARGETS=exchange picks one
 #   make install         PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, MANDIR
 #   make uninstall       removes exactly what install put there
 #   make CC=clang ...    any compiler; objects are rebuilt when CC or flags change
@@ -69,8 +72,15 @@ LIB_OBJS = $(patsubst lib/%.c,build/obj/%.o,$(LIB_SRCS))
 LIB_HDRS = include/udprr.h $(wildcard lib/*.h)
 
 # unit_*: pure cores; net_*: real sockets on loopback.
-UNIT_SRCS = $(sort $(wildcard tests/unit_*.c tests/net_*.c))
-UNIT_BINS = $(patsubst tests/%.c,build/tests/%,$(UNIT_SRCS))
+# Every fuzz target fuzz/fuzz_NAME.c has a seed corpus fuzz/corpus/NAME,
+# replayed by a suite of its own, unit_fuzz_replay_NAME, built from
+# tests/unit_fuzz_replay.c (see "fuzzing" below).
+FUZZ_SRCS  = $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_NAMES = $(patsubst fuzz/fuzz_%.c,%,$(FUZZ_SRCS))
+UNIT_SRCS = $(filter-out tests/unit_fuzz_replay.c,\
+                $(sort $(wildcard tests/unit_*.c tests/net_*.c)))
+UNIT_BINS = $(patsubst tests/%.c,build/tests/%,$(UNIT_SRCS)) \
+            $(FUZZ_NAMES:%=build/tests/unit_fuzz_replay_%)
 # The impairment relay (tools/relay/, docs/relay.md): a tool of its own,
 # not part of libudprr, linked only into what uses it: its own suite, the
 # suites that put it between a client and a server, the benchmark and
@@ -87,7 +97,8 @@ FIXTURE_RELAY_SRCS = tests/fixture_relay.c
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
-SAN_BINS  = $(patsubst tests/%.c,build/asan/%,$(UNIT_SRCS))
+SAN_BINS  = $(patsubst tests/%.c,build/asan/%,$(UNIT_SRCS)) \
+            $(FUZZ_NAMES:%=build/asan/unit_fuzz_replay_%)
 
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
@@ -173,6 +184,16 @@ build/tests/%: tests/%.c $(STATIC_LIB) | deps
 	    $(LIBS_PRIVATE) -o $@
 $(NET_SUITES:%=build/tests/%): $(FIXTURE_OBJS)
 $(RELAY_SUITES:%=build/tests/%): $(RELAY_OBJS)
+
+# A fuzz target's replay suite: tests/unit_fuzz_replay.c with the target's
+# source included (FUZZ_SOURCE) and its corpus named (FUZZ_NAME).
+FUZZ_REPLAY_FLAGS = -DFUZZ_NAME='"$*"' -DFUZZ_SOURCE='"../fuzz/fuzz_$*.c"'
+build/tests/unit_fuzz_replay_%: tests/unit_fuzz_replay.c fuzz/fuzz_%.c \
+                                $(STATIC_LIB) | deps
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) $(FUZZ_REPLAY_FLAGS) -pthread -Ilib -Itools/relay \
+	    $(CHECK_CFLAGS) $< $(LDFLAGS) $(STATIC_LIB) $(CHECK_LIBS) \
+	    $(LIBS_PRIVATE) -o $@
 $(patsubst %,build/tests/%,$(filter $(RELAY_SUITES),$(NET_SUITES))): \
     $(FIXTURE_RELAY_OBJS)
 
@@ -207,6 +228,13 @@ build/asan/%: tests/%.c $(SAN_LIB_OBJS) | deps
 	    $(LDFLAGS) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
 $(NET_SUITES:%=build/asan/%): $(SAN_FIXTURE_OBJS)
 $(RELAY_SUITES:%=build/asan/%): $(SAN_RELAY_OBJS)
+
+build/asan/unit_fuzz_replay_%: tests/unit_fuzz_replay.c fuzz/fuzz_%.c \
+                               $(SAN_LIB_OBJS) | deps
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) $(FUZZ_REPLAY_FLAGS) \
+	    -pthread -Ilib -Itools/relay $(CHECK_CFLAGS) $< $(SAN_LIB_OBJS) $(LDFLAGS) \
+	    $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
 $(patsubst %,build/asan/%,$(filter $(RELAY_SUITES),$(NET_SUITES))): \
     $(SAN_FIXTURE_RELAY_OBJS)
 
@@ -341,23 +369,39 @@ bench: all build/bench/resilience build/bench/async build/bench/perf
 	        bench/perf.gp && echo "plot: docs/performance.svg"; fi
 
 # --- fuzzing -----------------------------------------------------------------
-# `make fuzz` runs the decoder target under libFuzzer (clang) for
-# FUZZ_SECONDS, starting from the saved corpus (copied, so the tree is not
-# written). The corpus is replayed in `make check` by unit_fuzz_replay.
+# Every fuzz/fuzz_NAME.c is a libFuzzer target with its seed corpus in
+# fuzz/corpus/NAME: a new target needs no change here. `make fuzz` builds
+# each with clang (-fsanitize=fuzzer,address,undefined; any finding of
+# UBSan stops the run too) as build/fuzz/fuzz_NAME and runs it for
+# FUZZ_SECONDS (inputs up to FUZZ_MAX_LEN bytes), one target after the
+# other, each from a copy of its corpus (build/fuzz/corpus-NAME: the tree is
+# not written; what it finds new stays there). FUZZ_TARGETS picks some:
+# `make fuzz FUZZ_TARGETS=exchange`. A crash or a broken invariant leaves
+# its input as build/fuzz/NAME-crash-* (copy it into fuzz/corpus/NAME so
+# make check replays it), the other targets still run, and make fuzz
+# fails. make check replays every corpus without a fuzzing engine
+# (unit_fuzz_replay_NAME, above).
 FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 4096
 FUZZ_CC      ?= clang
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+FUZZ_BINS     = $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 
-build/fuzz_decode: fuzz/fuzz_decode.c $(LIB_SRCS) $(LIB_HDRS)
+build/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
-	    -Iinclude -Ilib $(CPPFLAGS) $< \
-	    $(filter-out lib/client.c lib/server.c lib/sock.c,$(LIB_SRCS)) $(LDFLAGS) -o $@
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=all -D_GNU_SOURCE -Iinclude -Ilib $(CPPFLAGS) \
+	    $< $(LIB_SRCS) $(LDFLAGS) -pthread -o $@
 
-fuzz: build/fuzz_decode
-	@rm -rf build/fuzz-corpus && mkdir -p build/fuzz-corpus && \
-	    cp fuzz/corpus/decode/* build/fuzz-corpus/
-	./build/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-	    build/fuzz-corpus
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@st=0; for n in $(FUZZ_TARGETS); do \
+	    c=build/fuzz/corpus-$$n; rm -rf $$c && mkdir -p $$c && \
+	    if [ -d fuzz/corpus/$$n ]; then cp -R fuzz/corpus/$$n/. $$c/; fi; \
+	    echo "== fuzz_$$n: $(FUZZ_SECONDS) s from fuzz/corpus/$$n"; \
+	    ./build/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) \
+	        -max_len=$(FUZZ_MAX_LEN) -artifact_prefix=build/fuzz/$$n- \
+	        $$c || { st=1; echo "== fuzz_$$n: FOUND something: build/fuzz/$$n-*"; }; \
+	done; exit $$st
 
 # --- install -----------------------------------------------------------------
 

@@ -26,6 +26,8 @@
  *     them) or "later" (an answer given through a token, then cached), so
  *     a cached answer never goes to a request with other bytes; nothing
  *     answers a datagram that is not a request;
+ *   - no answer sent while a datagram is handled is over 3 times that
+ *     datagram (native framing: the amplification guard), but an echo;
  *   - at close, every deferred request is declined (native framing).
  */
 #include <arpa/inet.h>
@@ -82,7 +84,8 @@ struct run {
     int in_handler;
     int feeding;              /* a datagram is being handled: */
     const uint8_t *fed;       /* ... its request's bytes, as the */
-    size_t fed_len;           /*     handler sees them */
+    size_t fed_len;           /*     handler sees them, */
+    size_t fed_datagram_len;  /*     and its whole size */
 };
 
 static struct sockaddr_in peer_addr(unsigned i)
@@ -147,7 +150,14 @@ static void on_answer(void *ctx, const struct sockaddr *peer,
         return;
     }
     CHECK(wr == UDPRR__WIRE_VALID);
-    CHECK(f.kind == UDPRR__KIND_REPLY || f.kind == UDPRR__KIND_DECLINE);
+    CHECK(f.kind == UDPRR__KIND_REPLY || f.kind == UDPRR__KIND_DECLINE ||
+          f.kind == UDPRR__KIND_ECHO);
+    /* The amplification guard: no answer over 3 times its request to a
+     * peer that showed no cookie (no fed datagram here carries a good
+     * one), only an echo of 36 bytes instead. */
+    if (r->feeding && r->framing.kind == UDPRR_FRAMING_NATIVE)
+        CHECK(header_len + body_len <= 3 * r->fed_datagram_len ||
+              f.kind == UDPRR__KIND_ECHO);
     if (udprr__framing_has_id(&r->framing))
         CHECK(was_sent(r, (unsigned)p, f.id));
     if (r->feeding && f.kind == UDPRR__KIND_REPLY) {
@@ -306,6 +316,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     r.sent_ids[peer][r.n_sent[peer]++] = f.id;
             }
             uint64_t answers_before = r.answers;
+            r.fed_datagram_len = len;
             r.feeding = 1;
             udprr__server_feed(r.s, dgram, len, (struct sockaddr *)&a,
                                sizeof a, handler, &r, now);

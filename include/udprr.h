@@ -502,6 +502,12 @@ struct udprr_client_stats {
                                    or past their deadline while queued, or
                                    their first send failed at once */
     uint64_t window_reductions; /* times a loss halved the window */
+    uint64_t echoes;            /* echoes from servers that wanted proof
+                                   of this client's address before a large
+                                   answer (udprr_server_opts's
+                                   "Amplification"): the request went again
+                                   at once, with their cookie (counted in
+                                   retransmissions) */
 };
 
 /* Fills *out with as much as out->size covers, and sets out->size to the
@@ -764,7 +770,7 @@ UDPRR_API int udprr_client_mtu(const udprr_client *c, unsigned *mtu);
  * ------------------------------------------------------------------------ */
 
 /* What a pending request costs beyond its bytes, at most. */
-#define UDPRR_PENDING_OVERHEAD 384
+#define UDPRR_PENDING_OVERHEAD 512
 
 /*
  * The done callback: runs exactly once for every request that
@@ -1091,7 +1097,39 @@ typedef struct udprr_server_opts {
                                     busy before the kernel drops them
                                     (stats kernel_drops). Default: the
                                     system's (net.core.rmem_default) */
+    unsigned amplification_factor; /* native framing: an answer datagram
+                                    larger than this many times its
+                                    request's is sent only to a peer that
+                                    proved it receives at its address (see
+                                    "Amplification" below); 1..1000, or
+                                    UDPRR_AMPLIFICATION_OFF. Default 3 */
 } udprr_server_opts;
+
+/*
+ * Amplification. A UDP server answers whatever address a request names as
+ * its source, and that address can be forged: a small request with a
+ * victim's address could aim a large answer at the victim. So, in native
+ * framing, an answer datagram larger than amplification_factor (default
+ * 3, as QUIC's rule) times its request datagram goes out only to a peer
+ * that has proved it receives at its address. Instead of such an answer
+ * the server sends an echo: a 36-byte datagram carrying a cookie bound to
+ * the peer's address and port (it changes every 30 s, and a cookie stays
+ * good for 30 to 60 s). A libudprr client answers an echo at once by
+ * sending the request again with the cookie, and keeps the cookie for its
+ * later requests to that server; a request carrying a good cookie gets
+ * its whole answer. The handler runs once: the answer waits in the reply
+ * cache for the request's return (without the cache the handler runs
+ * again). A forger never sees the cookie, so its victim gets 36 bytes per
+ * forged request at most. docs/protocol.md gives the datagrams; stats
+ * amplification_echoes counts the echoes. The allowance is the server's
+ * to set: amplification_factor raises it, UDPRR_AMPLIFICATION_OFF turns
+ * the guard off (for peers that cannot answer an echo: libudprr 0.1
+ * clients, and any client on a network the operator trusts). Raw and
+ * id-at-offset framing have no room for a cookie: their protocols (DNS's
+ * truncation, CoAP's Echo option) guard themselves, and the library does
+ * not limit their answers.
+ */
+#define UDPRR_AMPLIFICATION_OFF 0xffffffffu
 
 /* As for clients (see "Options and ABI" above): the macro passes the
  * program's sizeof; the plain symbol serves programs built against 0.1. */
@@ -1308,6 +1346,10 @@ struct udprr_server_stats {
                                    server fell behind: see rcvbuf_bytes);
                                    summed over the workers. 0 where the
                                    kernel does not tell (SO_RXQ_OVFL) */
+    uint64_t amplification_echoes; /* answers held back from a peer that
+                                   had not proved its address: an echo
+                                   with a cookie went instead (see
+                                   "Amplification") */
 };
 
 /* Fills *out. From any thread, at any time: each counter is read whole

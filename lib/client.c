@@ -670,6 +670,7 @@ int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
         .queued = c->x.queued,
         .unsent = s->unsent,
         .window_reductions = 0,
+        .echoes = s->echoes,
     };
     for (unsigned i = 0; i < c->x.n_ep; i++)
         full.window_reductions += c->x.ep[i].window.reductions;

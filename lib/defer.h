@@ -34,6 +34,9 @@ struct udprr__deferred {
     struct sockaddr_storage peer; /* where the answer goes */
     socklen_t peer_len;
     struct udprr__sock_local local; /* and where it comes from */
+    size_t request_len;             /* the request datagram's size, and */
+    int proven;                     /* whether it proved its address (the
+                                       amplification guard: server.c) */
     uint64_t id;                  /* the request's ID and attempt, echoed */
     unsigned attempt;
     struct udprr__dedup_key key;  /* its reply cache key; addr_len 0:

@@ -28,6 +28,9 @@ struct udprr__xreq {
                              there */
     uint32_t sent_to;     /* endpoints it was sent to (bit i: endpoint i) */
     uint32_t refused_by;  /* endpoints that refused it */
+    unsigned echoes;      /* echoes it answered (a few at most) */
+    int with_cookie;      /* native: the datagram carries a cookie after
+                             its header (and the body after that) */
     int clipped;          /* the timer is the deadline, not a whole wait */
     uint64_t seq;         /* sent as the seq-th request; 0: not yet */
     uint64_t deadline_us; /* UINT64_MAX: none */
@@ -46,7 +49,8 @@ struct udprr__xreq {
  * (each at most twice as many buckets as entries), with room for the
  * allocator's own overhead. */
 _Static_assert(sizeof(struct udprr__xreq) + UDPRR__WIRE_HEADER_BYTES +
-                       5 * sizeof(void *) + 4 * sizeof(void *) <=
+                       UDPRR__WIRE_COOKIE_BYTES + 5 * sizeof(void *) +
+                       4 * sizeof(void *) <=
                    UDPRR_PENDING_OVERHEAD,
                "UDPRR_PENDING_OVERHEAD no longer covers a pending request");
 
@@ -401,8 +405,7 @@ static void arm(struct udprr__exchange *x, struct udprr__xreq *r,
     r->timer_us = when;
     if (x->io.on_attempt != NULL)
         x->io.on_attempt(x->io.ctx, xreq_id(r), r->attempts, when - now_us,
-                         rtt->rto_us,
-                         r->len - udprr__framing_overhead(&x->framing));
+                         rtt->rto_us, r->body_len);
 }
 
 /* --- endpoints ----------------------------------------------------------- */
@@ -514,12 +517,40 @@ static void aim(struct udprr__exchange *x, struct udprr__xreq *r,
 
 /* Sends transmission number r->attempts to r's endpoint. Returns the send
  * step's status; a refusal is the caller's to handle. */
+/* Writes r's datagram for transmission r->attempts to its endpoint: with
+ * the endpoint's cookie when it has one (and the request has room for
+ * it), so that a server that wants proof of this client's address gets
+ * it at once. */
+static void stamp(struct udprr__exchange *x, struct udprr__xreq *r)
+{
+    const struct udprr__xendpoint *e = &x->ep[r->ep];
+    if (e->has_cookie && !r->with_cookie &&
+        r->body_len <= UDPRR_MAX_PAYLOAD - UDPRR__WIRE_COOKIE_BYTES) {
+        /* Room was left for it at submit. */
+        memmove(r->datagram + UDPRR__WIRE_HEADER_BYTES +
+                    UDPRR__WIRE_COOKIE_BYTES,
+                r->datagram + UDPRR__WIRE_HEADER_BYTES, r->body_len);
+        r->len += UDPRR__WIRE_COOKIE_BYTES;
+        r->with_cookie = 1;
+    }
+    if (!r->with_cookie) {
+        udprr__framing_stamp(&x->framing, xreq_id(r), r->attempts,
+                             r->datagram, r->len);
+        return;
+    }
+    /* An endpoint without a cookie gets the one the request has: a
+     * server takes a cookie it did not make as no cookie at all. */
+    if (e->has_cookie)
+        memcpy(r->datagram + UDPRR__WIRE_HEADER_BYTES, e->cookie,
+               UDPRR__WIRE_COOKIE_BYTES);
+    udprr__framing_stamp_cookie(xreq_id(r), r->attempts, r->datagram, r->len);
+}
+
 static int transmit(struct udprr__exchange *x, struct udprr__xreq *r,
                     uint64_t now_us)
 {
     struct udprr__xendpoint *e = &x->ep[r->ep];
-    udprr__framing_stamp(&x->framing, xreq_id(r), r->attempts, r->datagram,
-                         r->len);
+    stamp(x, r);
     r->sent_us[(r->attempts - 1) % UDPRR__XCHG_SENT_HISTORY] = now_us;
     x->stats.attempts++;
     if (r->attempts > 1)
@@ -806,8 +837,12 @@ int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
         return UDPRR_EBUSY;
     if (heap_reserve(x) != UDPRR_OK)
         return UDPRR_ENOMEM;
+    /* Native requests keep room for a cookie (see stamp). */
+    size_t room = x->framing.kind == UDPRR_FRAMING_NATIVE
+                      ? UDPRR__WIRE_COOKIE_BYTES
+                      : 0;
     struct udprr__xreq *r = udprr__malloc(
-        sizeof *r + udprr__framing_overhead(&x->framing) + body_len);
+        sizeof *r + udprr__framing_overhead(&x->framing) + body_len + room);
     if (r == NULL)
         return UDPRR_ENOMEM;
     memset(r, 0, sizeof *r);
@@ -849,6 +884,36 @@ int udprr__exchange_submit(struct udprr__exchange *x, const void *body,
     return UDPRR_OK;
 }
 
+/* An echo from endpoint for r: the server holds r's answer back until
+ * this client proves its address. The endpoint keeps the cookie for every
+ * later request, and r goes again at once, to it, with the cookie (a few
+ * times at most: a server that keeps asking is left to the timers). */
+static void echo(struct udprr__exchange *x, struct udprr__xreq *r,
+                 unsigned endpoint, const uint8_t *cookie, uint64_t now_us)
+{
+    struct udprr__xendpoint *e = &x->ep[endpoint];
+    memcpy(e->cookie, cookie, UDPRR__WIRE_COOKIE_BYTES);
+    e->has_cookie = 1;
+    e->failures = 0; /* it answered, if not yet with the answer */
+    e->refused_last = 0;
+    x->stats.echoes++;
+    if (r->echoes >= 2 || now_us >= r->deadline_us ||
+        r->attempts >= UDPRR__WIRE_MAX_ATTEMPT ||
+        (x->limits.max_attempts > 0 && r->attempts >= x->limits.max_attempts))
+        return;
+    r->echoes++;
+    r->attempts++;
+    if (r->ep != endpoint)
+        aim(x, r, endpoint, r->attempts);
+    int rc = transmit_somewhere(x, r, now_us);
+    if (rc != UDPRR_OK) {
+        finish(x, r, rc, NULL, 0);
+        return;
+    }
+    arm(x, r, now_us);
+    heap_update(x, r);
+}
+
 void udprr__exchange_datagram(struct udprr__exchange *x, unsigned endpoint,
                               const void *buf, size_t len, uint64_t now_us)
 {
@@ -884,6 +949,11 @@ void udprr__exchange_datagram(struct udprr__exchange *x, unsigned endpoint,
         return;
     }
     struct udprr__xendpoint *e = &x->ep[endpoint];
+    if (in.kind == UDPRR__KIND_ECHO) {
+        echo(x, r, endpoint, in.body, now_us);
+        pump(x, now_us);
+        return;
+    }
     /* A reply that names its transmission is unambiguous even after
      * retransmissions, as long as we still hold that transmission's send
      * time; one that does not (foreign framings) only when the request was

@@ -131,6 +131,7 @@ struct udprr__exchange_counters {
     uint64_t dropped_unexpected; /* well formed, but not a reply we sent for */
     uint64_t spurious_retransmissions; /* sent after the one answered */
     uint64_t unsent;          /* ended without being sent */
+    uint64_t echoes;          /* echoes answered with the cookie */
 };
 
 /* What one endpoint saw, each named as the field of struct
@@ -147,6 +148,10 @@ struct udprr__xendpoint {
                                once-per-window halving counts them) */
     unsigned failures;      /* in a row; an answer clears them */
     int refused_last;       /* its last failure was a refusal */
+    int has_cookie;         /* native framing: a cookie from its echo, */
+    /* sent with every request to it from then on (udprr.h,
+     * "Amplification") */
+    uint8_t cookie[UDPRR__WIRE_COOKIE_BYTES];
     uint64_t retry_at_us;   /* failed: left alone until then */
     struct udprr__endpoint_counters stats;
 };

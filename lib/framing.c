@@ -93,6 +93,15 @@ void udprr__framing_stamp(const struct udprr__framing *f, uint64_t id,
                        len - UDPRR__WIRE_HEADER_BYTES, datagram);
 }
 
+void udprr__framing_stamp_cookie(uint64_t id, unsigned attempt,
+                                 uint8_t *datagram, size_t len)
+{
+    struct udprr__wire_header h = {UDPRR__KIND_REQUEST, (uint16_t)attempt, id};
+    udprr__wire_encode_flags(&h, UDPRR__WIRE_FLAG_COOKIE,
+                             datagram + UDPRR__WIRE_HEADER_BYTES,
+                             len - UDPRR__WIRE_HEADER_BYTES, datagram);
+}
+
 enum udprr__wire_result udprr__framing_parse(const struct udprr__framing *f,
                                              const void *buf, size_t len,
                                              int from_server,
@@ -107,6 +116,13 @@ enum udprr__wire_result udprr__framing_parse(const struct udprr__framing *f,
         out->kind = h.kind;
         out->id = h.id;
         out->attempt = h.attempt;
+        out->cookie = NULL;
+        if (udprr__wire_flags(buf) & UDPRR__WIRE_FLAG_COOKIE) {
+            /* The decoder checked that the body holds it. */
+            out->cookie = out->body;
+            out->body += UDPRR__WIRE_COOKIE_BYTES;
+            out->body_len -= UDPRR__WIRE_COOKIE_BYTES;
+        }
         return UDPRR__WIRE_VALID;
     }
     if (f->kind == UDPRR_FRAMING_ID_AT_OFFSET && !holds_id(f, len))
@@ -116,6 +132,7 @@ enum udprr__wire_result udprr__framing_parse(const struct udprr__framing *f,
     out->attempt = 0;
     out->body = buf;
     out->body_len = len;
+    out->cookie = NULL;
     return UDPRR__WIRE_VALID;
 }
 

@@ -37,11 +37,14 @@ struct udprr__framing {
 
 /* A datagram as the framing sees it. */
 struct udprr__framed {
-    enum udprr__wire_kind kind; /* request, reply or decline */
+    enum udprr__wire_kind kind; /* request, reply, decline or echo */
     uint64_t id;                /* 0 in raw framing */
     unsigned attempt;           /* 0 when the framing carries none */
-    const uint8_t *body;        /* what the application sees */
+    const uint8_t *body;        /* what the application sees (an echo's:
+                                   its cookie) */
     size_t body_len;
+    const uint8_t *cookie;      /* a native request's echoed cookie
+                                   (UDPRR__WIRE_COOKIE_BYTES), else NULL */
 };
 
 /* UDPRR_OK, or UDPRR_EINVAL for an unknown kind, or an id-at-offset ID of
@@ -77,6 +80,12 @@ int udprr__framing_request(const struct udprr__framing *f, uint64_t id,
  * A request can so be made once, then given its ID when it is sent. */
 void udprr__framing_stamp(const struct udprr__framing *f, uint64_t id,
                           unsigned attempt, uint8_t *datagram, size_t len);
+
+/* The same for a native request whose body begins with an echoed cookie
+ * (UDPRR__WIRE_COOKIE_BYTES, already in place after the header): flagged
+ * so. */
+void udprr__framing_stamp_cookie(uint64_t id, unsigned attempt,
+                                 uint8_t *datagram, size_t len);
 
 /* Parses a datagram received by a client (expecting a reply) or by a
  * server (expecting a request). UDPRR__WIRE_VALID and *out filled, or the

@@ -52,6 +52,7 @@ static void server_defaults(void *out)
         .max_deferred = 4096,
         .deferred_lifetime_ms = 10000,
         .workers = 1,
+        .amplification_factor = 3,
     };
     memcpy(out, &o, sizeof o);
 }
@@ -121,6 +122,7 @@ struct server_opts_0_2 {
     unsigned workers;
     const char *interface;
     size_t rcvbuf_bytes;
+    unsigned amplification_factor;
 };
 
 #define FIELD_END(type, field)                                                 \
@@ -152,7 +154,9 @@ _Static_assert(offsetof(udprr_server_opts, max_deferred) >=
                    offsetof(udprr_server_opts, interface) ==
                        offsetof(struct server_opts_0_2, interface) &&
                    offsetof(udprr_server_opts, rcvbuf_bytes) ==
-                       offsetof(struct server_opts_0_2, rcvbuf_bytes),
+                       offsetof(struct server_opts_0_2, rcvbuf_bytes) &&
+                   offsetof(udprr_server_opts, amplification_factor) ==
+                       offsetof(struct server_opts_0_2, amplification_factor),
                "udprr_server_opts no longer begins with 0.2's fields");
 _Static_assert(offsetof(udprr_client_opts, max_pending) ==
                        offsetof(struct client_opts_0_2, max_pending) &&
@@ -206,14 +210,15 @@ static const struct opts_kind client_kind = {
 static const struct opts_kind server_kind = {
     server_defaults,
     {sizeof(udprr_server_opts),
-     FIELD_END(udprr_server_opts, rcvbuf_bytes)},
+     FIELD_END(udprr_server_opts, amplification_factor)},
     {{sizeof(struct server_opts_0_1),
       FIELD_END(struct server_opts_0_1, id_len)},
      {sizeof(struct server_opts_0_2),
-      FIELD_END(struct server_opts_0_2, rcvbuf_bytes)}},
+      FIELD_END(struct server_opts_0_2, amplification_factor)}},
     {SPAN(udprr_server_opts, max_deferred),
      SPAN(udprr_server_opts, deferred_lifetime_ms),
-     SPAN(udprr_server_opts, workers)},
+     SPAN(udprr_server_opts, workers),
+     SPAN(udprr_server_opts, amplification_factor)},
 };
 
 /* Per-request options are new in 0.2: no older version. */

@@ -35,6 +35,7 @@
 #include "framing.h"
 #include "opts.h"
 #include "server_hooks.h"
+#include "siphash.h"
 #include "sock.h"
 #include "udprr.h"
 #include "wire.h"
@@ -76,7 +77,7 @@ struct server_counters {
         cache_expired;
     counter deferred, deferred_pending, deferred_answered, deferred_expired,
         deferred_refused, deferred_retransmissions;
-    counter reused_ids, kernel_drops;
+    counter reused_ids, kernel_drops, amplification_echoes;
 };
 
 /* Only the server's thread writes a counter: a relaxed load and store,
@@ -108,6 +109,11 @@ struct route {
     const struct sockaddr *peer;
     socklen_t peer_len;
     const struct udprr__sock_local *local;
+    size_t request_len; /* the request datagram's size: the amplification
+                           guard's yardstick */
+    int proven;         /* it carried a good cookie: its peer receives at
+                           its address */
+    uint64_t now_us;
 };
 
 /* A deferred request's node, as the server's thread sees it. */
@@ -175,6 +181,8 @@ struct udprr_server {
     int run_rc, run_errno;   /* ... and how its run ended */
     udprr__recv_batch *rx;   /* the datagrams of the current step */
     uint32_t drops_seen;     /* the kernel's drop count, as last counted */
+    unsigned amplification;  /* the factor; UDPRR_AMPLIFICATION_OFF: none */
+    uint64_t cookie_key[4];  /* the cookies' secret (two SipHash keys) */
     udprr__server_tx_fn tx_hook; /* server_hooks.h: answers go here */
     void *tx_hook_ctx;
     uint8_t *tx_arena;       /* TX_ARENA_BYTES: the answers' bodies */
@@ -221,7 +229,10 @@ static int worker_open(udprr_server *w, const udprr_server_opts *o,
     w->framing.id_offset = o->id_offset;
     w->framing.id_len = o->id_len;
     w->tagged_tokens = o->workers > 1;
+    w->amplification = o->amplification_factor;
     int rc = udprr__framing_check(&w->framing);
+    if (rc == UDPRR_OK)
+        rc = udprr__random_bytes(w->cookie_key, sizeof w->cookie_key);
     /* The batch buffers are allocated here once, and never zeroed: the
      * receive slots are only read after the kernel wrote them, the arena
      * only after a handler or a copy wrote it (up to the length set), so
@@ -295,7 +306,9 @@ int udprr_server_open(udprr_server **out, const char *host,
     if (out == NULL || service == NULL ||
         udprr__server_opts_take(&o, opts) != UDPRR_OK ||
         o.max_deferred > UDPRR__DEFER_MAX || o.workers > UDPRR_MAX_WORKERS ||
-        o.rcvbuf_bytes > ((size_t)1 << 30))
+        o.rcvbuf_bytes > ((size_t)1 << 30) ||
+        (o.amplification_factor > 1000 &&
+         o.amplification_factor != UDPRR_AMPLIFICATION_OFF))
         return UDPRR_EINVAL;
 
     udprr_server *s = udprr__malloc(sizeof *s);
@@ -427,6 +440,60 @@ static uint8_t *answer_room(udprr_server *s, size_t room_bytes)
     return s->tx_arena + s->tx_used;
 }
 
+/* --- the amplification guard (udprr.h, "Amplification") ------------------ */
+
+/* A cookie's lifetime step: a cookie made in one is good in it and the
+ * next. */
+#define COOKIE_EPOCH_US (30 * (uint64_t)1000000)
+
+/* The cookie for peer in epoch: two SipHashes of its address key and the
+ * epoch under the server's secret. */
+static void make_cookie(const udprr_server *s, const struct sockaddr *peer,
+                        socklen_t peer_len, uint64_t epoch,
+                        uint8_t out[UDPRR__WIRE_COOKIE_BYTES])
+{
+    uint8_t bytes[UDPRR__DEDUP_ADDR_MAX + 8];
+    size_t n = udprr__sock_addr_key(peer, peer_len, bytes);
+    memcpy(bytes + n, &epoch, sizeof epoch);
+    uint64_t a = udprr__siphash24(s->cookie_key[0], s->cookie_key[1], bytes,
+                                  n + sizeof epoch);
+    uint64_t b = udprr__siphash24(s->cookie_key[2], s->cookie_key[3], bytes,
+                                  n + sizeof epoch);
+    memcpy(out, &a, sizeof a);
+    memcpy(out + sizeof a, &b, sizeof b);
+}
+
+/* Whether cookie is one this server made for peer in this epoch or the
+ * one before. */
+static int cookie_good(const udprr_server *s, const struct sockaddr *peer,
+                       socklen_t peer_len, const uint8_t *cookie,
+                       uint64_t now_us)
+{
+    uint64_t epoch = now_us / COOKIE_EPOCH_US;
+    for (uint64_t back = 0; back < 2 && back <= epoch; back++) {
+        uint8_t want[UDPRR__WIRE_COOKIE_BYTES];
+        make_cookie(s, peer, peer_len, epoch - back, want);
+        /* Not secret-dependent timing that matters: a forger cannot see
+         * the cookie it would have to guess byte by byte. */
+        if (memcmp(want, cookie, sizeof want) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether an answer of body_len bytes may not go along route: native
+ * framing, the guard on, the peer unproven, and the answer datagram over
+ * the factor times its request's. */
+static int held_back(const udprr_server *s, const struct route *route,
+                     enum udprr__wire_kind kind, size_t body_len)
+{
+    return s->framing.kind == UDPRR_FRAMING_NATIVE &&
+           s->amplification != UDPRR_AMPLIFICATION_OFF && !route->proven &&
+           kind == UDPRR__KIND_REPLY &&
+           UDPRR__WIRE_HEADER_BYTES + body_len >
+               (uint64_t)s->amplification * route->request_len;
+}
+
 /* Queues the framing's header (if any) and body back along route as one
  * datagram, echoing the request's ID and attempt; the step sends it with
  * the rest of its batch. An id-at-offset body already carries the ID.
@@ -437,6 +504,17 @@ static void answer(udprr_server *s, const struct route *route,
                    uint64_t id, unsigned attempt, const uint8_t *body,
                    size_t body_len)
 {
+    uint8_t cookie[UDPRR__WIRE_COOKIE_BYTES];
+    if (held_back(s, route, kind, body_len)) {
+        /* An echo instead: the answer stays in the cache (when there is
+         * one) for the request's return with this cookie. */
+        make_cookie(s, route->peer, route->peer_len,
+                    route->now_us / COOKIE_EPOCH_US, cookie);
+        kind = UDPRR__KIND_ECHO;
+        body = cookie;
+        body_len = sizeof cookie;
+        bump(&s->stats.amplification_echoes);
+    }
     uint8_t *room = answer_room(s, body_len);
     struct outgoing *o = &s->tx[s->tx_count];
     if (!udprr__framing_reply(&s->framing, kind, id, attempt, body,
@@ -512,6 +590,8 @@ static struct udprr__deferred *defer_begin(udprr_server *s,
     memcpy(&n->peer, route->peer, route->peer_len);
     n->peer_len = route->peer_len;
     n->local = *route->local;
+    n->request_len = route->request_len;
+    n->proven = route->proven;
     n->id = in->id;
     n->attempt = in->attempt;
     n->key = *key;
@@ -547,7 +627,7 @@ static void defer_end(udprr_server *s, struct udprr__deferred *n,
 }
 
 static void handle_datagram(udprr_server *s, uint8_t *data, size_t len,
-                            const struct route *route, udprr_handler h,
+                            const struct route *arrived, udprr_handler h,
                             void *user, uint64_t now_us)
 {
     struct udprr__framed in;
@@ -561,6 +641,14 @@ static void handle_datagram(udprr_server *s, uint8_t *data, size_t len,
         bump(&s->stats.dropped_unexpected);
         return;
     }
+    /* The way back, and whether the request proved its peer's address
+     * (a cookie from this server's echo: see held_back). */
+    struct route way = *arrived;
+    const struct route *route = &way;
+    way.request_len = len;
+    way.now_us = now_us;
+    way.proven = in.cookie != NULL &&
+                 cookie_good(s, way.peer, way.peer_len, in.cookie, now_us);
 
     struct udprr__dedup_key key;
     memset(&key, 0, sizeof key);
@@ -646,8 +734,12 @@ static void answer_deferred(udprr_server *s, struct udprr__deferred *n,
                             enum udprr__wire_kind kind, uint8_t *body,
                             size_t len, uint64_t now_us)
 {
-    struct route route = {(const struct sockaddr *)&n->peer, n->peer_len,
-                          &n->local};
+    struct route route = {(const struct sockaddr *)&n->peer,
+                          n->peer_len,
+                          &n->local,
+                          n->request_len,
+                          n->proven,
+                          now_us};
     cache_and_answer(s, &n->key, &route, kind, n->id, n->attempt, body, len,
                      now_us);
     set(&s->stats.deferred_pending, get(&s->stats.deferred_pending) - 1);
@@ -715,7 +807,7 @@ static void receive_step(udprr_server *s, udprr_handler h, void *user)
     }
     for (size_t i = 0; i < got && !atomic_load(&s->stopping); i++) {
         size_t len;
-        struct route route;
+        struct route route = {0};
         uint8_t *data = udprr__recv_batch_data(s->rx, i, &len);
         route.peer = udprr__recv_batch_peer(s->rx, i, &route.peer_len);
         route.local = udprr__recv_batch_local(s->rx, i);
@@ -757,7 +849,7 @@ void udprr__server_feed(udprr_server *s, uint8_t *data, size_t len,
                         udprr_handler h, void *user, uint64_t now_us)
 {
     static const struct udprr__sock_local nowhere; /* the kernel chooses */
-    struct route route = {peer, peer_len, &nowhere};
+    struct route route = {peer, peer_len, &nowhere, len, 0, now_us};
     s->in_step = 1;
     bump(&s->stats.received);
     handle_and_publish(s, data, len, &route, h, user, now_us);
@@ -1023,6 +1115,7 @@ static void add_counters(struct udprr_server_stats *sum,
     sum->deferred_retransmissions += get(&c->deferred_retransmissions);
     sum->reused_ids += get(&c->reused_ids);
     sum->kernel_drops += get(&c->kernel_drops);
+    sum->amplification_echoes += get(&c->amplification_echoes);
 }
 
 int udprr_server_stats(const udprr_server *s, struct udprr_server_stats *out)

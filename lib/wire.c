@@ -60,21 +60,45 @@ static uint64_t get_be64(const uint8_t *p)
 static int kind_known(unsigned kind)
 {
     return kind == UDPRR__KIND_REQUEST || kind == UDPRR__KIND_REPLY ||
-           kind == UDPRR__KIND_DECLINE;
+           kind == UDPRR__KIND_DECLINE || kind == UDPRR__KIND_ECHO;
+}
+
+/* Why a header's kind, flags and length do not go together, or VALID. */
+static enum udprr__wire_result shape(unsigned kind, unsigned flags,
+                                     size_t body_len)
+{
+    if (flags != 0 && (flags != UDPRR__WIRE_FLAG_COOKIE ||
+                       kind != UDPRR__KIND_REQUEST))
+        return UDPRR__WIRE_FLAGS;
+    if (flags != 0 && body_len < UDPRR__WIRE_COOKIE_BYTES)
+        return UDPRR__WIRE_COOKIE;
+    if (kind == UDPRR__KIND_DECLINE && body_len != 0)
+        return UDPRR__WIRE_DECLINE_BODY;
+    if (kind == UDPRR__KIND_ECHO && body_len != UDPRR__WIRE_COOKIE_BYTES)
+        return UDPRR__WIRE_ECHO_BODY;
+    return UDPRR__WIRE_VALID;
 }
 
 int udprr__wire_encode(const struct udprr__wire_header *hdr, const void *body,
                        size_t body_len, uint8_t out[UDPRR__WIRE_HEADER_BYTES])
 {
+    return udprr__wire_encode_flags(hdr, 0, body, body_len, out);
+}
+
+int udprr__wire_encode_flags(const struct udprr__wire_header *hdr,
+                             unsigned flags, const void *body, size_t body_len,
+                             uint8_t out[UDPRR__WIRE_HEADER_BYTES])
+{
     if (hdr == NULL || out == NULL || !kind_known((unsigned)hdr->kind) ||
-        hdr->attempt == 0 || (body == NULL && body_len > 0))
+        hdr->attempt == 0 || (body == NULL && body_len > 0) ||
+        shape((unsigned)hdr->kind, flags, body_len) != UDPRR__WIRE_VALID)
         return UDPRR_EINVAL;
     out[0] = UDPRR__WIRE_MAGIC0;
     out[1] = UDPRR__WIRE_MAGIC1;
     out[2] = UDPRR__WIRE_PROTOCOL_VERSION;
     out[3] = (uint8_t)hdr->kind;
     put_be16(out + 4, hdr->attempt);
-    put_be16(out + 6, 0);
+    put_be16(out + 6, (uint16_t)flags);
     put_be64(out + 8, hdr->id);
     put_be32(out + 16, checksum(out, body, body_len));
     return UDPRR_OK;
@@ -99,10 +123,10 @@ enum udprr__wire_result udprr__wire_decode(const void *buf, size_t len,
         return UDPRR__WIRE_KIND;
     if (get_be16(p + 4) == 0)
         return UDPRR__WIRE_ATTEMPT;
-    if (get_be16(p + 6) != 0)
-        return UDPRR__WIRE_FLAGS;
-    if (p[3] == UDPRR__KIND_DECLINE && len != UDPRR__WIRE_HEADER_BYTES)
-        return UDPRR__WIRE_DECLINE_BODY;
+    enum udprr__wire_result r =
+        shape(p[3], get_be16(p + 6), len - UDPRR__WIRE_HEADER_BYTES);
+    if (r != UDPRR__WIRE_VALID)
+        return r;
     if (get_be32(p + 16) != checksum(p, p + UDPRR__WIRE_HEADER_BYTES,
                                      len - UDPRR__WIRE_HEADER_BYTES))
         return UDPRR__WIRE_CHECKSUM;
@@ -117,4 +141,9 @@ enum udprr__wire_result udprr__wire_decode(const void *buf, size_t len,
     if (payload_len != NULL)
         *payload_len = len - UDPRR__WIRE_HEADER_BYTES;
     return UDPRR__WIRE_VALID;
+}
+
+unsigned udprr__wire_flags(const void *buf)
+{
+    return get_be16((const uint8_t *)buf + 6);
 }

@@ -105,7 +105,7 @@ int main(void)
     udprr_server_opts_init(&so.opts);
     check(guard_intact(so.guard), "server opts init writes only the struct");
     check(so.opts.size == sizeof so.opts, "server opts carry the program's size");
-    scramble_padding(&so.opts, FIELDS_END(udprr_server_opts, rcvbuf_bytes), sizeof so.opts);
+    scramble_padding(&so.opts, FIELDS_END(udprr_server_opts, amplification_factor), sizeof so.opts);
     udprr_server *s = NULL;
     int rc = udprr_server_open(&s, "127.0.0.1", "0", &so.opts);
     check(rc == UDPRR_OK, "server opens with the program's struct");

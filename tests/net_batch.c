@@ -183,8 +183,13 @@ START_TEST(test_burst_answered_once_each_with_its_own_reply)
 {
     struct gate g;
     gate_init(&g);
+    /* Answers up to 200 bytes to 28-byte requests from a plain socket,
+     * which cannot answer the amplification guard's echo: no guard. */
+    udprr_server_opts o;
+    udprr_server_opts_init(&o);
+    o.amplification_factor = UDPRR_AMPLIFICATION_OFF;
     struct fixture_server ts;
-    test_server_start(&ts, "127.0.0.1", NULL, gate_handler, &g);
+    test_server_start(&ts, "127.0.0.1", &o, gate_handler, &g);
     int fd = burst_socket(&ts);
 
     send_request(fd, 1);
@@ -229,6 +234,7 @@ START_TEST(test_cached_answer_survives_its_eviction_in_the_same_batch)
     udprr_server_opts o;
     udprr_server_opts_init(&o);
     o.cache_entries = SMALL_CACHE;
+    o.amplification_factor = UDPRR_AMPLIFICATION_OFF; /* as above */
     struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", &o, gate_handler, &g);
     int fd = burst_socket(&ts);

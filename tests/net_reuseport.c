@@ -120,6 +120,8 @@ START_TEST(test_each_client_retransmission_reaches_its_worker_cache)
     udprr_server_opts so;
     udprr_server_opts_init(&so);
     so.workers = WORKERS;
+    /* Plain sockets cannot answer the amplification guard's echo. */
+    so.amplification_factor = UDPRR_AMPLIFICATION_OFF;
     struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", &so, recording_handler, &seen);
 

@@ -153,7 +153,8 @@ START_TEST(test_each_malformed_field_has_its_reason)
     expect_rejected(2, 2, UDPRR__WIRE_VERSION);
     expect_rejected(2, 0xff, UDPRR__WIRE_VERSION);
     expect_rejected(3, 0, UDPRR__WIRE_KIND);
-    expect_rejected(3, 4, UDPRR__WIRE_KIND);
+    expect_rejected(3, 4, UDPRR__WIRE_ECHO_BODY); /* an echo: 16 bytes */
+    expect_rejected(3, 5, UDPRR__WIRE_KIND);
     expect_rejected(3, 0xff, UDPRR__WIRE_KIND);
     expect_rejected(6, 0x80, UDPRR__WIRE_FLAGS);
     expect_rejected(7, 0x01, UDPRR__WIRE_FLAGS);
@@ -164,6 +165,58 @@ START_TEST(test_each_malformed_field_has_its_reason)
     buf[5] = 0;
     ck_assert_int_eq(decode_exact(buf, sizeof buf, NULL, NULL),
                      UDPRR__WIRE_ATTEMPT);
+}
+END_TEST
+
+START_TEST(test_cookie_and_echo)
+{
+    uint8_t buf[64], body[32];
+    memset(body, 'c', sizeof body);
+    /* A request carrying a cookie (16 bytes first in its body). */
+    struct udprr__wire_header req = {UDPRR__KIND_REQUEST, 2, 0x77};
+    ck_assert_int_eq(udprr__wire_encode_flags(&req, UDPRR__WIRE_FLAG_COOKIE,
+                                              body, 20, buf),
+                     UDPRR_OK);
+    memcpy(buf + UDPRR__WIRE_HEADER_BYTES, body, 20);
+    ck_assert_int_eq(decode_exact(buf, UDPRR__WIRE_HEADER_BYTES + 20, NULL,
+                                  NULL),
+                     UDPRR__WIRE_VALID);
+    ck_assert_uint_eq(udprr__wire_flags(buf), UDPRR__WIRE_FLAG_COOKIE);
+    /* Too short to hold its cookie; a cookie on anything but a request;
+     * any other flag. */
+    ck_assert_int_eq(udprr__wire_encode_flags(&req, UDPRR__WIRE_FLAG_COOKIE,
+                                              body, 15, buf),
+                     UDPRR_EINVAL);
+    ck_assert_int_eq(udprr__wire_encode(&req, body, 15, buf), UDPRR_OK);
+    buf[7] = 0x01; /* flagged after the fact: the checksum covers it */
+    ck_assert_int_ne(decode_exact(buf, UDPRR__WIRE_HEADER_BYTES + 15, NULL,
+                                  NULL),
+                     UDPRR__WIRE_VALID);
+    struct udprr__wire_header rep = {UDPRR__KIND_REPLY, 2, 0x77};
+    ck_assert_int_eq(udprr__wire_encode_flags(&rep, UDPRR__WIRE_FLAG_COOKIE,
+                                              body, 20, buf),
+                     UDPRR_EINVAL);
+    ck_assert_int_eq(udprr__wire_encode_flags(&req, 2, body, 20, buf),
+                     UDPRR_EINVAL);
+    /* An echo carries exactly a cookie. */
+    struct udprr__wire_header echo = {UDPRR__KIND_ECHO, 2, 0x77};
+    ck_assert_int_eq(udprr__wire_encode(&echo, body, 16, buf), UDPRR_OK);
+    memcpy(buf + UDPRR__WIRE_HEADER_BYTES, body, 16);
+    struct udprr__wire_header h;
+    size_t n;
+    ck_assert_int_eq(decode_exact(buf, UDPRR__WIRE_HEADER_BYTES + 16, &h, &n),
+                     UDPRR__WIRE_VALID);
+    ck_assert_int_eq(h.kind, UDPRR__KIND_ECHO);
+    ck_assert_uint_eq(n, 16);
+    ck_assert_int_eq(udprr__wire_encode(&echo, body, 17, buf), UDPRR_EINVAL);
+    ck_assert_int_eq(udprr__wire_encode(&rep, body, 17, buf), UDPRR_OK);
+    memcpy(buf + UDPRR__WIRE_HEADER_BYTES, body, 17);
+    buf[3] = UDPRR__KIND_ECHO;
+    ck_assert_int_eq(decode_exact(buf, UDPRR__WIRE_HEADER_BYTES + 17, NULL,
+                                  NULL),
+                     UDPRR__WIRE_ECHO_BODY);
+    struct udprr__wire_header decline = {UDPRR__KIND_DECLINE, 2, 0x77};
+    ck_assert_int_eq(udprr__wire_encode(&decline, body, 1, buf), UDPRR_EINVAL);
 }
 END_TEST
 
@@ -311,6 +364,7 @@ int main(void)
     tcase_add_test(tc, test_checksum_catches_seeded_multi_byte_damage);
     tcase_add_test(tc, test_each_malformed_field_has_its_reason);
     tcase_add_test(tc, test_decline_carries_no_body);
+    tcase_add_test(tc, test_cookie_and_echo);
     tcase_add_test(tc, test_encoder_refuses_what_decoder_rejects);
     tcase_add_test(tc, test_random_bytes_never_misdecode);
     suite_add_tcase(s, tc);

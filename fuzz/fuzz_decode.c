@@ -32,7 +32,8 @@ static void check_native(const uint8_t *data, size_t size)
         body_len != size - UDPRR__WIRE_HEADER_BYTES)
         abort();
     uint8_t again[UDPRR__WIRE_HEADER_BYTES];
-    if (udprr__wire_encode(&h, body, body_len, again) != UDPRR_OK ||
+    if (udprr__wire_encode_flags(&h, udprr__wire_flags(data), body, body_len,
+                                 again) != UDPRR_OK ||
         memcmp(again, data, sizeof again) != 0)
         abort();
 }
@@ -47,6 +48,11 @@ static void check_framing(const struct udprr__framing *f, const uint8_t *data,
             continue;
         if (out.body < data || out.body_len > size ||
             out.body + out.body_len > data + size)
+            abort();
+        /* A cookie sits right before the body, inside the datagram. */
+        if (out.cookie != NULL &&
+            (out.cookie < data ||
+             out.cookie + UDPRR__WIRE_COOKIE_BYTES != out.body))
             abort();
     }
 }

@@ -589,6 +589,16 @@ static void op_reply(void)
         h.kind = flags & 1 ? UDPRR__KIND_DECLINE : UDPRR__KIND_REPLY;
         if ((flags & 0x1c) == 0x1c)
             h.kind = UDPRR__KIND_REQUEST; /* a request, sent to a client */
+        if ((flags & 0x1c) == 0x18) {
+            /* An echo: the server wants proof of the client's address,
+             * and sends a cookie (16 bytes) for it. */
+            h.kind = UDPRR__KIND_ECHO;
+            for (size_t i = n; i < UDPRR__WIRE_COOKIE_BYTES; i++)
+                buf[UDPRR__WIRE_HEADER_BYTES + i] = take();
+            n = UDPRR__WIRE_COOKIE_BYTES;
+        }
+        if (h.kind == UDPRR__KIND_DECLINE)
+            n = 0; /* a decline has no body */
         switch ((flags >> 2) & 3) {
         case 1: h.attempt++; break;       /* a transmission never made */
         case 2: if (h.attempt > 1) h.attempt--; break; /* an earlier one */

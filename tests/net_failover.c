@@ -85,13 +85,27 @@ static udprr_client_opts opts_rto(unsigned rto_ms)
     return o;
 }
 
+/* Starts server B (it answers "B") on 127.0.0.1, and makes A's port
+ * beside it: closed (nothing listens there: a refusal), or with
+ * blackhole a plain socket that never answers, whose descriptor is
+ * returned (-1 when closed). */
+static int start_b_beside_a(struct fixture_server *fb, struct named *b,
+                            char port_a[16], int blackhole)
+{
+    *b = (struct named){"B", 0, 0};
+    test_server_start(fb, "127.0.0.1", NULL, answer_name, b);
+    if (blackhole)
+        return test_plain_socket("127.0.0.1", port_a);
+    closed_port(port_a);
+    return -1;
+}
+
 START_TEST(first_closed_answers_from_second_at_once)
 {
-    struct named b = {"B", 0, 0};
+    struct named b;
     struct fixture_server fb;
-    test_server_start(&fb, "127.0.0.1", NULL, answer_name, &b);
     char port_a[16];
-    closed_port(port_a);
+    start_b_beside_a(&fb, &b, port_a, 0);
     /* An RTO of 5 s: only a refusal can move the request in time. */
     udprr_client_opts o = opts_rto(DEADLINE_MS);
     udprr_client *c = open_two(port_a, fb.port, &o);
@@ -115,11 +129,10 @@ END_TEST
 
 START_TEST(first_blackhole_moves_after_its_rto)
 {
-    struct named b = {"B", 0, 0};
+    struct named b;
     struct fixture_server fb;
-    test_server_start(&fb, "127.0.0.1", NULL, answer_name, &b);
     char port_a[16];
-    int blackhole = test_plain_socket("127.0.0.1", port_a);
+    int blackhole = start_b_beside_a(&fb, &b, port_a, 1);
     udprr_client_opts o = opts_rto(100);
     udprr_client *c = open_two(port_a, fb.port, &o);
     char who[16];
@@ -217,11 +230,10 @@ END_TEST
 
 START_TEST(refused_only_never_reaches_the_second_after_a_timeout)
 {
-    struct named b = {"B", 0, 0};
+    struct named b;
     struct fixture_server fb;
-    test_server_start(&fb, "127.0.0.1", NULL, answer_name, &b);
     char port_a[16];
-    int blackhole = test_plain_socket("127.0.0.1", port_a);
+    int blackhole = start_b_beside_a(&fb, &b, port_a, 1);
     udprr_client_opts o = opts_rto(50);
     o.failover = UDPRR_FAILOVER_REFUSED;
     o.deadline_ms = 400;
@@ -270,11 +282,10 @@ static int is_done(void *arg)
 
 START_TEST(one_descriptor_to_poll_for_several_endpoints)
 {
-    struct named b = {"B", 0, 0};
+    struct named b;
     struct fixture_server fb;
-    test_server_start(&fb, "127.0.0.1", NULL, answer_name, &b);
     char port_a[16];
-    closed_port(port_a);
+    start_b_beside_a(&fb, &b, port_a, 0);
     udprr_client_opts o = opts_rto(DEADLINE_MS);
     udprr_client *c = open_two(port_a, fb.port, &o);
     int fd = udprr_client_fd(c);

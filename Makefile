@@ -59,13 +59,31 @@ WARNINGS = -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Wshadow \
            -Wformat=2 -Wvla
 # Our flags around the user's CPPFLAGS and CFLAGS, never instead of them.
 REAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude $(CPPFLAGS) $(CFLAGS)
-LIB_CFLAGS  = $(REAL_CFLAGS) -fPIC -fvisibility=hidden
+LIB_CFLAGS  = $(REAL_CFLAGS) $(SODIUM_CFLAGS) -fPIC -fvisibility=hidden
 # Header dependencies: the compiler writes them beside each object or
 # program it builds from one C file (build/obj/wire.o -> build/obj/wire.d,
 # build/tests/unit_wire -> build/tests/unit_wire.d); they are read back at
 # the end of this file, so touching a header rebuilds only what includes it.
 DEPFLAGS = -MMD -MP
 LIBS_PRIVATE = -pthread
+
+# The sealed mode (udprr.h, "Sealed mode") needs libsodium, found with
+# pkg-config when the library is compiled (Debian libsodium-dev; make check,
+# make demo and make bench install it when missing, a bare make names it
+# and stops). SODIUM=no builds the library without it: udprr_sealed_supported()
+# is then 0 and every open that asks for a key fails with UDPRR_ENOTSUP.
+SODIUM ?= yes
+ifeq ($(filter yes no,$(SODIUM)),)
+$(error SODIUM is yes or no, not '$(SODIUM)')
+endif
+ifeq ($(SODIUM),yes)
+# Evaluated by the shell when a recipe runs: after `sodium` has made sure.
+SODIUM_CFLAGS = -DUDPRR_HAVE_SODIUM $$(pkg-config --cflags libsodium)
+SODIUM_LIBS   = $$(pkg-config --libs libsodium)
+PC_REQUIRES_PRIVATE = libsodium
+endif
+# What a program linking the static library needs besides it.
+LINK_PRIVATE = $(LIBS_PRIVATE) $(SODIUM_LIBS)
 
 LIB_SRCS = $(sort $(wildcard lib/*.c))
 LIB_OBJS = $(patsubst lib/%.c,build/obj/%.o,$(LIB_SRCS))
@@ -104,7 +122,7 @@ CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
 .PHONY: all check check-unit demo tools \
-        examples bench fuzz install uninstall clean deps deps-libuv FORCE
+        examples bench fuzz install uninstall clean deps deps-libuv sodium FORCE
 
 all: $(SHARED_LIB) lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so \
      $(STATIC_LIB) udprr.pc
@@ -126,9 +144,24 @@ build/obj/%.o: lib/%.c build/flags
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) $(DEPFLAGS) -Ilib -c $< -o $@
 
+# libsodium is there before the sealed mode is compiled, or the build stops
+# and names it; the goals that set everything up install it.
+SODIUM_INSTALL = $(filter demo check bench fuzz,$(MAKECMDGOALS))
+sodium:
+ifeq ($(SODIUM),yes)
+ifneq ($(SODIUM_INSTALL),)
+	@sh tests/ensure-deps.sh pkg-config libsodium-dev
+endif
+	@pkg-config --exists libsodium 2>/dev/null || { \
+	    echo "libudprr's sealed mode needs libsodium, which pkg-config does not find:" \
+	         "install it (Debian: apt-get install pkg-config libsodium-dev)," \
+	         "or build without the sealed mode: make SODIUM=no" >&2; exit 1; }
+endif
+build/obj/seal.o build/asan/obj/seal.o: | sodium
+
 $(SHARED_LIB): $(LIB_OBJS)
 	$(CC) -shared -Wl,-soname,$(SONAME) $(CFLAGS) $(LDFLAGS) -o $@ $(LIB_OBJS) \
-	    $(LIBS_PRIVATE)
+	    $(LINK_PRIVATE)
 
 lib/libudprr.so.$(VERSION_MAJOR) lib/libudprr.so: $(SHARED_LIB)
 	ln -sf $(notdir $(SHARED_LIB)) $@
@@ -144,7 +177,8 @@ $(STATIC_LIB): $(LIB_OBJS)
 pc_prefix = $(patsubst %/,%,$(PREFIX))
 pc_dir    = $(if $(filter $(pc_prefix)/%,$(1)),$${prefix}/$(patsubst /%,%,$(patsubst \
                 $(pc_prefix)/%,%,$(1))),$(1))
-PC_VARS   = $(PREFIX) $(call pc_dir,$(LIBDIR)) $(call pc_dir,$(INCLUDEDIR)) $(VERSION)
+PC_VARS   = $(PREFIX) $(call pc_dir,$(LIBDIR)) $(call pc_dir,$(INCLUDEDIR)) $(VERSION) \
+            $(PC_REQUIRES_PRIVATE)
 ifneq ($(strip $(PC_VARS)),$(strip $(shell cat build/pcvars 2>/dev/null)))
 build/pcvars: FORCE
 	@mkdir -p build
@@ -154,7 +188,8 @@ endif
 udprr.pc: udprr.pc.in build/pcvars
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|g' \
 	    -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|g' $< > $@
+	    -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|g' \
+	    -e 's|@REQUIRES_PRIVATE@|$(PC_REQUIRES_PRIVATE)|g' $< > $@
 
 # --- tests -------------------------------------------------------------------
 
@@ -181,7 +216,7 @@ build/tests/%: tests/%.c $(STATIC_LIB) | deps
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Ilib -Itools/relay $(CHECK_CFLAGS) $< \
 	    $(filter $(SUPPORT_OBJS),$^) $(LDFLAGS) $(STATIC_LIB) $(CHECK_LIBS) \
-	    $(LIBS_PRIVATE) -o $@
+	    $(LINK_PRIVATE) -o $@
 $(NET_SUITES:%=build/tests/%): $(FIXTURE_OBJS)
 $(RELAY_SUITES:%=build/tests/%): $(RELAY_OBJS)
 
@@ -193,7 +228,7 @@ build/tests/unit_fuzz_replay_%: tests/unit_fuzz_replay.c fuzz/fuzz_%.c \
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) $(FUZZ_REPLAY_FLAGS) -pthread -Ilib -Itools/relay \
 	    $(CHECK_CFLAGS) $< $(LDFLAGS) $(STATIC_LIB) $(CHECK_LIBS) \
-	    $(LIBS_PRIVATE) -o $@
+	    $(LINK_PRIVATE) -o $@
 $(patsubst %,build/tests/%,$(filter $(RELAY_SUITES),$(NET_SUITES))): \
     $(FIXTURE_RELAY_OBJS)
 
@@ -211,7 +246,7 @@ SAN_SUPPORT_OBJS = $(SAN_FIXTURE_OBJS) $(SAN_FIXTURE_RELAY_OBJS) $(SAN_RELAY_OBJ
 
 build/asan/obj/%.o: lib/%.c build/flags
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -Ilib -c $< -o $@
+	$(CC) $(REAL_CFLAGS) $(SODIUM_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -Ilib -c $< -o $@
 
 build/asan/obj/relay_%.o: tools/relay/%.c build/flags
 	@mkdir -p $(@D)
@@ -225,7 +260,7 @@ build/asan/%: tests/%.c $(SAN_LIB_OBJS) | deps
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) -pthread -Ilib -Itools/relay \
 	    $(CHECK_CFLAGS) $< $(filter $(SAN_SUPPORT_OBJS),$^) $(SAN_LIB_OBJS) \
-	    $(LDFLAGS) $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	    $(LDFLAGS) $(CHECK_LIBS) $(LINK_PRIVATE) -o $@
 $(NET_SUITES:%=build/asan/%): $(SAN_FIXTURE_OBJS)
 $(RELAY_SUITES:%=build/asan/%): $(SAN_RELAY_OBJS)
 
@@ -234,7 +269,7 @@ build/asan/unit_fuzz_replay_%: tests/unit_fuzz_replay.c fuzz/fuzz_%.c \
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(SAN_FLAGS) $(DEPFLAGS) $(FUZZ_REPLAY_FLAGS) \
 	    -pthread -Ilib -Itools/relay $(CHECK_CFLAGS) $< $(SAN_LIB_OBJS) $(LDFLAGS) \
-	    $(CHECK_LIBS) $(LIBS_PRIVATE) -o $@
+	    $(CHECK_LIBS) $(LINK_PRIVATE) -o $@
 $(patsubst %,build/asan/%,$(filter $(RELAY_SUITES),$(NET_SUITES))): \
     $(SAN_FIXTURE_RELAY_OBJS)
 
@@ -328,7 +363,7 @@ BENCH_OBJS = $(FIXTURE_OBJS) $(FIXTURE_RELAY_OBJS) $(RELAY_OBJS)
 build/bench/resilience: bench/resilience.c $(BENCH_OBJS) $(STATIC_LIB) build/flags
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Itests -Itools/relay $< \
-	    $(BENCH_OBJS) $(LDFLAGS) $(STATIC_LIB) $(LIBS_PRIVATE) -o $@
+	    $(BENCH_OBJS) $(LDFLAGS) $(STATIC_LIB) $(LINK_PRIVATE) -o $@
 
 # The pipelining benchmark (docs/async-bench.md): requests per second of the
 # blocking client and of the asynchronous one at max_window 1, 16 and 64,
@@ -339,7 +374,7 @@ ASYNC_BENCH_ARGS ?=
 build/bench/async: bench/async.c $(FIXTURE_OBJS) $(STATIC_LIB) build/flags
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Itests $< \
-	    $(FIXTURE_OBJS) $(LDFLAGS) $(STATIC_LIB) $(LIBS_PRIVATE) -o $@
+	    $(FIXTURE_OBJS) $(LDFLAGS) $(STATIC_LIB) $(LINK_PRIVATE) -o $@
 
 # The raw-socket comparison (docs/performance.md): libudprr's servers and
 # clients against a raw recvmmsg/sendmmsg echo server, a naive one and a
@@ -353,7 +388,7 @@ PERF_DATA = build/bench/perf.dat
 build/bench/perf: bench/perf.c $(FIXTURE_OBJS) $(STATIC_LIB) build/flags
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(DEPFLAGS) -pthread -Itests $< $(FIXTURE_OBJS) \
-	    $(LDFLAGS) $(STATIC_LIB) $(LIBS_PRIVATE) -o $@
+	    $(LDFLAGS) $(STATIC_LIB) $(LINK_PRIVATE) -o $@
 
 bench: all build/bench/resilience build/bench/async build/bench/perf
 	@sh tests/ensure-deps.sh gnuplot-nox || \
@@ -391,9 +426,10 @@ build/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=all -D_GNU_SOURCE -Iinclude -Ilib $(CPPFLAGS) \
-	    $< $(LIB_SRCS) $(LDFLAGS) -pthread -o $@
+	    $(SODIUM_CFLAGS) $< $(LIB_SRCS) $(LDFLAGS) -pthread $(SODIUM_LIBS) -o $@
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+$(FUZZ_BINS): | sodium
 	@st=0; for n in $(FUZZ_TARGETS); do \
 	    c=build/fuzz/corpus-$$n; rm -rf $$c && mkdir -p $$c && \
 	    if [ -d fuzz/corpus/$$n ]; then cp -R fuzz/corpus/$$n/. $$c/; fi; \

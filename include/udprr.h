@@ -73,7 +73,9 @@ extern "C" {
     XX(EBUSY, -11, "too many requests pending on the handle (max_pending or " \
                    "max_pending_bytes): retry once some have completed")      \
     XX(ENOTPENDING, -12, "no such request pending: it has already ended, "    \
-                         "or was never sent")
+                         "or was never sent")                                  \
+    XX(ENOTSUP, -13, "not supported by this build of libudprr (the sealed "   \
+                     "mode needs libsodium)")
 
 typedef enum udprr_status {
 #define UDPRR__STATUS_ENUM(name, value, message) UDPRR_##name = (value),
@@ -125,6 +127,61 @@ UDPRR_API const char *udprr_version(void);
  * largest request or reply in the raw and id-at-offset framings, which add
  * no header. */
 #define UDPRR_MAX_DATAGRAM 65507
+
+/*
+ * Sealed mode (docs/protocol.md, "Sealed datagrams"; docs/sealed.md).
+ *
+ * With a pre-shared key, every native datagram between a client and a
+ * server is sealed: encrypted and authenticated with XChaCha20-Poly1305
+ * (libsodium) over its header and body, and carrying the sender's clock.
+ * A datagram that does not open (another key, a key ID the receiver does
+ * not hold, a changed or truncated byte, a plain datagram) is dropped and
+ * counted (stats dropped_auth) before anything else looks at it: a
+ * server's handler never sees it and no answer goes out. There is no
+ * handshake: a request still takes one round trip.
+ *
+ * A key is UDPRR_KEY_BYTES secret bytes (draw them from a cryptographic
+ * source, e.g. `head -c 32 /dev/urandom`) and an ID that names it on the
+ * wire, chosen by whoever hands out keys. A client holds one key; a
+ * server holds up to UDPRR_MAX_KEYS at once and answers each request with
+ * the key it came with, so keys rotate without downtime: give servers the
+ * new key beside the old one (udprr_server_set_keys), move the clients to
+ * it, then take the old one away.
+ *
+ * Replays: a sealed request carries the client's clock (CLOCK_REALTIME),
+ * and a server takes it only when that clock is within half the server's
+ * cache_lifetime_ms (15 s by default) of its own; other requests are
+ * dropped and counted (stats dropped_clock). Within that window the reply
+ * cache answers a replayed request, from whatever address it comes, without
+ * running the handler: sealed requests are remembered by (key ID, request
+ * ID, bytes), since the key, not the source address, tells who sent them.
+ * The window is half the cache's lifetime so that every request a server
+ * still takes has its answer remembered (while the cache's bounds allow:
+ * an answer evicted early, stats cache_evicted, lets its replay run the
+ * handler again). Client and server clocks must so agree to within that
+ * window less the path's delay: NTP keeps them to milliseconds.
+ *
+ * Sealing adds UDPRR_SEAL_OVERHEAD bytes to each datagram, so a sealed
+ * request or reply holds at most UDPRR_MAX_SEALED_PAYLOAD bytes. Only the
+ * native framing is sealed. udprr_sealed_supported() tells whether this
+ * build has the sealed mode: a library built without libsodium (make
+ * SODIUM=no) fails every open that asks for it with UDPRR_ENOTSUP.
+ */
+#define UDPRR_KEY_BYTES 32
+#define UDPRR_MAX_KEYS 16
+#define UDPRR_SEAL_OVERHEAD 56
+#define UDPRR_MAX_SEALED_PAYLOAD (UDPRR_MAX_PAYLOAD - UDPRR_SEAL_OVERHEAD)
+
+/* A pre-shared key. This struct never changes (arrays of it are passed):
+ * later versions that need more name it otherwise. The library copies the
+ * keys it is given and wipes its copies when the handle is closed. */
+typedef struct udprr_key {
+    uint32_t id;                            /* names the key on the wire */
+    unsigned char secret[UDPRR_KEY_BYTES];  /* the key itself */
+} udprr_key;
+
+/* 1 when this build has the sealed mode (libsodium), else 0. */
+UDPRR_API int udprr_sealed_supported(void);
 
 /*
  * Framings: how requests and replies sit in datagrams. Clients and servers
@@ -325,6 +382,10 @@ typedef struct udprr_client_opts {
                                     its first failure in a row; doubled by
                                     each further one, up to 64 times this.
                                     1..3600000. Default 1000 */
+    /* Since 0.2: the sealed mode (see "Sealed mode" above). */
+    const udprr_key *key;        /* seal every datagram with this key
+                                    (native framing only). Read by open
+                                    and copied. NULL: plain datagrams */
 } udprr_client_opts;
 
 /*
@@ -386,8 +447,9 @@ UDPRR_API void(udprr_client_opts_init)(udprr_client_opts *opts);
  * it is connected.
  *
  * Returns UDPRR_OK; UDPRR_EINVAL (out, host or service NULL; an option out
- * of range; an opts->size the library cannot take, see "Options and
- * ABI" above); UDPRR_ERESOLVE (no
+ * of range; a key with a framing other than native; an opts->size the
+ * library cannot take, see "Options and ABI" above); UDPRR_ENOTSUP (a key,
+ * and a library built without the sealed mode); UDPRR_ERESOLVE (no
  * address for host/service, or for local_host/local_service, or no
  * interface named opts.interface); UDPRR_ESYS (no socket could be made,
  * bound or connected, or the kernel's random source failed; errno says
@@ -508,6 +570,10 @@ struct udprr_client_stats {
                                    "Amplification"): the request went again
                                    at once, with their cookie (counted in
                                    retransmissions) */
+    /* Since 0.2: the sealed mode. */
+    uint64_t dropped_auth;      /* datagrams that did not open with the
+                                   handle's key (see "Sealed mode"):
+                                   dropped before any other check */
 };
 
 /* Fills *out with as much as out->size covers, and sets out->size to the
@@ -1103,6 +1169,15 @@ typedef struct udprr_server_opts {
                                     proved it receives at its address (see
                                     "Amplification" below); 1..1000, or
                                     UDPRR_AMPLIFICATION_OFF. Default 3 */
+    /* Since 0.2: the sealed mode (see "Sealed mode" above). */
+    const udprr_key *keys;       /* with n_keys > 0: take only requests
+                                    sealed with one of these keys (IDs all
+                                    different), and seal each answer with
+                                    its request's key; native framing
+                                    only. Read by open and copied;
+                                    udprr_server_set_keys() replaces them */
+    size_t n_keys;               /* 0..UDPRR_MAX_KEYS. Default 0: plain
+                                    datagrams */
 } udprr_server_opts;
 
 /*
@@ -1162,7 +1237,10 @@ UDPRR_API void(udprr_server_opts_init)(udprr_server_opts *opts);
  * SO_REUSEPORT too.
  *
  * Returns UDPRR_OK; UDPRR_EINVAL (out or service NULL, an option out of
- * range, workers above UDPRR_MAX_WORKERS); UDPRR_ERESOLVE (no address for
+ * range, workers above UDPRR_MAX_WORKERS, keys NULL with n_keys > 0, two
+ * keys with one ID, keys with a framing other than native);
+ * UDPRR_ENOTSUP (keys, and a library built without the sealed mode);
+ * UDPRR_ERESOLVE (no address for
  * host/service, or no interface named opts.interface); UDPRR_ESYS (socket,
  * bind or eventfd failed, or the kernel's random source that keys the
  * cache; errno says why, e.g. EADDRINUSE, or EPERM when SO_BINDTODEVICE
@@ -1198,6 +1276,22 @@ UDPRR_API int udprr_server_open(udprr_server **out, const char *host,
  */
 UDPRR_API int udprr_server_join(udprr_server *s, const char *group,
                                 const char *interface);
+
+/*
+ * udprr_server_set_keys - replaces a sealed server's keys with keys[0..n)
+ * (1..UDPRR_MAX_KEYS of them, IDs all different), for every worker, from
+ * any thread, while the server runs: requests sealed with a key no longer
+ * in the set are dropped from the next receive on (stats dropped_auth),
+ * and an answer whose request's key went away meanwhile (a deferred one)
+ * is not sent (send_errors). The keys are copied; the old copies are
+ * wiped. To rotate: set {old, new}, move the clients to new, set {new}.
+ *
+ * Returns UDPRR_OK; UDPRR_EINVAL (s or keys NULL, n out of range, two keys
+ * with one ID, or a server opened without keys: a server is sealed or
+ * plain for its whole life).
+ */
+UDPRR_API int udprr_server_set_keys(udprr_server *s, const udprr_key *keys,
+                                    size_t n);
 
 /* The bound address, as getsockname(2): *len is the size of addr on entry
  * and the address's size on return. UDPRR_OK, UDPRR_EINVAL, UDPRR_ESYS. */
@@ -1350,6 +1444,15 @@ struct udprr_server_stats {
                                    had not proved its address: an echo
                                    with a cookie went instead (see
                                    "Amplification") */
+    /* Since 0.2: the sealed mode (see "Sealed mode"). */
+    uint64_t dropped_auth;      /* datagrams that did not open with any of
+                                   the server's keys: dropped before any
+                                   other check, never handled or answered
+                                   (not in dropped_malformed) */
+    uint64_t dropped_clock;     /* sealed requests whose clock was outside
+                                   the replay window: replays of old
+                                   requests, or a client clock too far
+                                   off. Dropped, never answered */
 };
 
 /* Fills *out. From any thread, at any time: each counter is read whole

@@ -100,6 +100,7 @@ struct client_opts_0_2 {
     int dont_fragment;
     int failover;
     unsigned endpoint_retry_ms;
+    const udprr_key *key;
 };
 
 struct server_opts_0_1 {
@@ -123,6 +124,8 @@ struct server_opts_0_2 {
     const char *interface;
     size_t rcvbuf_bytes;
     unsigned amplification_factor;
+    const udprr_key *keys;
+    size_t n_keys;
 };
 
 #define FIELD_END(type, field)                                                 \
@@ -156,7 +159,9 @@ _Static_assert(offsetof(udprr_server_opts, max_deferred) >=
                    offsetof(udprr_server_opts, rcvbuf_bytes) ==
                        offsetof(struct server_opts_0_2, rcvbuf_bytes) &&
                    offsetof(udprr_server_opts, amplification_factor) ==
-                       offsetof(struct server_opts_0_2, amplification_factor),
+                       offsetof(struct server_opts_0_2, amplification_factor) &&
+                   offsetof(udprr_server_opts, n_keys) ==
+                       offsetof(struct server_opts_0_2, n_keys),
                "udprr_server_opts no longer begins with 0.2's fields");
 _Static_assert(offsetof(udprr_client_opts, max_pending) ==
                        offsetof(struct client_opts_0_2, max_pending) &&
@@ -167,7 +172,9 @@ _Static_assert(offsetof(udprr_client_opts, max_pending) ==
                    offsetof(udprr_client_opts, dont_fragment) ==
                        offsetof(struct client_opts_0_2, dont_fragment) &&
                    offsetof(udprr_client_opts, endpoint_retry_ms) ==
-                       offsetof(struct client_opts_0_2, endpoint_retry_ms),
+                       offsetof(struct client_opts_0_2, endpoint_retry_ms) &&
+                   offsetof(udprr_client_opts, key) ==
+                       offsetof(struct client_opts_0_2, key),
                "udprr_client_opts no longer begins with 0.2's fields");
 
 /* One version of an options struct: the size that names it, and how many
@@ -196,11 +203,11 @@ struct opts_kind {
 static const struct opts_kind client_kind = {
     client_defaults,
     {sizeof(udprr_client_opts),
-     FIELD_END(udprr_client_opts, endpoint_retry_ms)},
+     FIELD_END(udprr_client_opts, key)},
     {{sizeof(struct client_opts_0_1),
       FIELD_END(struct client_opts_0_1, id_len)},
      {sizeof(struct client_opts_0_2),
-      FIELD_END(struct client_opts_0_2, endpoint_retry_ms)}},
+      FIELD_END(struct client_opts_0_2, key)}},
     {SPAN(udprr_client_opts, max_pending),
      SPAN(udprr_client_opts, max_pending_bytes),
      SPAN(udprr_client_opts, max_window),
@@ -210,11 +217,11 @@ static const struct opts_kind client_kind = {
 static const struct opts_kind server_kind = {
     server_defaults,
     {sizeof(udprr_server_opts),
-     FIELD_END(udprr_server_opts, amplification_factor)},
+     FIELD_END(udprr_server_opts, n_keys)},
     {{sizeof(struct server_opts_0_1),
       FIELD_END(struct server_opts_0_1, id_len)},
      {sizeof(struct server_opts_0_2),
-      FIELD_END(struct server_opts_0_2, amplification_factor)}},
+      FIELD_END(struct server_opts_0_2, n_keys)}},
     {SPAN(udprr_server_opts, max_deferred),
      SPAN(udprr_server_opts, deferred_lifetime_ms),
      SPAN(udprr_server_opts, workers),

@@ -105,7 +105,7 @@ int main(void)
     udprr_server_opts_init(&so.opts);
     check(guard_intact(so.guard), "server opts init writes only the struct");
     check(so.opts.size == sizeof so.opts, "server opts carry the program's size");
-    scramble_padding(&so.opts, FIELDS_END(udprr_server_opts, amplification_factor), sizeof so.opts);
+    scramble_padding(&so.opts, FIELDS_END(udprr_server_opts, n_keys), sizeof so.opts);
     udprr_server *s = NULL;
     int rc = udprr_server_open(&s, "127.0.0.1", "0", &so.opts);
     check(rc == UDPRR_OK, "server opens with the program's struct");
@@ -129,7 +129,7 @@ int main(void)
     check(co.opts.deadline_ms == 10000 && co.opts.initial_rto_ms == 1000,
           "client opts hold the defaults");
     co.opts.max_attempts = 7; /* the program's own setting is honoured */
-    scramble_padding(&co.opts, FIELDS_END(udprr_client_opts, endpoint_retry_ms), sizeof co.opts);
+    scramble_padding(&co.opts, FIELDS_END(udprr_client_opts, key), sizeof co.opts);
     udprr_client *c = NULL;
     rc = udprr_client_open(&c, "127.0.0.1", port, &co.opts);
     check(rc == UDPRR_OK, "client opens with the program's struct");

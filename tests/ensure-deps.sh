@@ -4,14 +4,15 @@
 # python3 (for ../shared/peers/plain_peer.py), netbase (/etc/services, for
 # service names such as "domain"), the real peers of the interop test,
 # dnsmasq and libcoap's coap-server, mandoc (tests/man-test.sh), and
-# libuv's headers and pkg-config file (examples/uv_client.c)
+# libuv's headers and pkg-config file (examples/uv_client.c), and
+# libsodium's (the library's sealed mode)
 # (or only those named as arguments: `ensure-deps.sh pkg-config` for the
 # examples, `ensure-deps.sh gnuplot-nox` for `make bench`'s plot and
 # `ensure-deps.sh iproute2` for tests/netns-test.sh, which are never in the
 # default list). On Debian/Ubuntu it installs what is missing
 # with apt-get (through sudo when not root); elsewhere it names what is
 # missing and fails.
-wanted=${*:-pkg-config check valgrind python3 netbase dnsmasq-base libcoap3-bin mandoc libuv1-dev}
+wanted=${*:-pkg-config check valgrind python3 netbase dnsmasq-base libcoap3-bin mandoc libuv1-dev libsodium-dev}
 missing=""
 for dep in $wanted; do
     case $dep in
@@ -30,6 +31,9 @@ for dep in $wanted; do
         # libcoap's example server, without (D)TLS.
         command -v coap-server-notls >/dev/null 2>&1 ||
             missing="$missing libcoap3-bin" ;;
+    libsodium-dev)
+        # The headers and libsodium.pc: the sealed mode's cryptography.
+        pkg-config --exists libsodium 2>/dev/null || missing="$missing libsodium-dev" ;;
     libuv1-dev)
         # The headers and libuv.pc: what uv_client is built with.
         pkg-config --exists libuv 2>/dev/null || missing="$missing libuv1-dev" ;;

@@ -31,7 +31,8 @@ START_TEST(test_values_are_the_abi)
     ck_assert_int_eq(UDPRR_ECANCELED, -10);
     ck_assert_int_eq(UDPRR_EBUSY, -11);
     ck_assert_int_eq(UDPRR_ENOTPENDING, -12);
-    ck_assert_uint_eq(NCODES, 13);
+    ck_assert_int_eq(UDPRR_ENOTSUP, -13);
+    ck_assert_uint_eq(NCODES, 14);
 }
 END_TEST
 

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * seal.c - sealed datagrams (seal.h): libsodium's XChaCha20-Poly1305
+ * around a native datagram. Without libsodium (make SODIUM=no) only the
+ * keyring and the clock remain, and udprr__seal_init says UDPRR_ENOTSUP,
+ * so no handle that would seal is ever made.
+ */
+#include "seal.h"
+
+#include <string.h>
+#include <time.h>
+
+#ifdef UDPRR_HAVE_SODIUM
+#include <sodium.h>
+_Static_assert(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES ==
+                       UDPRR__SEAL_NONCE_BYTES &&
+                   crypto_aead_xchacha20poly1305_ietf_ABYTES ==
+                       UDPRR__SEAL_TAG_BYTES &&
+                   crypto_aead_xchacha20poly1305_ietf_KEYBYTES ==
+                       UDPRR_KEY_BYTES,
+               "the sealed layout is XChaCha20-Poly1305's");
+#endif
+
+#include "wire.h"
+
+/* The smallest sealed datagram: its head and tag around a bare header. */
+#define MIN_SEALED                                                             \
+    (UDPRR__SEAL_HEAD_BYTES + UDPRR__WIRE_HEADER_BYTES + UDPRR__SEAL_TAG_BYTES)
+
+int udprr_sealed_supported(void)
+{
+#ifdef UDPRR_HAVE_SODIUM
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int udprr__seal_init(void)
+{
+#ifdef UDPRR_HAVE_SODIUM
+    /* Thread-safe, and 1 (not an error) once already done. */
+    return sodium_init() < 0 ? UDPRR_ESYS : UDPRR_OK;
+#else
+    return UDPRR_ENOTSUP;
+#endif
+}
+
+int udprr__keyring_set(struct udprr__keyring *r, const udprr_key *keys,
+                       size_t n)
+{
+    if (r == NULL || keys == NULL || n == 0 || n > UDPRR_MAX_KEYS)
+        return UDPRR_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (keys[i].id == keys[j].id)
+                return UDPRR_EINVAL;
+    struct udprr__keyring old = *r;
+    memcpy(r->keys, keys, n * sizeof *keys);
+    r->n = n;
+    udprr__keyring_wipe(&old);
+    return UDPRR_OK;
+}
+
+const udprr_key *udprr__keyring_find(const struct udprr__keyring *r,
+                                     uint32_t id)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->keys[i].id == id)
+            return &r->keys[i];
+    return NULL;
+}
+
+void udprr__keyring_wipe(struct udprr__keyring *r)
+{
+#ifdef UDPRR_HAVE_SODIUM
+    sodium_memzero(r, sizeof *r);
+#else
+    /* Through a volatile pointer, which the compiler may not skip. */
+    volatile uint8_t *p = (volatile uint8_t *)r;
+    for (size_t i = 0; i < sizeof *r; i++)
+        p[i] = 0;
+#endif
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+size_t udprr__seal_with_nonce(const udprr_key *key, uint64_t time_ms,
+                              const uint8_t nonce[UDPRR__SEAL_NONCE_BYTES],
+                              const uint8_t *inner, size_t len, uint8_t *out)
+{
+    uint8_t *ad = out, *cipher = out + UDPRR__SEAL_HEAD_BYTES;
+    /* In place (inner == cipher) the plaintext is where the ciphertext
+     * goes; apart, it must not be overwritten by the head first. */
+    if (inner != cipher)
+        memmove(cipher, inner, len);
+    ad[0] = UDPRR__WIRE_MAGIC0;
+    ad[1] = UDPRR__WIRE_MAGIC1;
+    ad[2] = UDPRR__SEAL_VERSION;
+    ad[3] = 0;
+    put32(ad + 4, key->id);
+    put64(ad + 8, time_ms);
+    memcpy(out + UDPRR__SEAL_AD_BYTES, nonce, UDPRR__SEAL_NONCE_BYTES);
+#ifdef UDPRR_HAVE_SODIUM
+    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
+        cipher, cipher + len, NULL, cipher, len, ad, UDPRR__SEAL_AD_BYTES,
+        NULL, nonce, key->secret);
+#else
+    (void)key;
+    memset(cipher + len, 0, UDPRR__SEAL_TAG_BYTES); /* unreachable */
+#endif
+    return len + UDPRR_SEAL_OVERHEAD;
+}
+
+size_t udprr__seal(const udprr_key *key, uint64_t time_ms,
+                   const uint8_t *inner, size_t len, uint8_t *out)
+{
+    uint8_t nonce[UDPRR__SEAL_NONCE_BYTES];
+#ifdef UDPRR_HAVE_SODIUM
+    randombytes_buf(nonce, sizeof nonce);
+#else
+    memset(nonce, 0, sizeof nonce); /* unreachable: init said ENOTSUP */
+#endif
+    return udprr__seal_with_nonce(key, time_ms, nonce, inner, len, out);
+}
+
+enum udprr__seal_result udprr__seal_open(const struct udprr__keyring *r,
+                                         uint8_t *buf, size_t len,
+                                         uint32_t *key_id, uint64_t *time_ms,
+                                         size_t *inner_len)
+{
+    if (len < MIN_SEALED)
+        return UDPRR__SEAL_SHORT;
+    if (buf[0] != UDPRR__WIRE_MAGIC0 || buf[1] != UDPRR__WIRE_MAGIC1 ||
+        buf[2] != UDPRR__SEAL_VERSION)
+        return UDPRR__SEAL_PLAIN;
+    if (buf[3] != 0)
+        return UDPRR__SEAL_RESERVED;
+    uint32_t id = (uint32_t)get_be(buf + 4, 4);
+    const udprr_key *key = udprr__keyring_find(r, id);
+    if (key == NULL)
+        return UDPRR__SEAL_KEY;
+    size_t n = len - UDPRR_SEAL_OVERHEAD;
+    uint8_t *cipher = buf + UDPRR__SEAL_HEAD_BYTES;
+#ifdef UDPRR_HAVE_SODIUM
+    /* Verifies the tag before it writes a byte. */
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+            cipher, NULL, cipher, n, cipher + n, buf, UDPRR__SEAL_AD_BYTES,
+            buf + UDPRR__SEAL_AD_BYTES, key->secret) != 0)
+        return UDPRR__SEAL_FORGED;
+#else
+    (void)cipher;
+    return UDPRR__SEAL_FORGED;
+#endif
+    *key_id = id;
+    *time_ms = get_be(buf + 8, 8);
+    *inner_len = n;
+    return UDPRR__SEAL_OPENED;
+}
+
+int udprr__seal_fresh(uint64_t time_ms, uint64_t now_ms, uint64_t window_ms)
+{
+    uint64_t apart = time_ms > now_ms ? time_ms - now_ms : now_ms - time_ms;
+    return apart <= window_ms;
+}
+
+uint64_t udprr__seal_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}

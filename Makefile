@@ -105,7 +105,7 @@ UNIT_BINS = $(patsubst tests/%.c,build/tests/%,$(UNIT_SRCS)) \
 # build/udprr-relay. Every other suite links nothing of it.
 RELAY_SRCS = tools/relay/impair.c tools/relay/relay.c
 RELAY_SUITES = unit_relay net_exchange net_framing net_resilience net_async \
-               net_deferred net_workers
+               net_deferred net_workers net_sealed
 # The fixture the net_* suites and the benchmark share, without Check
 # (tests/fixture.h): a server on a thread, and (fixture_relay.c, only with
 # the relay) the relay in front of it.

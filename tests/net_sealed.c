@@ -89,6 +89,11 @@ struct counter {
     atomic_uint calls;
 };
 
+static unsigned handler_calls(struct counter *c)
+{
+    return atomic_load(&c->calls);
+}
+
 static int counting_echo(void *user, const udprr_request *req, void *reply,
                          size_t cap, size_t *reply_len)
 {
@@ -467,7 +472,7 @@ START_TEST(sealed_round_trips_every_size)
 
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
-    ck_assert_uint_eq(atomic_load(&count.calls), n);
+    ck_assert_uint_eq(handler_calls(&count), n);
     ck_assert_uint_eq(ss.handled, n);
     ck_assert_uint_eq(ss.received, cs.attempts);
     ck_assert_uint_eq(ss.dropped_auth, 0);
@@ -551,7 +556,7 @@ START_TEST(wrong_key_wrong_id_and_plain_client_are_dropped)
     }
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
-    ck_assert_uint_eq(atomic_load(&count.calls), 0);
+    ck_assert_uint_eq(handler_calls(&count), 0);
     ck_assert_uint_eq(ss.received, 3 * FAIL_ATTEMPTS);
     ck_assert_uint_eq(ss.dropped_auth, 3 * FAIL_ATTEMPTS);
     ck_assert_uint_eq(ss.handled, 0);
@@ -574,7 +579,7 @@ START_TEST(sealed_client_at_plain_server_is_malformed_there)
     AWAIT_SERVER(ts.server, dropped_malformed, FAIL_ATTEMPTS);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
-    ck_assert_uint_eq(atomic_load(&count.calls), 0);
+    ck_assert_uint_eq(handler_calls(&count), 0);
     ck_assert_uint_eq(ss.received, FAIL_ATTEMPTS);
     ck_assert_uint_eq(ss.dropped_auth, 0);
     ck_assert_uint_eq(ss.handled, 0);
@@ -638,7 +643,7 @@ START_TEST(tampered_requests_are_dropped)
         ck_assert_uint_eq(tap_count(tap, &tap->out_of_range), 0);
         ck_assert_uint_eq(tap_count(tap, &tap->seen[TO_CLIENT]), 0);
         AWAIT_SERVER(ts.server, dropped_auth, FAIL_ATTEMPTS * (i + 1));
-        ck_assert_msg(atomic_load(&count.calls) == 0,
+        ck_assert_msg(handler_calls(&count) == 0,
                       "%s: the handler ran", r->name);
     }
     tap_stop(tap);
@@ -701,9 +706,9 @@ START_TEST(tampered_answers_are_dropped_by_the_client)
         udprr_client_close(c);
         ck_assert_uint_eq(tap_count(tap, &tap->tampered[TO_CLIENT]), 1);
         ck_assert_uint_eq(tap_count(tap, &tap->out_of_range), 0);
-        ck_assert_msg(atomic_load(&count.calls) == i + 1,
+        ck_assert_msg(handler_calls(&count) == i + 1,
                       "%s: the handler ran %u times for %zu requests",
-                      r->name, atomic_load(&count.calls), i + 1);
+                      r->name, handler_calls(&count), i + 1);
     }
     tap_stop(tap);
     struct udprr_server_stats ss;
@@ -800,7 +805,7 @@ START_TEST(replay_answered_from_cache_inside_window_dropped_outside)
     ck_assert_int_eq(d.status, UDPRR_OK);
     ck_assert_uint_eq(d.len, 11);
     ck_assert_mem_eq(d.reply, "pay 5 coins", 11);
-    ck_assert_uint_eq(atomic_load(&count.calls), 1);
+    ck_assert_uint_eq(handler_calls(&count), 1);
     udprr_client_close(c);
 
     static uint8_t req[UDPRR_MAX_DATAGRAM], first[UDPRR_MAX_DATAGRAM];
@@ -833,7 +838,7 @@ START_TEST(replay_answered_from_cache_inside_window_dropped_outside)
     ck_assert_mem_eq(inner1, inner2, l1); /* the same answer inside */
     ck_assert_mem_eq(inner2 + HDR, "pay 5 coins", 11);
     struct udprr_server_stats st1 = server_stats(s);
-    ck_assert_uint_eq(atomic_load(&count.calls), 1);
+    ck_assert_uint_eq(handler_calls(&count), 1);
     ck_assert_uint_eq(st1.handled, 1);
     ck_assert_uint_eq(st1.cache_hits, st0.cache_hits + 1);
     ck_assert_uint_eq(st1.answered, st0.answered + 1);
@@ -877,7 +882,7 @@ START_TEST(replay_answered_from_cache_inside_window_dropped_outside)
         ck_assert_uint_eq(st.dropped_auth, 0);
     }
     udprr__server_set_clock_skew(s, 0);
-    ck_assert_uint_eq(atomic_load(&count.calls), 1);
+    ck_assert_uint_eq(handler_calls(&count), 1);
     close(fd);
     udprr_server_close(s);
 }
@@ -944,7 +949,7 @@ START_TEST(rotation_with_two_keys_live)
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
     ck_assert_uint_eq(ss.handled, 7);
-    ck_assert_uint_eq(atomic_load(&count.calls), 7);
+    ck_assert_uint_eq(handler_calls(&count), 7);
     ck_assert_uint_eq(ss.dropped_auth, 2 * FAIL_ATTEMPTS);
 
     /* A plain server stays plain. */
@@ -1034,6 +1039,215 @@ START_TEST(without_sodium_keys_are_not_supported)
     ck_assert_int_eq(udprr_server_open(&s, "127.0.0.1", "0", &so),
                      UDPRR_ENOTSUP);
     ck_assert_ptr_null(s);
+}
+END_TEST
+
+/* --- what a sealed server does with datagrams that open ------------------ */
+
+/* Seals a native datagram of `kind` (ID, attempt 1, body) with key at
+ * clock time_ms into out; returns its length. bad_crc spoils the inner
+ * checksum before sealing. */
+static size_t craft_sealed(const udprr_key *key, uint64_t time_ms,
+                           enum udprr__wire_kind kind, uint64_t id,
+                           const char *body, int bad_crc, uint8_t *out)
+{
+    uint8_t inner[256];
+    size_t n = strlen(body);
+    ck_assert_uint_le(HDR + n, sizeof inner);
+    memcpy(inner + HDR, body, n);
+    struct udprr__wire_header h = {kind, 1, id};
+    ck_assert_int_eq(udprr__wire_encode(&h, inner + HDR, n, inner), UDPRR_OK);
+    if (bad_crc)
+        inner[19] ^= 1;
+    return udprr__seal(key, time_ms, inner, HDR + n, out);
+}
+
+START_TEST(opened_datagrams_are_checked_like_plain_ones)
+{
+    ck_assert_int_eq(udprr__seal_init(), UDPRR_OK);
+    udprr_key keys[2] = {make_key(1, 61), make_key(2, 62)};
+    udprr_server_opts so = sealed_server_opts(keys, 2);
+    udprr_server *s = NULL;
+    ck_assert_int_eq(udprr_server_open(&s, "127.0.0.1", "0", &so), UDPRR_OK);
+    const uint64_t window_ms = so.cache_lifetime_ms / 2;
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    ck_assert_int_eq(udprr_server_sockname(s, (struct sockaddr *)&a, &alen),
+                     UDPRR_OK);
+    char port[16];
+    snprintf(port, sizeof port, "%u", (unsigned)ntohs(a.sin_port));
+    char mine[16];
+    int fd = test_plain_socket("127.0.0.1", mine);
+    struct counter count = {0};
+    static uint8_t dgram[512], ans[UDPRR_MAX_DATAGRAM], inner[512];
+    size_t n;
+    ssize_t got;
+
+    /* Opens, but is no request: a reply, then a damaged inner datagram. */
+    n = craft_sealed(&keys[0], realtime_ms(), UDPRR__KIND_REPLY, 77, "hi", 0,
+                     dgram);
+    got = replay(s, &count, fd, port, dgram, n, ans, sizeof ans, QUIET_MS);
+    ck_assert_int_eq(got, -1);
+    ck_assert_uint_eq(server_stats(s).dropped_unexpected, 1);
+    n = craft_sealed(&keys[0], realtime_ms(), UDPRR__KIND_REQUEST, 78, "hi", 1,
+                     dgram);
+    got = replay(s, &count, fd, port, dgram, n, ans, sizeof ans, QUIET_MS);
+    ck_assert_int_eq(got, -1);
+    ck_assert_uint_eq(server_stats(s).dropped_malformed, 1);
+
+    /* A request sealed by a client whose clock is far off, either way. */
+    n = craft_sealed(&keys[0], realtime_ms() - window_ms - 5000,
+                     UDPRR__KIND_REQUEST, 79, "old", 0, dgram);
+    got = replay(s, &count, fd, port, dgram, n, ans, sizeof ans, QUIET_MS);
+    ck_assert_int_eq(got, -1);
+    n = craft_sealed(&keys[0], realtime_ms() + window_ms + 5000,
+                     UDPRR__KIND_REQUEST, 80, "new", 0, dgram);
+    got = replay(s, &count, fd, port, dgram, n, ans, sizeof ans, QUIET_MS);
+    ck_assert_int_eq(got, -1);
+    ck_assert_uint_eq(server_stats(s).dropped_clock, 2);
+    ck_assert_uint_eq(handler_calls(&count), 0);
+
+    /* A good request under the second key: answered under that key. */
+    n = craft_sealed(&keys[1], realtime_ms(), UDPRR__KIND_REQUEST, 81,
+                     "second key", 0, dgram);
+    got = replay(s, &count, fd, port, dgram, n, ans, sizeof ans,
+                 (int)wait_ms());
+    ck_assert_int_eq(got, HDR + 10 + UDPRR_SEAL_OVERHEAD);
+    ck_assert_uint_eq(get_be32(ans + 4), 2);
+    struct udprr__wire_header h;
+    open_sealed(&keys[1], ans, (size_t)got, inner, sizeof inner, &h);
+    ck_assert_int_eq(h.kind, UDPRR__KIND_REPLY);
+    ck_assert_uint_eq(h.id, 81);
+    ck_assert_mem_eq(inner + HDR, "second key", 10);
+    /* Not under the first key's secret, though the ID were changed. */
+    struct udprr__keyring ring;
+    udprr_key first_as_2 = keys[0];
+    first_as_2.id = 2;
+    ck_assert_int_eq(udprr__keyring_set(&ring, &first_as_2, 1), UDPRR_OK);
+    uint32_t kid;
+    uint64_t clock_ms;
+    size_t ilen;
+    ck_assert_int_eq(udprr__seal_open(&ring, ans, (size_t)got, &kid,
+                                      &clock_ms, &ilen),
+                     UDPRR__SEAL_FORGED);
+    ck_assert_uint_eq(handler_calls(&count), 1);
+
+    /* The same inner request sealed again (its own nonce, clock): the same
+     * request, from the cache. Under the other key it is another
+     * request: the cache remembers by key. */
+    n = craft_sealed(&keys[1], realtime_ms(), UDPRR__KIND_REQUEST, 81,
+                     "second key", 0, dgram);
+    got = replay(s, &count, fd, port, dgram, n, ans, sizeof ans,
+                 (int)wait_ms());
+    ck_assert_int_eq(got, HDR + 10 + UDPRR_SEAL_OVERHEAD);
+    ck_assert_uint_eq(handler_calls(&count), 1);
+    ck_assert_uint_eq(server_stats(s).cache_hits, 1);
+    n = craft_sealed(&keys[0], realtime_ms(), UDPRR__KIND_REQUEST, 81,
+                     "second key", 0, dgram);
+    got = replay(s, &count, fd, port, dgram, n, ans, sizeof ans,
+                 (int)wait_ms());
+    ck_assert_int_eq(got, HDR + 10 + UDPRR_SEAL_OVERHEAD);
+    ck_assert_uint_eq(get_be32(ans + 4), 1);
+    ck_assert_uint_eq(handler_calls(&count), 2);
+
+    struct udprr_server_stats st = server_stats(s);
+    ck_assert_uint_eq(st.received, 7);
+    ck_assert_uint_eq(st.dropped_auth, 0);
+    ck_assert_uint_eq(st.handled, 2);
+    ck_assert_uint_eq(st.answered, 3);
+    close(fd);
+    udprr_server_close(s);
+}
+END_TEST
+
+/* --- a deferred answer whose key went away -------------------------------- */
+
+struct deferring {
+    atomic_uint calls;
+    _Atomic uint64_t token;
+};
+
+static int defer_handler(void *user, const udprr_request *req, void *reply,
+                         size_t cap, size_t *reply_len)
+{
+    struct deferring *d = user;
+    (void)reply, (void)cap, (void)reply_len;
+    atomic_fetch_add(&d->calls, 1);
+    ck_assert_uint_ne(req->token, 0);
+    atomic_store(&d->token, req->token);
+    return UDPRR_DEFER;
+}
+
+static int token_given(void *arg)
+{
+    struct deferring *d = arg;
+    return atomic_load(&d->token) != 0;
+}
+
+static int request_done(void *arg)
+{
+    return ((struct done *)arg)->called != 0;
+}
+
+START_TEST(deferred_answer_not_sent_once_its_key_is_gone)
+{
+    udprr_key keys[2] = {make_key(1, 71), make_key(2, 72)};
+    udprr_server_opts so = sealed_server_opts(keys, 2);
+    static struct deferring dfr;
+    memset(&dfr, 0, sizeof dfr);
+    struct fixture_server ts;
+    test_server_start(&ts, "127.0.0.1", &so, defer_handler, &dfr);
+    udprr_client_opts co = sealed_client_opts(&keys[0]);
+    co.deadline_ms = 600;
+    co.initial_rto_ms = 100;
+    udprr_client *c = test_client_open(ts.port, &co);
+    struct done d = {0};
+    ck_assert_int_eq(udprr_client_send(c, "later", 5, on_done, &d), UDPRR_OK);
+    ck_assert_int_eq(test_pump_until(c, token_given, &dfr, wait_ms(), 5), 1);
+    /* Key 1 goes; then the answer comes: it cannot be sealed. */
+    ck_assert_int_eq(udprr_server_set_keys(ts.server, &keys[1], 1), UDPRR_OK);
+    ck_assert_int_eq(udprr_server_reply(ts.server, atomic_load(&dfr.token),
+                                        "too late", 8),
+                     UDPRR_OK);
+    AWAIT_SERVER(ts.server, send_errors, 1);
+    ck_assert_int_eq(test_pump_until(c, request_done, &d, wait_ms(), -1), 1);
+    ck_assert_int_eq(d.status, UDPRR_ETIMEDOUT);
+    struct udprr_client_stats cs = test_client_stats(c);
+    ck_assert_uint_eq(cs.dropped_auth, 0);
+    udprr_client_close(c);
+    struct udprr_server_stats ss;
+    test_server_stop(&ts, &ss);
+    ck_assert_uint_eq(atomic_load(&dfr.calls), 1);
+    ck_assert_uint_eq(ss.answered, 0);
+    ck_assert_uint_eq(ss.send_errors, 1);
+}
+END_TEST
+
+/* --- rotation reaches every worker ---------------------------------------- */
+
+START_TEST(rotation_reaches_every_worker)
+{
+    /* The kernel spreads clients over the workers by their address and
+     * port: several clients, each from its own port, reach both. */
+    enum { CLIENTS = 8 };
+    udprr_key keys[2] = {make_key(1, 81), make_key(2, 82)};
+    udprr_server_opts so = sealed_server_opts(keys, 2);
+    so.workers = 2;
+    struct counter count = {0};
+    struct fixture_server ts;
+    test_server_start(&ts, "127.0.0.1", &so, counting_echo, &count);
+    for (unsigned i = 0; i < CLIENTS; i++)
+        request_succeeds(ts.port, &keys[0], "before");
+    ck_assert_int_eq(udprr_server_set_keys(ts.server, &keys[1], 1), UDPRR_OK);
+    for (unsigned i = 0; i < CLIENTS; i++) {
+        request_times_out(ts.port, &keys[0]);
+        request_succeeds(ts.port, &keys[1], "after");
+    }
+    AWAIT_SERVER(ts.server, dropped_auth, CLIENTS * FAIL_ATTEMPTS);
+    struct udprr_server_stats ss;
+    test_server_stop(&ts, &ss);
+    ck_assert_uint_eq(ss.handled, 2 * CLIENTS);
+    ck_assert_uint_eq(handler_calls(&count), 2 * CLIENTS);
 }
 END_TEST
 
@@ -1267,7 +1481,7 @@ START_TEST(gather_from_a_sealed_server)
 
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
-    ck_assert_uint_eq(atomic_load(&count.calls), 1);
+    ck_assert_uint_eq(handler_calls(&count), 1);
     ck_assert_uint_eq(ss.handled, 1);
     ck_assert_uint_gt(ss.dropped_auth, 0);
     ck_assert_uint_eq(ss.received, ss.handled + ss.cache_hits +
@@ -1327,7 +1541,7 @@ START_TEST(amplification_echo_inside_the_seal)
     test_server_stop(&ts, &ss);
     ck_assert_uint_eq(ss.amplification_echoes, 1);
     ck_assert_uint_eq(ss.handled, 1);
-    ck_assert_uint_eq(atomic_load(&count.calls), 1);
+    ck_assert_uint_eq(handler_calls(&count), 1);
     ck_assert_uint_eq(ss.dropped_auth, 0);
 }
 END_TEST
@@ -1350,6 +1564,9 @@ int main(void)
                        replay_answered_from_cache_inside_window_dropped_outside);
         tcase_add_test(tc, rotation_with_two_keys_live);
         tcase_add_test(tc, options_that_cannot_be_sealed);
+        tcase_add_test(tc, opened_datagrams_are_checked_like_plain_ones);
+        tcase_add_test(tc, deferred_answer_not_sent_once_its_key_is_gone);
+        tcase_add_test(tc, rotation_reaches_every_worker);
         tcase_add_test(tc, through_loss_and_duplication_every_request_once);
         tcase_add_test(tc, async_client_with_a_window_all_complete);
         tcase_add_test(tc, gather_from_a_sealed_server);

@@ -1251,6 +1251,242 @@ START_TEST(rotation_reaches_every_worker)
 }
 END_TEST
 
+struct gathered {
+    int calls;
+    int status;
+    char reply[64];
+    size_t reply_len;
+    struct sockaddr_storage from;
+    socklen_t from_len;
+};
+
+static int on_gathered(void *user, const struct sockaddr *from,
+                       socklen_t from_len, int status, const void *reply,
+                       size_t reply_len)
+{
+    struct gathered *g = user;
+    g->calls++;
+    g->status = status;
+    g->reply_len = reply_len;
+    if (reply_len > 0)
+        memcpy(g->reply, reply,
+               reply_len < sizeof g->reply ? reply_len : sizeof g->reply);
+    memcpy(&g->from, from, from_len);
+    g->from_len = from_len;
+    return 0;
+}
+
+/* --- limits, declines, a client's own checks ------------------------------ */
+
+/* Fills the whole reply cap the handler is given, and records it; a
+ * request "no" is declined. */
+struct cap_seen {
+    atomic_uint calls;
+    _Atomic size_t cap;
+};
+
+static int fill_cap(void *user, const udprr_request *req, void *reply,
+                    size_t cap, size_t *reply_len)
+{
+    struct cap_seen *c = user;
+    atomic_fetch_add(&c->calls, 1);
+    atomic_store(&c->cap, cap);
+    if (req->len == 2 && memcmp(req->data, "no", 2) == 0)
+        return UDPRR_DECLINE;
+    memset(reply, 'F', cap);
+    *reply_len = cap;
+    return UDPRR_REPLY;
+}
+
+START_TEST(handler_cap_and_declines_are_sealed_sized)
+{
+    static char reply[UDPRR_MAX_PAYLOAD];
+    udprr_key key = make_key(0xc0, 91);
+    udprr_server_opts so = sealed_server_opts(&key, 1);
+    static struct cap_seen cs;
+    memset(&cs, 0, sizeof cs);
+    struct fixture_server ts;
+    test_server_start(&ts, "127.0.0.1", &so, fill_cap, &cs);
+    udprr_client_opts co = sealed_client_opts(&key);
+    udprr_client *c = test_client_open(ts.port, &co);
+    /* The handler may write what one sealed datagram carries, and it
+     * arrives whole (after the amplification echo). */
+    size_t len = 0;
+    ck_assert_int_eq(udprr_client_request(c, "fill", 4, reply, sizeof reply,
+                                          &len),
+                     UDPRR_OK);
+    ck_assert_uint_eq(atomic_load(&cs.cap), UDPRR_MAX_SEALED_PAYLOAD);
+    ck_assert_uint_eq(len, UDPRR_MAX_SEALED_PAYLOAD);
+    ck_assert_int_eq(reply[0], 'F');
+    ck_assert_int_eq(reply[len - 1], 'F');
+    /* A decline, the smallest sealed answer (76 bytes). */
+    ck_assert_int_eq(udprr_client_request(c, "no", 2, reply, sizeof reply,
+                                          &len),
+                     UDPRR_EREMOTE);
+    /* Too big for an asynchronous send and a gather too. */
+    static uint8_t big[UDPRR_MAX_SEALED_PAYLOAD + 1];
+    struct done d = {0};
+    ck_assert_int_eq(udprr_client_send(c, big, sizeof big, on_done, &d),
+                     UDPRR_ETOOBIG);
+    struct gathered g = {0};
+    ck_assert_int_eq(udprr_client_gather(c, big, sizeof big, 100, 0,
+                                         on_gathered, &g),
+                     UDPRR_ETOOBIG);
+    ck_assert_int_eq(d.called, 0);
+    ck_assert_int_eq(g.calls, 0);
+    ck_assert_uint_eq(test_client_stats(c).dropped_auth, 0);
+    udprr_client_close(c);
+    struct udprr_server_stats ss;
+    test_server_stop(&ts, &ss);
+    ck_assert_uint_eq(atomic_load(&cs.calls), 2);
+    ck_assert_uint_eq(ss.handled, 2);
+    ck_assert_uint_eq(ss.declined, 1);
+}
+END_TEST
+
+/* The deferred answer's limit is the sealed one too. */
+START_TEST(deferred_reply_limit_is_sealed_sized)
+{
+    udprr_key key = make_key(0xc1, 92);
+    udprr_server_opts so = sealed_server_opts(&key, 1);
+    static struct deferring dfr;
+    memset(&dfr, 0, sizeof dfr);
+    struct fixture_server ts;
+    test_server_start(&ts, "127.0.0.1", &so, defer_handler, &dfr);
+    udprr_client_opts co = sealed_client_opts(&key);
+    udprr_client *c = test_client_open(ts.port, &co);
+    static uint8_t req[UDPRR_MAX_SEALED_PAYLOAD];
+    static uint8_t answer[UDPRR_MAX_SEALED_PAYLOAD + 1];
+    memset(answer, 'D', sizeof answer);
+    struct done d = {0};
+    /* A request as large as the answer: no echo needed. */
+    ck_assert_int_eq(udprr_client_send(c, req, sizeof req, on_done, &d),
+                     UDPRR_OK);
+    ck_assert_int_eq(test_pump_until(c, token_given, &dfr, wait_ms(), 5), 1);
+    uint64_t token = atomic_load(&dfr.token);
+    ck_assert_int_eq(udprr_server_reply(ts.server, token, answer,
+                                        UDPRR_MAX_SEALED_PAYLOAD + 1),
+                     UDPRR_ETOOBIG);
+    ck_assert_int_eq(udprr_server_reply(ts.server, token, answer,
+                                        UDPRR_MAX_SEALED_PAYLOAD),
+                     UDPRR_OK);
+    ck_assert_int_eq(test_pump_until(c, request_done, &d, wait_ms(), -1), 1);
+    ck_assert_int_eq(d.status, UDPRR_OK);
+    ck_assert_uint_eq(d.len, UDPRR_MAX_SEALED_PAYLOAD);
+    udprr_client_close(c);
+    test_server_stop(&ts, NULL);
+    ck_assert_uint_eq(atomic_load(&dfr.calls), 1);
+}
+END_TEST
+
+/* A sealed client takes only datagrams that open with its key: a fake
+ * server (a plain socket that holds the key) answers a real request
+ * first in the clear, then under another key ID, then under another
+ * secret, then properly. */
+START_TEST(sealed_client_takes_only_what_opens)
+{
+    ck_assert_int_eq(udprr__seal_init(), UDPRR_OK);
+    udprr_key key = make_key(0xd0, 93);
+    char port[16];
+    int fd = test_plain_socket("127.0.0.1", port);
+    udprr_client_opts co = sealed_client_opts(&key);
+    co.initial_rto_ms = 2000; /* the fake answers the first transmission */
+    udprr_client *c = test_client_open(port, &co);
+    struct done d = {0};
+    ck_assert_int_eq(udprr_client_send(c, "real", 4, on_done, &d), UDPRR_OK);
+    static uint8_t req[UDPRR_MAX_DATAGRAM], inner[UDPRR_MAX_DATAGRAM];
+    struct sockaddr_storage from;
+    socklen_t from_len = sizeof from;
+    ssize_t got = test_recv_within(fd, req, sizeof req, (int)wait_ms(), &from,
+                                   &from_len);
+    ck_assert_int_eq(got, HDR + 4 + UDPRR_SEAL_OVERHEAD);
+    struct udprr__wire_header h;
+    open_sealed(&key, req, (size_t)got, inner, sizeof inner, &h);
+    ck_assert_int_eq(h.kind, UDPRR__KIND_REQUEST);
+
+    uint8_t plain[64], sealed[128];
+    struct udprr__wire_header rh = {UDPRR__KIND_REPLY, h.attempt, h.id};
+    memcpy(plain + HDR, "fake", 4);
+    ck_assert_int_eq(udprr__wire_encode(&rh, plain + HDR, 4, plain), UDPRR_OK);
+    udprr_key other_id = key, other_secret = make_key(key.id, 94);
+    other_id.id = key.id + 1;
+    const udprr_key *wrong[] = {&other_id, &other_secret};
+    ck_assert_int_eq(sendto(fd, plain, HDR + 4, 0, (struct sockaddr *)&from,
+                            from_len),
+                     HDR + 4);
+    for (int i = 0; i < 2; i++) {
+        size_t n = udprr__seal(wrong[i], realtime_ms(), plain, HDR + 4,
+                               sealed);
+        ck_assert_int_eq(sendto(fd, sealed, n, 0, (struct sockaddr *)&from,
+                                from_len),
+                         (ssize_t)n);
+    }
+    memcpy(plain + HDR, "good", 4);
+    ck_assert_int_eq(udprr__wire_encode(&rh, plain + HDR, 4, plain), UDPRR_OK);
+    size_t n = udprr__seal(&key, realtime_ms(), plain, HDR + 4, sealed);
+    ck_assert_int_eq(sendto(fd, sealed, n, 0, (struct sockaddr *)&from,
+                            from_len),
+                     (ssize_t)n);
+    ck_assert_int_eq(test_pump_until(c, request_done, &d, wait_ms(), -1), 1);
+    ck_assert_int_eq(d.status, UDPRR_OK);
+    ck_assert_uint_eq(d.len, 4);
+    ck_assert_mem_eq(d.reply, "good", 4);
+    struct udprr_client_stats cs = test_client_stats(c);
+    ck_assert_uint_eq(cs.dropped_auth, 3);
+    ck_assert_uint_eq(cs.dropped_malformed, 0);
+    ck_assert_uint_eq(cs.completed, 1);
+    udprr_client_close(c);
+    close(fd);
+}
+END_TEST
+
+/* --- replays to a server with workers ------------------------------------- */
+
+START_TEST(replay_from_elsewhere_with_workers_runs_the_handler_once)
+{
+    /* A replay comes from any address, and the kernel hands each source
+     * address and port to one worker: replays from several ports reach
+     * both workers, and each must answer from the cache. */
+    enum { REPLAYERS = 8 };
+    udprr_key key = make_key(0xe0, 95);
+    udprr_server_opts so = sealed_server_opts(&key, 1);
+    so.workers = 2;
+    struct counter count = {0};
+    struct fixture_server ts;
+    test_server_start(&ts, "127.0.0.1", &so, counting_echo, &count);
+    struct tap *tap = tap_start(ts.port);
+    request_succeeds(tap->port, &key, "once only");
+    static uint8_t req[UDPRR_MAX_DATAGRAM], ans[UDPRR_MAX_DATAGRAM];
+    size_t req_len = tap_first(tap, TO_SERVER, req, sizeof req);
+    tap_stop(tap);
+    ck_assert_uint_eq(handler_calls(&count), 1);
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)atoi(ts.port))};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    unsigned answered = 0;
+    for (unsigned i = 0; i < REPLAYERS; i++) {
+        char rport[16];
+        int fd = test_plain_socket("127.0.0.1", rport);
+        ck_assert_int_eq(sendto(fd, req, req_len, 0, (struct sockaddr *)&to,
+                                sizeof to),
+                         (ssize_t)req_len);
+        struct sockaddr_storage from;
+        socklen_t from_len = sizeof from;
+        if (test_recv_within(fd, ans, sizeof ans, (int)wait_ms(), &from,
+                             &from_len) > 0)
+            answered++;
+        close(fd);
+    }
+    struct udprr_server_stats ss;
+    test_server_stop(&ts, &ss);
+    ck_assert_uint_eq(answered, REPLAYERS);
+    ck_assert_msg(handler_calls(&count) == 1,
+                  "%u replays from elsewhere ran the handler %u times",
+                  REPLAYERS, handler_calls(&count));
+    ck_assert_uint_eq(ss.cache_hits, REPLAYERS);
+}
+END_TEST
+
 /* --- through the impairment relay ---------------------------------------- */
 
 enum { RELAY_N = 40 };
@@ -1417,31 +1653,6 @@ START_TEST(async_client_with_a_window_all_complete)
 }
 END_TEST
 
-struct gathered {
-    int calls;
-    int status;
-    char reply[64];
-    size_t reply_len;
-    struct sockaddr_storage from;
-    socklen_t from_len;
-};
-
-static int on_gathered(void *user, const struct sockaddr *from,
-                       socklen_t from_len, int status, const void *reply,
-                       size_t reply_len)
-{
-    struct gathered *g = user;
-    g->calls++;
-    g->status = status;
-    g->reply_len = reply_len;
-    if (reply_len > 0)
-        memcpy(g->reply, reply,
-               reply_len < sizeof g->reply ? reply_len : sizeof g->reply);
-    memcpy(&g->from, from, from_len);
-    g->from_len = from_len;
-    return 0;
-}
-
 START_TEST(gather_from_a_sealed_server)
 {
     udprr_key key = make_key(0x6a, 41);
@@ -1567,11 +1778,25 @@ int main(void)
         tcase_add_test(tc, opened_datagrams_are_checked_like_plain_ones);
         tcase_add_test(tc, deferred_answer_not_sent_once_its_key_is_gone);
         tcase_add_test(tc, rotation_reaches_every_worker);
+        tcase_add_test(tc, handler_cap_and_declines_are_sealed_sized);
+        tcase_add_test(tc, deferred_reply_limit_is_sealed_sized);
+        tcase_add_test(tc, sealed_client_takes_only_what_opens);
         tcase_add_test(tc, through_loss_and_duplication_every_request_once);
         tcase_add_test(tc, async_client_with_a_window_all_complete);
         tcase_add_test(tc, gather_from_a_sealed_server);
         tcase_add_test(tc, amplification_echo_inside_the_seal);
     }
     suite_add_tcase(s, tc);
+    /* Fails with the library as it is (each worker's cache answers only
+     * the replays the kernel hands that worker): run it with
+     * UDPRR_TEST_KNOWN_BUGS=1 until the fix, then move it up. */
+    if (getenv("UDPRR_TEST_KNOWN_BUGS") != NULL &&
+        udprr_sealed_supported()) {
+        TCase *bugs = tcase_create("known_bugs");
+        tcase_set_timeout(bugs, 120);
+        tcase_add_test(bugs,
+                       replay_from_elsewhere_with_workers_runs_the_handler_once);
+        suite_add_tcase(s, bugs);
+    }
     return udprr_test_run(s);
 }

@@ -1596,59 +1596,103 @@ END_TEST
 
 /* --- the asynchronous client, a gather, the amplification echo ---------- */
 
-enum { ASYNC_N = 32 };
+/* Two clients, under two keys, each with many requests in flight: the
+ * server handles and seals their answers in the same batches, each under
+ * its own request's key. Requests differ in size, so an answer sealed
+ * over another's bytes would show. */
+enum { ASYNC_CLIENTS = 2, ASYNC_N = 48, ASYNC_MAX = 1500 };
 
 struct async_slot {
-    char req[32];
+    uint8_t req[ASYNC_MAX];
     size_t req_len;
-    struct done d;
+    int called, status;
+    uint8_t reply[ASYNC_MAX];
+    size_t reply_len;
 };
 
-static struct async_slot slots[ASYNC_N];
+static struct async_slot slots[ASYNC_CLIENTS][ASYNC_N];
 
-static int all_done(void *arg)
+static void on_slot_done(void *user, int status, const void *reply,
+                         size_t len)
 {
-    (void)arg;
-    for (unsigned i = 0; i < ASYNC_N; i++)
-        if (slots[i].d.called == 0)
-            return 0;
+    struct async_slot *slot = user;
+    slot->called++;
+    slot->status = status;
+    slot->reply_len = len;
+    if (reply != NULL && len <= sizeof slot->reply)
+        memcpy(slot->reply, reply, len);
+}
+
+static int all_done(void)
+{
+    for (unsigned k = 0; k < ASYNC_CLIENTS; k++)
+        for (unsigned i = 0; i < ASYNC_N; i++)
+            if (slots[k][i].called == 0)
+                return 0;
     return 1;
 }
 
-START_TEST(async_client_with_a_window_all_complete)
+START_TEST(async_clients_of_two_keys_all_complete)
 {
-    udprr_key key = make_key(0xa5, 31);
-    udprr_server_opts so = sealed_server_opts(&key, 1);
+    udprr_key keys[ASYNC_CLIENTS] = {make_key(0xa5, 31), make_key(0xa6, 32)};
+    udprr_server_opts so = sealed_server_opts(keys, ASYNC_CLIENTS);
     struct counter count = {0};
     struct fixture_server ts;
     test_server_start(&ts, "127.0.0.1", &so, counting_echo, &count);
-    udprr_client_opts co = sealed_client_opts(&key);
-    co.max_window = 8;
-    udprr_client *c = test_client_open(ts.port, &co);
+    udprr_client *c[ASYNC_CLIENTS];
     memset(slots, 0, sizeof slots);
-    for (unsigned i = 0; i < ASYNC_N; i++) {
-        slots[i].req_len = (size_t)snprintf(slots[i].req, sizeof slots[i].req,
-                                            "async %u of %u", i, ASYNC_N);
-        ck_assert_int_eq(udprr_client_send(c, slots[i].req, slots[i].req_len,
-                                           on_done, &slots[i].d),
-                         UDPRR_OK);
+    for (unsigned k = 0; k < ASYNC_CLIENTS; k++) {
+        udprr_client_opts co = sealed_client_opts(&keys[k]);
+        co.max_window = 32;
+        c[k] = test_client_open(ts.port, &co);
     }
-    /* More than one in flight at once. */
-    ck_assert_uint_gt(test_client_stats(c).in_flight, 1);
-    ck_assert_int_eq(test_pump_until(c, all_done, NULL, wait_ms(), -1), 1);
-    for (unsigned i = 0; i < ASYNC_N; i++) {
-        ck_assert_int_eq(slots[i].d.called, 1);
-        ck_assert_int_eq(slots[i].d.status, UDPRR_OK);
-        ck_assert_uint_eq(slots[i].d.len, slots[i].req_len);
-        ck_assert_mem_eq(slots[i].d.reply, slots[i].req, slots[i].req_len);
+    for (unsigned i = 0; i < ASYNC_N; i++)
+        for (unsigned k = 0; k < ASYNC_CLIENTS; k++) {
+            struct async_slot *slot = &slots[k][i];
+            slot->req_len = 1 + (i * 97 + k * 13) % ASYNC_MAX;
+            for (size_t b = 0; b < slot->req_len; b++)
+                slot->req[b] = (uint8_t)(k * 101 + i * 7 + b);
+            ck_assert_int_eq(udprr_client_send(c[k], slot->req,
+                                               slot->req_len, on_slot_done,
+                                               slot),
+                             UDPRR_OK);
+        }
+    /* More than one in flight at once on each. */
+    for (unsigned k = 0; k < ASYNC_CLIENTS; k++)
+        ck_assert_uint_gt(test_client_stats(c[k]).in_flight, 1);
+    uint64_t end = test_now_us() + (uint64_t)wait_ms() * 1000;
+    while (!all_done()) {
+        ck_assert_msg(test_now_us() < end, "the requests did not all end");
+        struct pollfd p[ASYNC_CLIENTS];
+        int wait = 20;
+        for (unsigned k = 0; k < ASYNC_CLIENTS; k++) {
+            p[k] = (struct pollfd){udprr_client_fd(c[k]), POLLIN, 0};
+            int t = udprr_client_timeout_ms(c[k]);
+            if (t >= 0 && t < wait)
+                wait = t;
+        }
+        ck_assert_int_ge(poll(p, ASYNC_CLIENTS, wait), 0);
+        for (unsigned k = 0; k < ASYNC_CLIENTS; k++)
+            ck_assert_int_eq(udprr_client_process(c[k]), UDPRR_OK);
     }
-    struct udprr_client_stats cs = test_client_stats(c);
-    ck_assert_uint_eq(cs.completed, ASYNC_N);
-    ck_assert_uint_eq(cs.dropped_auth, 0);
-    udprr_client_close(c);
+    for (unsigned k = 0; k < ASYNC_CLIENTS; k++) {
+        for (unsigned i = 0; i < ASYNC_N; i++) {
+            struct async_slot *slot = &slots[k][i];
+            ck_assert_int_eq(slot->called, 1);
+            ck_assert_int_eq(slot->status, UDPRR_OK);
+            ck_assert_uint_eq(slot->reply_len, slot->req_len);
+            ck_assert_msg(memcmp(slot->reply, slot->req, slot->req_len) == 0,
+                          "client %u request %u: another answer", k, i);
+        }
+        struct udprr_client_stats cs = test_client_stats(c[k]);
+        ck_assert_uint_eq(cs.completed, ASYNC_N);
+        ck_assert_uint_eq(cs.dropped_auth, 0);
+        udprr_client_close(c[k]);
+    }
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
-    ck_assert_uint_eq(ss.handled, ASYNC_N);
+    ck_assert_uint_eq(ss.handled, ASYNC_CLIENTS * ASYNC_N);
+    ck_assert_uint_eq(handler_calls(&count), ASYNC_CLIENTS * ASYNC_N);
     ck_assert_uint_eq(ss.dropped_auth, 0);
 }
 END_TEST
@@ -1782,7 +1826,7 @@ int main(void)
         tcase_add_test(tc, deferred_reply_limit_is_sealed_sized);
         tcase_add_test(tc, sealed_client_takes_only_what_opens);
         tcase_add_test(tc, through_loss_and_duplication_every_request_once);
-        tcase_add_test(tc, async_client_with_a_window_all_complete);
+        tcase_add_test(tc, async_clients_of_two_keys_all_complete);
         tcase_add_test(tc, gather_from_a_sealed_server);
         tcase_add_test(tc, amplification_echo_inside_the_seal);
     }

@@ -79,7 +79,8 @@
 static const unsigned windows[] = {1, 16, 64};
 #define WINDOWS (sizeof windows / sizeof windows[0])
 /* The window of the sealed client, and the plain client it is set
- * against. */
+ * against: the one with max_window windows[PLAIN_BESIDE_SEALED - 1],
+ * which must be SEALED_WINDOW (main checks). */
 #define SEALED_WINDOW 64u
 #define PLAIN_BESIDE_SEALED WINDOWS
 /* Client 0 is the blocking one, client 1 + i the asynchronous one with
@@ -595,6 +596,8 @@ int main(int argc, char **argv)
     else if (set.bytes > UDPRR_MAX_SEALED_PAYLOAD)
         no_sealed = "-s is above UDPRR_MAX_SEALED_PAYLOAD";
     unsigned n_clients = no_sealed ? SEALED_CLIENT : CLIENTS;
+    if (windows[PLAIN_BESIDE_SEALED - 1] != SEALED_WINDOW)
+        die("the sealed client's plain counterpart has another window");
     make_bench_key();
 
     setvbuf(stdout, NULL, _IOLBF, 0);

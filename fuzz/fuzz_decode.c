@@ -60,11 +60,11 @@ static void check_framing(const struct udprr__framing *f, const uint8_t *data,
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const struct udprr__framing framings[] = {
-        {UDPRR_FRAMING_NATIVE, 0, 0},
-        {UDPRR_FRAMING_RAW, 0, 0},
-        {UDPRR_FRAMING_ID_AT_OFFSET, 0, 2},
-        {UDPRR_FRAMING_ID_AT_OFFSET, 2, 2},
-        {UDPRR_FRAMING_ID_AT_OFFSET, 13, 8},
+        {UDPRR_FRAMING_NATIVE, 0, 0, 0},
+        {UDPRR_FRAMING_RAW, 0, 0, 0},
+        {UDPRR_FRAMING_ID_AT_OFFSET, 0, 2, 0},
+        {UDPRR_FRAMING_ID_AT_OFFSET, 2, 2, 0},
+        {UDPRR_FRAMING_ID_AT_OFFSET, 13, 8, 0},
     };
     check_native(data, size);
     for (size_t i = 0; i < sizeof framings / sizeof framings[0]; i++)

@@ -670,7 +670,7 @@ static int setup(void)
     for (int i = 0; i < 8; i++)
         b[i] = take();
 
-    struct udprr__framing f = {b[0] % 3, 0, 0};
+    struct udprr__framing f = {b[0] % 3, 0, 0, 0};
     if (f.kind == UDPRR_FRAMING_ID_AT_OFFSET) {
         f.id_len = 1 + (b[0] >> 2) % 8;
         f.id_offset = b[1] % 17;

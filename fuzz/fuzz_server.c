@@ -272,9 +272,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned first = take(&in);
     r.habits = first >> 2;
     static const struct udprr__framing framings[3] = {
-        {UDPRR_FRAMING_NATIVE, 0, 0},
-        {UDPRR_FRAMING_ID_AT_OFFSET, 0, 2},
-        {UDPRR_FRAMING_RAW, 0, 0}};
+        {UDPRR_FRAMING_NATIVE, 0, 0, 0},
+        {UDPRR_FRAMING_ID_AT_OFFSET, 0, 2, 0},
+        {UDPRR_FRAMING_RAW, 0, 0, 0}};
     r.framing = framings[(first & 3) % 3];
 
     udprr_server_opts o;

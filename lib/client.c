@@ -21,6 +21,7 @@
 #include "exchange.h"
 #include "gather.h"
 #include "opts.h"
+#include "seal.h"
 #include "sock.h"
 #include "udprr.h"
 
@@ -46,6 +47,11 @@ struct udprr_client {
     size_t random_used;
     unsigned depth; /* calls on the stack that may run done callbacks */
     int closing;    /* close was called; freed when depth returns to 0 */
+    /* The sealed mode (seal.h): the key, and where each datagram is
+     * sealed before it is sent; sealed NULL: plain datagrams. */
+    uint8_t *sealed;
+    struct udprr__keyring ring;
+    uint64_t dropped_auth;
     size_t rxlen[UDPRR__RECV_BATCH];
     /* Last: open zeroes only what comes before it (see there). */
     uint8_t rxbuf[UDPRR__RECV_BATCH][UDPRR__RECV_BUFFER_BYTES];
@@ -83,11 +89,39 @@ static int make_policy(const udprr_client_opts *o,
 
 /* --- the engine's outside world ----------------------------------------- */
 
+/* The datagram as it goes out: buf itself, or (sealed) buf sealed into
+ * c->sealed, which the engine's max body leaves room for. */
+static const void *outgoing(udprr_client *c, const void *buf, size_t *len)
+{
+    if (c->sealed == NULL)
+        return buf;
+    *len = udprr__seal(&c->ring.keys[0], udprr__seal_clock_ms(), buf, *len,
+                       c->sealed);
+    return c->sealed;
+}
+
+/* The datagram data[0..*len) as the engine takes it: itself, or (sealed)
+ * what it opens to, in place; NULL when it does not open (counted). */
+static uint8_t *incoming(udprr_client *c, uint8_t *data, size_t *len)
+{
+    uint32_t key_id;
+    uint64_t clock_ms; /* the server's: not checked (udprr.h) */
+    if (c->sealed == NULL)
+        return data;
+    if (udprr__seal_open(&c->ring, data, *len, &key_id, &clock_ms, len) !=
+        UDPRR__SEAL_OPENED) {
+        c->dropped_auth++;
+        return NULL;
+    }
+    return data + UDPRR__SEAL_HEAD_BYTES;
+}
+
 static int client_send(void *ctx, unsigned endpoint, const void *buf,
                        size_t len)
 {
     udprr_client *c = ctx;
-    return udprr__sock_send(c->fds[endpoint], buf, len);
+    const void *out = outgoing(c, buf, &len);
+    return udprr__sock_send(c->fds[endpoint], out, len);
 }
 
 static int client_random64(void *ctx, uint64_t *out)
@@ -175,16 +209,36 @@ static void close_sockets(udprr_client *c)
         udprr__sock_close(c->fd);
 }
 
+/* Frees the handle and what it holds but the engine; the key is wiped. */
+static void free_handle(udprr_client *c)
+{
+    close_sockets(c);
+    udprr__free(c->setup_strings);
+    udprr__free(c->sealed);
+    udprr__keyring_wipe(&c->ring);
+    udprr__free(c);
+}
+
 /* Frees what open made before it failed with rc, keeping errno. */
 static int open_failed(udprr_client *c, int rc, int exchange_made)
 {
     int saved = errno;
     if (exchange_made)
         udprr__exchange_destroy(&c->x);
-    close_sockets(c);
-    udprr__free(c->setup_strings);
-    udprr__free(c);
+    free_handle(c);
     errno = saved;
+    return rc;
+}
+
+/* The sealed mode, when o asks for it: the key kept, a buffer to seal
+ * into. */
+static int keep_key(udprr_client *c, const udprr_client_opts *o)
+{
+    if (o->key == NULL)
+        return UDPRR_OK;
+    int rc = udprr__keyring_set(&c->ring, o->key, 1);
+    if (rc == UDPRR_OK && (c->sealed = udprr__malloc(UDPRR_MAX_DATAGRAM)) == NULL)
+        rc = UDPRR_ENOMEM;
     return rc;
 }
 
@@ -198,11 +252,15 @@ int udprr_client_open_list(udprr_client **out, const udprr_endpoint *list,
     if (out == NULL || list == NULL || n == 0 ||
         n > UDPRR__XCHG_MAX_ENDPOINTS ||
         udprr__client_opts_take(&o, opts) != UDPRR_OK ||
-        make_policy(&o, &policy, &limits) != UDPRR_OK)
+        make_policy(&o, &policy, &limits) != UDPRR_OK ||
+        (o.key != NULL && o.framing != UDPRR_FRAMING_NATIVE))
         return UDPRR_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (list[i].host == NULL || list[i].service == NULL)
             return UDPRR_EINVAL;
+    int rc;
+    if (o.key != NULL && (rc = udprr__seal_init()) != UDPRR_OK)
+        return rc;
 
     udprr_client *c = udprr__malloc(sizeof *c);
     if (c == NULL)
@@ -223,7 +281,9 @@ int udprr_client_open_list(udprr_client **out, const udprr_endpoint *list,
     if (udprr__random_bytes(c->random_pool, sizeof c->random_pool) !=
         UDPRR_OK)
         return open_failed(c, UDPRR_ESYS, 0);
-    int rc = keep_setup(c, &o);
+    rc = keep_setup(c, &o);
+    if (rc == UDPRR_OK)
+        rc = keep_key(c, &o);
     if (rc == UDPRR_OK)
         rc = connect_all(c, list, n);
     if (rc != UDPRR_OK)
@@ -242,7 +302,8 @@ int udprr_client_open_list(udprr_client **out, const udprr_endpoint *list,
 
     struct udprr__exchange_io io = {c, client_send, client_random64,
                                     client_on_attempt};
-    struct udprr__framing framing = {o.framing, o.id_offset, o.id_len};
+    struct udprr__framing framing = {o.framing, o.id_offset, o.id_len,
+                                     c->sealed != NULL};
     limits.endpoints = (unsigned)c->n_fds;
     rc = udprr__exchange_init(&c->x, &framing, &policy, &limits, &io);
     if (rc != UDPRR_OK)
@@ -277,9 +338,7 @@ static int leave(udprr_client *c)
     if (--c->depth > 0 || !c->closing)
         return 0;
     udprr__exchange_destroy(&c->x);
-    close_sockets(c);
-    udprr__free(c->setup_strings);
-    udprr__free(c);
+    free_handle(c);
     return 1;
 }
 
@@ -310,8 +369,10 @@ static int receive_from(udprr_client *c, unsigned endpoint, size_t *budget)
                                          &refused_now);
         uint64_t now = udprr__now_us();
         for (size_t i = 0; i < n; i++) {
-            udprr__exchange_datagram(&c->x, endpoint, c->rxbuf[i],
-                                     c->rxlen[i], now);
+            size_t len = c->rxlen[i];
+            uint8_t *data = incoming(c, c->rxbuf[i], &len);
+            if (data != NULL)
+                udprr__exchange_datagram(&c->x, endpoint, data, len, now);
             if (c->closing)
                 return 0;
         }
@@ -500,9 +561,10 @@ static int gather_send(udprr_client *c, struct gathering *w, unsigned attempt)
 {
     udprr__framing_stamp(&c->x.framing, w->g.id, attempt, w->datagram,
                          w->datagram_len);
+    size_t len = w->datagram_len;
+    const void *datagram = outgoing(c, w->datagram, &len);
     struct udprr__sock_out out = {(const struct sockaddr *)&w->to, w->to_len,
-                                  NULL, NULL, 0, w->datagram,
-                                  w->datagram_len};
+                                  NULL, NULL, 0, datagram, len};
     int status;
     udprr__sock_send_many_to(w->fd, &out, 1, &status);
     return status;
@@ -523,6 +585,8 @@ static int gather_receive(udprr_client *c, struct gathering *w,
         uint8_t *data = udprr__recv_batch_data(w->rx, i, &len);
         const struct sockaddr *from =
             udprr__recv_batch_peer(w->rx, i, &from_len);
+        if ((data = incoming(c, data, &len)) == NULL)
+            continue;
         key.len = (uint8_t)udprr__sock_addr_key(from, from_len, key.addr);
         int rc = udprr__gather_datagram(&w->g, data, len, &key, &status,
                                         &body, &body_len);
@@ -671,6 +735,7 @@ int udprr_client_stats(const udprr_client *c, struct udprr_client_stats *out)
         .unsent = s->unsent,
         .window_reductions = 0,
         .echoes = s->echoes,
+        .dropped_auth = c->dropped_auth,
     };
     for (unsigned i = 0; i < c->x.n_ep; i++)
         full.window_reductions += c->x.ep[i].window.reductions;

@@ -37,6 +37,9 @@ struct udprr__deferred {
     size_t request_len;             /* the request datagram's size, and */
     int proven;                     /* whether it proved its address (the
                                        amplification guard: server.c) */
+    int sealed;                     /* it came sealed with key key_id: its
+                                       answer goes sealed with that key */
+    uint32_t key_id;
     uint64_t id;                  /* the request's ID and attempt, echoed */
     unsigned attempt;
     struct udprr__dedup_key key;  /* its reply cache key; addr_len 0:

@@ -756,7 +756,7 @@ int udprr__exchange_init(struct udprr__exchange *x,
                          const struct udprr__exchange_limits *limits,
                          const struct udprr__exchange_io *io)
 {
-    static const struct udprr__framing native = {UDPRR_FRAMING_NATIVE, 0, 0};
+    static const struct udprr__framing native = {UDPRR_FRAMING_NATIVE, 0, 0, 0};
     if (framing == NULL)
         framing = &native;
     if (x == NULL || limits == NULL || io == NULL || io->send == NULL ||

@@ -10,7 +10,7 @@
 
 int udprr__framing_check(const struct udprr__framing *f)
 {
-    if (f == NULL)
+    if (f == NULL || (f->sealed && f->kind != UDPRR_FRAMING_NATIVE))
         return UDPRR_EINVAL;
     switch (f->kind) {
     case UDPRR_FRAMING_NATIVE:
@@ -33,7 +33,8 @@ size_t udprr__framing_overhead(const struct udprr__framing *f)
 
 size_t udprr__framing_max_body(const struct udprr__framing *f)
 {
-    return UDPRR_MAX_DATAGRAM - udprr__framing_overhead(f);
+    return UDPRR_MAX_DATAGRAM - udprr__framing_overhead(f) -
+           (f->sealed ? UDPRR_SEAL_OVERHEAD : 0);
 }
 
 uint64_t udprr__framing_id_mask(const struct udprr__framing *f)

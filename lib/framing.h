@@ -33,6 +33,9 @@ struct udprr__framing {
     int kind;         /* UDPRR_FRAMING_* from udprr.h */
     size_t id_offset; /* id-at-offset only */
     unsigned id_len;  /* id-at-offset only: 1..8 */
+    int sealed;       /* native only: each datagram travels sealed
+                         (seal.h), UDPRR_SEAL_OVERHEAD bytes larger, so
+                         the body has that much less room */
 };
 
 /* A datagram as the framing sees it. */
@@ -49,14 +52,15 @@ struct udprr__framed {
 
 /* UDPRR_OK, or UDPRR_EINVAL for an unknown kind, or an id-at-offset ID of
  * 0 or more than 8 bytes, or an offset so large that no datagram could
- * hold the ID. */
+ * hold the ID, or a sealed framing other than native. */
 int udprr__framing_check(const struct udprr__framing *f);
 
 /* Bytes the framing adds in front of the body: UDPRR__WIRE_HEADER_BYTES
  * (20) native, 0 otherwise. */
 size_t udprr__framing_overhead(const struct udprr__framing *f);
 
-/* The largest body one datagram carries in this framing. */
+/* The largest body one datagram carries in this framing (sealed or
+ * not). */
 size_t udprr__framing_max_body(const struct udprr__framing *f);
 
 /* The IDs the framing can carry: all 64 bits, or the low 8 * id_len. */

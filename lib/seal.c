@@ -55,10 +55,13 @@ int udprr__keyring_set(struct udprr__keyring *r, const udprr_key *keys,
         for (size_t j = 0; j < i; j++)
             if (keys[i].id == keys[j].id)
                 return UDPRR_EINVAL;
-    struct udprr__keyring old = *r;
-    memcpy(r->keys, keys, n * sizeof *keys);
-    r->n = n;
-    udprr__keyring_wipe(&old);
+    /* Made apart and copied whole, so that no slot keeps an old key. */
+    struct udprr__keyring next;
+    memset(&next, 0, sizeof next);
+    memcpy(next.keys, keys, n * sizeof *keys);
+    next.n = n;
+    *r = next;
+    udprr__keyring_wipe(&next);
     return UDPRR_OK;
 }
 

@@ -37,6 +37,7 @@
 #include "server_hooks.h"
 #include "siphash.h"
 #include "sock.h"
+#include "seal.h"
 #include "udprr.h"
 #include "wire.h"
 
@@ -78,6 +79,7 @@ struct server_counters {
     counter deferred, deferred_pending, deferred_answered, deferred_expired,
         deferred_refused, deferred_retransmissions;
     counter reused_ids, kernel_drops, amplification_echoes;
+    counter dropped_auth, dropped_clock;
 };
 
 /* Only the server's thread writes a counter: a relaxed load and store,
@@ -114,6 +116,9 @@ struct route {
     int proven;         /* it carried a good cookie: its peer receives at
                            its address */
     uint64_t now_us;
+    int sealed;         /* it came sealed with key key_id (seal.h): the
+                           answer goes sealed with that key */
+    uint32_t key_id;
 };
 
 /* A deferred request's node, as the server's thread sees it. */
@@ -185,6 +190,16 @@ struct udprr_server {
     uint64_t cookie_key[4];  /* the cookies' secret (two SipHash keys) */
     udprr__server_tx_fn tx_hook; /* server_hooks.h: answers go here */
     void *tx_hook_ctx;
+    /* The sealed mode (seal.h): each worker opens and seals with its own
+     * copy of the keys, and takes worker 0's `keys_next` again when
+     * `keys_version` moved on (udprr_server_set_keys). */
+    int sealed;              /* opened with keys: sealed for life */
+    struct udprr__keyring ring;
+    unsigned keys_seen;      /* the keys_version ring holds */
+    struct udprr__keyring keys_next; /* worker 0's, under its lock */
+    atomic_uint keys_version;        /* worker 0's */
+    uint64_t replay_window_ms; /* half the cache's lifetime (udprr.h) */
+    int64_t clock_skew_ms;   /* server_hooks.h */
     uint8_t *tx_arena;       /* TX_ARENA_BYTES: the answers' bodies */
     size_t tx_used;          /* bytes of tx_arena taken */
     size_t tx_count;         /* answers in tx */
@@ -216,6 +231,7 @@ static void worker_clear(udprr_server *w)
     atomic_init(&w->stopping, 0);
     atomic_init(&w->running, 0);
     atomic_init(&w->wake_pending, 0);
+    atomic_init(&w->keys_version, 0);
 }
 
 /* Makes one worker's cache, table, lock, eventfd, socket and poller: the
@@ -228,9 +244,13 @@ static int worker_open(udprr_server *w, const udprr_server_opts *o,
     w->framing.kind = o->framing;
     w->framing.id_offset = o->id_offset;
     w->framing.id_len = o->id_len;
+    w->framing.sealed = w->sealed = o->n_keys > 0;
     w->tagged_tokens = o->workers > 1;
     w->amplification = o->amplification_factor;
+    w->replay_window_ms = o->cache_lifetime_ms / 2;
     int rc = udprr__framing_check(&w->framing);
+    if (rc == UDPRR_OK && w->sealed)
+        rc = udprr__keyring_set(&w->ring, o->keys, o->n_keys);
     if (rc == UDPRR_OK)
         rc = udprr__random_bytes(w->cookie_key, sizeof w->cookie_key);
     /* The batch buffers are allocated here once, and never zeroed: the
@@ -308,8 +328,15 @@ int udprr_server_open(udprr_server **out, const char *host,
         o.max_deferred > UDPRR__DEFER_MAX || o.workers > UDPRR_MAX_WORKERS ||
         o.rcvbuf_bytes > ((size_t)1 << 30) ||
         (o.amplification_factor > 1000 &&
-         o.amplification_factor != UDPRR_AMPLIFICATION_OFF))
+         o.amplification_factor != UDPRR_AMPLIFICATION_OFF) ||
+        (o.n_keys > 0 && (o.keys == NULL || o.n_keys > UDPRR_MAX_KEYS ||
+                          o.framing != UDPRR_FRAMING_NATIVE)))
         return UDPRR_EINVAL;
+    if (o.n_keys > 0) {
+        int rc = udprr__seal_init();
+        if (rc != UDPRR_OK)
+            return rc;
+    }
 
     udprr_server *s = udprr__malloc(sizeof *s);
     if (s == NULL)
@@ -317,6 +344,8 @@ int udprr_server_open(udprr_server **out, const char *host,
     worker_clear(s);
     s->first = s;
     int rc = worker_open(s, &o, host, service, NULL);
+    if (rc == UDPRR_OK)
+        s->keys_next = s->ring;
     if (rc == UDPRR_OK && o.workers > 1)
         rc = others_open(s, &o);
     if (rc != UDPRR_OK) {
@@ -430,14 +459,50 @@ static void flush_answers(udprr_server *s)
     s->tx_used = 0;
 }
 
-/* Room in the arena for the body of the next answer: at least room_bytes
- * (at most UDPRR_MAX_DATAGRAM), sending what is gathered first when the
+/* A sealed answer's body sits in the arena after room for the seal's
+ * head and the inner header, with room for the tag after it: it is
+ * sealed where it lies (seal_answer). */
+#define SEALED_BEFORE (UDPRR__SEAL_HEAD_BYTES + UDPRR__WIRE_HEADER_BYTES)
+#define SEALED_AROUND (SEALED_BEFORE + UDPRR__SEAL_TAG_BYTES)
+
+/* Where in the arena the body of the next answer goes, with room for at
+ * least body_bytes (at most the framing's max body), and for the seal
+ * around it on a sealed server; what is gathered is sent first when the
  * batch or the arena is full. */
-static uint8_t *answer_room(udprr_server *s, size_t room_bytes)
+static uint8_t *answer_room(udprr_server *s, size_t body_bytes)
 {
-    if (s->tx_count == BATCH || TX_ARENA_BYTES - s->tx_used < room_bytes)
+    size_t around = s->sealed ? SEALED_AROUND : 0;
+    if (s->tx_count == BATCH || TX_ARENA_BYTES - s->tx_used < body_bytes + around)
         flush_answers(s);
-    return s->tx_arena + s->tx_used;
+    return s->tx_arena + s->tx_used + (s->sealed ? SEALED_BEFORE : 0);
+}
+
+/* The wall clock sealed datagrams carry and requests are checked against
+ * (server_hooks.h may skew it). */
+static uint64_t server_clock_ms(const udprr_server *s)
+{
+    return udprr__seal_clock_ms() + (uint64_t)s->clock_skew_ms;
+}
+
+/* Seals the answer whose inner header is in o and whose body lies at
+ * body[0..*len) as answer_room placed it: the sealed datagram then starts
+ * SEALED_BEFORE bytes before body, *len becomes its size, and o has no
+ * header apart. Returns 0, counted as a send error, when the request's
+ * key has gone meanwhile (udprr_server_set_keys): the answer is not sent. */
+static int seal_answer(udprr_server *s, const struct route *route,
+                       struct outgoing *o, uint8_t *body, size_t *len)
+{
+    const udprr_key *key = udprr__keyring_find(&s->ring, route->key_id);
+    if (key == NULL) {
+        bump(&s->stats.send_errors);
+        return 0;
+    }
+    uint8_t *inner = body - UDPRR__WIRE_HEADER_BYTES;
+    memcpy(inner, o->header, o->header_len);
+    *len = udprr__seal(key, server_clock_ms(s), inner, o->header_len + *len,
+                       inner - UDPRR__SEAL_HEAD_BYTES);
+    o->header_len = 0;
+    return 1;
 }
 
 /* --- the amplification guard (udprr.h, "Amplification") ------------------ */
@@ -487,10 +552,11 @@ static int cookie_good(const udprr_server *s, const struct sockaddr *peer,
 static int held_back(const udprr_server *s, const struct route *route,
                      enum udprr__wire_kind kind, size_t body_len)
 {
+    size_t seal = route->sealed ? UDPRR_SEAL_OVERHEAD : 0;
     return s->framing.kind == UDPRR_FRAMING_NATIVE &&
            s->amplification != UDPRR_AMPLIFICATION_OFF && !route->proven &&
            kind == UDPRR__KIND_REPLY &&
-           UDPRR__WIRE_HEADER_BYTES + body_len >
+           UDPRR__WIRE_HEADER_BYTES + body_len + seal >
                (uint64_t)s->amplification * route->request_len;
 }
 
@@ -522,12 +588,15 @@ static void answer(udprr_server *s, const struct route *route,
         return; /* a decline this framing cannot express */
     if (body_len > 0 && body != room)
         memcpy(room, body, body_len);
+    size_t len = body_len;
+    if (route->sealed && !seal_answer(s, route, o, room, &len))
+        return;
     memcpy(&o->peer, route->peer, route->peer_len);
     o->peer_len = route->peer_len;
     o->local = *route->local;
     o->body_offset = s->tx_used;
-    o->body_len = body_len;
-    s->tx_used += body_len;
+    o->body_len = len;
+    s->tx_used += len;
     s->tx_count++;
 }
 
@@ -592,6 +661,8 @@ static struct udprr__deferred *defer_begin(udprr_server *s,
     n->local = *route->local;
     n->request_len = route->request_len;
     n->proven = route->proven;
+    n->sealed = route->sealed;
+    n->key_id = route->key_id;
     n->id = in->id;
     n->attempt = in->attempt;
     n->key = *key;
@@ -626,12 +697,34 @@ static void defer_end(udprr_server *s, struct udprr__deferred *n,
         node_put(s, taken);
 }
 
+/* The reply cache's first byte of a sealed request's key: its key ID
+ * follows, where an address would (sock.c's keys begin with 4 or 6). */
+#define SEALED_KEY_MARK 'K'
+
 static void handle_datagram(udprr_server *s, uint8_t *data, size_t len,
                             const struct route *arrived, udprr_handler h,
                             void *user, uint64_t now_us)
 {
     struct udprr__framed in;
+    /* The way back, its key on a sealed server, and (below) whether the
+     * request proved its peer's address (a cookie from this server's
+     * echo: see held_back). */
+    struct route way = *arrived;
+    const struct route *route = &way;
+    way.request_len = len;
+    way.now_us = now_us;
+    uint64_t clock_ms = 0;
 
+    /* Before anything else reads a byte of it (udprr.h, "Sealed mode"). */
+    if (s->sealed) {
+        if (udprr__seal_open(&s->ring, data, len, &way.key_id, &clock_ms,
+                             &len) != UDPRR__SEAL_OPENED) {
+            bump(&s->stats.dropped_auth);
+            return;
+        }
+        way.sealed = 1;
+        data += UDPRR__SEAL_HEAD_BYTES;
+    }
     if (udprr__framing_parse(&s->framing, data, len, 0, &in) !=
         UDPRR__WIRE_VALID) {
         bump(&s->stats.dropped_malformed);
@@ -641,20 +734,28 @@ static void handle_datagram(udprr_server *s, uint8_t *data, size_t len,
         bump(&s->stats.dropped_unexpected);
         return;
     }
-    /* The way back, and whether the request proved its peer's address
-     * (a cookie from this server's echo: see held_back). */
-    struct route way = *arrived;
-    const struct route *route = &way;
-    way.request_len = len;
-    way.now_us = now_us;
+    if (way.sealed &&
+        !udprr__seal_fresh(clock_ms, server_clock_ms(s), s->replay_window_ms)) {
+        bump(&s->stats.dropped_clock);
+        return;
+    }
     way.proven = in.cookie != NULL &&
                  cookie_good(s, way.peer, way.peer_len, in.cookie, now_us);
 
+    /* A plain request is its peer's; a sealed one its key's, wherever it
+     * comes from, so that a replay from elsewhere finds its answer. */
     struct udprr__dedup_key key;
     memset(&key, 0, sizeof key);
     key.id = in.id;
-    key.addr_len = (uint8_t)udprr__sock_addr_key(route->peer, route->peer_len,
-                                                 key.addr);
+    if (way.sealed) {
+        key.addr[0] = SEALED_KEY_MARK;
+        for (int i = 0; i < 4; i++)
+            key.addr[1 + i] = (uint8_t)(way.key_id >> (24 - 8 * i));
+        key.addr_len = 5;
+    } else {
+        key.addr_len = (uint8_t)udprr__sock_addr_key(
+            route->peer, route->peer_len, key.addr);
+    }
     /* Only the same bytes are the same request (udprr.h, reply_cache). */
     if (s->cache != NULL)
         key.digest = udprr__dedup_digest(s->cache, in.body, in.body_len);
@@ -739,7 +840,9 @@ static void answer_deferred(udprr_server *s, struct udprr__deferred *n,
                           &n->local,
                           n->request_len,
                           n->proven,
-                          now_us};
+                          now_us,
+                          n->sealed,
+                          n->key_id};
     cache_and_answer(s, &n->key, &route, kind, n->id, n->attempt, body, len,
                      now_us);
     set(&s->stats.deferred_pending, get(&s->stats.deferred_pending) - 1);
@@ -816,9 +919,39 @@ static void receive_step(udprr_server *s, udprr_handler h, void *user)
     }
 }
 
+/* Takes the keys udprr_server_set_keys gave since this worker last
+ * looked: one atomic load when there are none. */
+static void refresh_keys(udprr_server *w)
+{
+    udprr_server *first = w->first;
+    if (!w->sealed || atomic_load_explicit(&first->keys_version,
+                                           memory_order_acquire) ==
+                          w->keys_seen)
+        return;
+    lock(first);
+    w->ring = first->keys_next;
+    w->keys_seen = atomic_load_explicit(&first->keys_version,
+                                        memory_order_relaxed);
+    unlock(first);
+}
+
+int udprr_server_set_keys(udprr_server *s, const udprr_key *keys, size_t n)
+{
+    /* s is the handle: worker 0, whose keys_next every worker takes. */
+    if (s == NULL || !s->sealed)
+        return UDPRR_EINVAL;
+    lock(s);
+    int rc = udprr__keyring_set(&s->keys_next, keys, n);
+    if (rc == UDPRR_OK)
+        atomic_fetch_add_explicit(&s->keys_version, 1, memory_order_release);
+    unlock(s);
+    return rc;
+}
+
 /* One step: answers given, lifetimes ended, datagrams waiting. */
 static void step(udprr_server *s, udprr_handler h, void *user)
 {
+    refresh_keys(s);
     /* A stopped server takes no more datagrams: its descriptor stops
      * watching the socket, or a loop waiting on it would spin on
      * datagrams no step will take. */
@@ -837,6 +970,11 @@ static void step(udprr_server *s, udprr_handler h, void *user)
 
 /* --- server_hooks.h ------------------------------------------------------ */
 
+void udprr__server_set_clock_skew(udprr_server *s, int64_t skew_ms)
+{
+    s->clock_skew_ms = skew_ms;
+}
+
 void udprr__server_set_tx_hook(udprr_server *s, udprr__server_tx_fn fn,
                                void *ctx)
 {
@@ -849,7 +987,8 @@ void udprr__server_feed(udprr_server *s, uint8_t *data, size_t len,
                         udprr_handler h, void *user, uint64_t now_us)
 {
     static const struct udprr__sock_local nowhere; /* the kernel chooses */
-    struct route route = {peer, peer_len, &nowhere, len, 0, now_us};
+    struct route route = {peer, peer_len, &nowhere, len, 0, now_us, 0, 0};
+    refresh_keys(s);
     s->in_step = 1;
     bump(&s->stats.received);
     handle_and_publish(s, data, len, &route, h, user, now_us);
@@ -859,6 +998,7 @@ void udprr__server_feed(udprr_server *s, uint8_t *data, size_t len,
 
 void udprr__server_tick(udprr_server *s, uint64_t now_us)
 {
+    refresh_keys(s);
     if (atomic_exchange(&s->wake_pending, 0))
         udprr__wake_drain(s->wake_fd);
     deliver_answers(s, now_us);
@@ -1074,6 +1214,8 @@ static void worker_close(udprr_server *s)
     udprr__free(s->spare);
     udprr__recv_batch_free(s->rx);
     udprr__free(s->tx_arena);
+    udprr__keyring_wipe(&s->ring);
+    udprr__keyring_wipe(&s->keys_next);
     if (s->lock_made)
         pthread_mutex_destroy(&s->lock);
     udprr__free(s);
@@ -1116,6 +1258,8 @@ static void add_counters(struct udprr_server_stats *sum,
     sum->reused_ids += get(&c->reused_ids);
     sum->kernel_drops += get(&c->kernel_drops);
     sum->amplification_echoes += get(&c->amplification_echoes);
+    sum->dropped_auth += get(&c->dropped_auth);
+    sum->dropped_clock += get(&c->dropped_clock);
 }
 
 int udprr_server_stats(const udprr_server *s, struct udprr_server_stats *out)

@@ -34,6 +34,11 @@ void udprr__server_feed(udprr_server *s, uint8_t *data, size_t len,
                         const struct sockaddr *peer, socklen_t peer_len,
                         udprr_handler h, void *user, uint64_t now_us);
 
+/* Shifts the wall clock s (a single worker) checks sealed requests'
+ * clocks against, and stamps its sealed answers with, by skew_ms: a
+ * request sealed now is "from the past" to a server skewed forward. */
+void udprr__server_set_clock_skew(udprr_server *s, int64_t skew_ms);
+
 /* Sends the deferred answers given so far and declines the deferred
  * requests whose lifetime has ended at now_us, as a step does. */
 void udprr__server_tick(udprr_server *s, uint64_t now_us);

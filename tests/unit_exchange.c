@@ -637,7 +637,7 @@ START_TEST(test_raw_keeps_one_request_in_flight)
 {
     /* Raw datagrams cannot say which request they answer: one is in
      * flight, the others wait their turn, in order. */
-    static const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0};
+    static const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0, 0};
     struct world w;
     struct outcome a = {0}, b = {0}, c = {0};
     world_init_framed(&w, 0, 10 * SEC, &raw);
@@ -681,7 +681,7 @@ START_TEST(test_raw_retransmitted_reply_is_no_sample)
 {
     /* Karn: after a retransmission, a reply without an attempt number
      * could answer either transmission, so it must not move the RTO. */
-    static const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0};
+    static const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0, 0};
     struct world w;
     struct outcome a = {0};
     world_init_framed(&w, 0, 10 * SEC, &raw);
@@ -699,7 +699,7 @@ END_TEST
 
 START_TEST(test_id_at_offset_matches_on_the_id)
 {
-    static const struct udprr__framing dns = {UDPRR_FRAMING_ID_AT_OFFSET, 0, 2};
+    static const struct udprr__framing dns = {UDPRR_FRAMING_ID_AT_OFFSET, 0, 2, 0};
     struct world w;
     struct outcome a = {0}, b = {0};
     uint64_t id_a, id_b;
@@ -737,7 +737,7 @@ START_TEST(test_one_byte_ids_stay_distinct)
     /* With a 1-byte ID only 256 requests can be told apart: the engine
      * never gives two requests in flight the same one. The 257th and later
      * wait until an ID is free. */
-    static const struct udprr__framing tiny = {UDPRR_FRAMING_ID_AT_OFFSET, 0, 1};
+    static const struct udprr__framing tiny = {UDPRR_FRAMING_ID_AT_OFFSET, 0, 1, 0};
     static struct outcome o[300];
     struct world w;
     int in_flight_with[256] = {0};
@@ -775,7 +775,7 @@ START_TEST(test_short_ids_do_not_repeat_within_their_space)
     /* A server keys its reply cache on the ID, so a 2-byte ID must not
      * come back before all 65536 have been used: a random draw would
      * repeat one within a few hundred requests. */
-    static const struct udprr__framing coap = {UDPRR_FRAMING_ID_AT_OFFSET, 2, 2};
+    static const struct udprr__framing coap = {UDPRR_FRAMING_ID_AT_OFFSET, 2, 2, 0};
     static uint8_t used[65536];
     struct world w;
     struct outcome o = {0};
@@ -1209,7 +1209,7 @@ static void submit_follow_up(void *user, int status, const void *r, size_t n)
 
 START_TEST(test_fail_all_sends_what_its_callbacks_queued)
 {
-    static const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0};
+    static const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0, 0};
     struct world w;
     struct outcome a = {0};
     struct chain c = {&w, {0}, {0}};

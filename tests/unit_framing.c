@@ -9,14 +9,14 @@
 #include "testutil.h"
 #include "udprr.h"
 
-static const struct udprr__framing native = {UDPRR_FRAMING_NATIVE, 0, 0};
-static const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0};
-static const struct udprr__framing dns = {UDPRR_FRAMING_ID_AT_OFFSET, 0, 2};
-static const struct udprr__framing coap = {UDPRR_FRAMING_ID_AT_OFFSET, 2, 2};
+static const struct udprr__framing native = {UDPRR_FRAMING_NATIVE, 0, 0, 0};
+static const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0, 0};
+static const struct udprr__framing dns = {UDPRR_FRAMING_ID_AT_OFFSET, 0, 2, 0};
+static const struct udprr__framing coap = {UDPRR_FRAMING_ID_AT_OFFSET, 2, 2, 0};
 
 START_TEST(test_check_rejects_bad_framings)
 {
-    struct udprr__framing f = {UDPRR_FRAMING_ID_AT_OFFSET, 0, 0};
+    struct udprr__framing f = {UDPRR_FRAMING_ID_AT_OFFSET, 0, 0, 0};
     ck_assert_int_eq(udprr__framing_check(&native), UDPRR_OK);
     ck_assert_int_eq(udprr__framing_check(&raw), UDPRR_OK);
     ck_assert_int_eq(udprr__framing_check(&dns), UDPRR_OK);
@@ -43,8 +43,8 @@ START_TEST(test_sizes_and_masks)
     ck_assert_uint_eq(udprr__framing_overhead(&dns), 0);
     ck_assert(udprr__framing_id_mask(&dns) == 0xffff);
     ck_assert(udprr__framing_id_mask(&native) == UINT64_MAX);
-    struct udprr__framing one = {UDPRR_FRAMING_ID_AT_OFFSET, 5, 1};
-    struct udprr__framing eight = {UDPRR_FRAMING_ID_AT_OFFSET, 5, 8};
+    struct udprr__framing one = {UDPRR_FRAMING_ID_AT_OFFSET, 5, 1, 0};
+    struct udprr__framing eight = {UDPRR_FRAMING_ID_AT_OFFSET, 5, 8, 0};
     ck_assert(udprr__framing_id_mask(&one) == 0xff);
     ck_assert(udprr__framing_id_mask(&eight) == UINT64_MAX);
     ck_assert(udprr__framing_has_id(&dns) && !udprr__framing_has_id(&raw));
@@ -133,7 +133,7 @@ START_TEST(test_id_at_offset_needs_room_for_the_id)
                      UDPRR_OK);
     ck_assert_int_eq(udprr__framing_parse(&coap, "abc", 3, 1, &in),
                      UDPRR__WIRE_SHORT);
-    struct udprr__framing far = {UDPRR_FRAMING_ID_AT_OFFSET, 100, 4};
+    struct udprr__framing far = {UDPRR_FRAMING_ID_AT_OFFSET, 100, 4, 0};
     ck_assert_int_eq(udprr__framing_parse(&far, "abc", 3, 1, &in),
                      UDPRR__WIRE_SHORT);
 }

@@ -11,7 +11,7 @@
 #include "testutil.h"
 #include "udprr.h"
 
-static const struct udprr__framing native = {UDPRR_FRAMING_NATIVE, 0, 0};
+static const struct udprr__framing native = {UDPRR_FRAMING_NATIVE, 0, 0, 0};
 
 /* An RTT estimator with no samples: its first wait is initial_rto. */
 static struct udprr__rtt rtt_of(uint64_t rto_us, unsigned backoff_pct,
@@ -259,7 +259,7 @@ END_TEST
 START_TEST(test_id_at_offset_and_raw)
 {
     struct udprr__rtt rtt = rtt_of(100, 200, 0);
-    const struct udprr__framing dns = {UDPRR_FRAMING_ID_AT_OFFSET, 0, 2};
+    const struct udprr__framing dns = {UDPRR_FRAMING_ID_AT_OFFSET, 0, 2, 0};
     struct udprr__gather g;
     ck_assert_int_eq(udprr__gather_init(&g, &dns, 0xabcd, 0, 1000, 10, 0),
                      UDPRR_OK);
@@ -280,7 +280,7 @@ START_TEST(test_id_at_offset_and_raw)
     udprr__gather_free(&g);
 
     /* Raw: anything from a new sender is its answer. */
-    const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0};
+    const struct udprr__framing raw = {UDPRR_FRAMING_RAW, 0, 0, 0};
     ck_assert_int_eq(udprr__gather_init(&g, &raw, 0, 0, 1000, 10, 0),
                      UDPRR_OK);
     ck_assert_uint_eq(udprr__gather_due(&g, &rtt, 0, 0), 1);

@@ -51,7 +51,7 @@ END_TEST
 
 START_TEST(test_unknown_codes_get_a_generic_message)
 {
-    const int unknown[] = {1, 5, -13, -1000, 2147483647, -2147483647 - 1};
+    const int unknown[] = {1, 5, -14, -1000, 2147483647, -2147483647 - 1};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         ck_assert_str_eq(udprr_strerror(unknown[i]),
                          "unknown libudprr status");

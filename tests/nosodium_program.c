@@ -107,6 +107,8 @@ static void sealed_refused(void)
                UDPRR_ENOTSUP);
     say(c == (udprr_client *)&key, "a refused client open leaves *out",
         "*out changed");
+    if (c != (udprr_client *)&key)
+        udprr_client_close(c);
 
     udprr_server_opts sopts;
     udprr_server_opts_init(&sopts);
@@ -120,6 +122,8 @@ static void sealed_refused(void)
                UDPRR_ENOTSUP);
     say(s == (udprr_server *)&key, "a refused server open leaves *out",
         "*out changed");
+    if (s != (udprr_server *)&key)
+        udprr_server_close(s);
 
     const char *text = udprr_strerror(UDPRR_ENOTSUP);
     say(strstr(text, "libsodium") != NULL,

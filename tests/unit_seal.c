@@ -562,6 +562,11 @@ START_TEST(test_keyring_rotation)
     ck_assert(o.time_ms == 20);
 
     ck_assert_int_eq(udprr__keyring_set(&r, &keys[1], 1), UDPRR_OK);
+    ck_assert_uint_eq(r.n, 1);
+    /* No slot past the new keys still holds an old one. */
+    const udprr_key zero = {0};
+    for (size_t i = 1; i < UDPRR_MAX_KEYS; i++)
+        ck_assert_mem_eq(&r.keys[i], &zero, sizeof zero);
     ck_assert_int_eq(open_copy(&r, d1, sizeof d1, &o, NULL), UDPRR__SEAL_KEY);
     ck_assert(is_untouched(&o));
     ck_assert_int_eq(open_copy(&r, d2, sizeof d2, &o, NULL),

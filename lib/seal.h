@@ -72,8 +72,9 @@ enum udprr__seal_result {
  * build without libsodium; UDPRR_ESYS when it cannot start. */
 int udprr__seal_init(void);
 
-/* Sets *r to keys[0..n): UDPRR_OK, or UDPRR_EINVAL for keys NULL, n 0 or
- * above UDPRR_MAX_KEYS, or two keys with one ID (*r unchanged then). */
+/* Sets *r to keys[0..n), the slots past n zeroed (no old key stays in
+ * them): UDPRR_OK, or UDPRR_EINVAL for keys NULL, n 0 or above
+ * UDPRR_MAX_KEYS, or two keys with one ID (*r unchanged then). */
 int udprr__keyring_set(struct udprr__keyring *r, const udprr_key *keys,
                        size_t n);
 

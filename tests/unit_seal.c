@@ -9,9 +9,12 @@
  * Inputs that must not open are opened from heap blocks of their exact
  * size, so the ASan and valgrind runs catch any read past the end.
  */
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "seal.h"
 #include "testutil.h"
@@ -277,6 +280,73 @@ START_TEST(test_two_seals_differ_and_both_open)
     memset(back, 0, sizeof back);
     ck_assert_int_eq(open_copy(&r, b, sizeof b, &o, back), UDPRR__SEAL_OPENED);
     ck_assert_mem_eq(back, inner, len);
+}
+END_TEST
+
+/* The nonce a seal used: bytes 16..39 of the datagram. */
+static void seal_nonce(const udprr_key *k, uint8_t nonce[UDPRR__SEAL_NONCE_BYTES])
+{
+    uint8_t inner[UDPRR__WIRE_HEADER_BYTES];
+    uint8_t out[sizeof inner + UDPRR_SEAL_OVERHEAD];
+    size_t len = make_inner(inner, 0, 3);
+    ck_assert_uint_eq(udprr__seal(k, 1, inner, len, out), sizeof out);
+    memcpy(nonce, out + UDPRR__SEAL_AD_BYTES, UDPRR__SEAL_NONCE_BYTES);
+}
+
+static uint64_t nonce_count(const uint8_t nonce[UDPRR__SEAL_NONCE_BYTES])
+{
+    uint64_t c = 0;
+    for (int i = 16; i < UDPRR__SEAL_NONCE_BYTES; i++)
+        c = c << 8 | nonce[i];
+    return c;
+}
+
+static void *seal_on_a_thread(void *arg)
+{
+    static const udprr_key k = {9, {5}};
+    seal_nonce(&k, arg);
+    return NULL;
+}
+
+/* seal.c's rule: one thread's nonces share a random prefix and count up
+ * by one; another thread, and a child after fork, draw another prefix. */
+START_TEST(test_nonces_never_repeat)
+{
+    ck_assert_int_eq(udprr__seal_init(), UDPRR_OK);
+    const udprr_key k = {9, {5}};
+    uint8_t a[UDPRR__SEAL_NONCE_BYTES], b[UDPRR__SEAL_NONCE_BYTES];
+    uint8_t t[UDPRR__SEAL_NONCE_BYTES], c[UDPRR__SEAL_NONCE_BYTES];
+    uint8_t after[UDPRR__SEAL_NONCE_BYTES];
+    seal_nonce(&k, a);
+    seal_nonce(&k, b);
+    ck_assert_mem_eq(a, b, 16);
+    ck_assert_uint_eq(nonce_count(b), nonce_count(a) + 1);
+
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, seal_on_a_thread, t), 0);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert(memcmp(t, a, 16) != 0);
+
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        seal_nonce(&k, c);
+        _exit(write(fds[1], c, sizeof c) == (ssize_t)sizeof c ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_int_eq(read(fds[0], c, sizeof c), (ssize_t)sizeof c);
+    close(fds[0]);
+    close(fds[1]);
+    /* The child drew anew and counts from 0; the parent goes on. */
+    ck_assert(memcmp(c, a, 16) != 0);
+    ck_assert_uint_eq(nonce_count(c), 0);
+    seal_nonce(&k, after);
+    ck_assert_mem_eq(after, a, 16);
+    ck_assert_uint_eq(nonce_count(after), nonce_count(b) + 1);
 }
 END_TEST
 
@@ -644,6 +714,7 @@ int main(void)
     tcase_add_test(tc, test_round_trip_empty_body);
     tcase_add_test(tc, test_round_trip_largest);
     tcase_add_test(tc, test_two_seals_differ_and_both_open);
+    tcase_add_test(tc, test_nonces_never_repeat);
     tcase_add_test(tc, test_with_nonce_is_deterministic_and_is_xchacha);
     tcase_add_test(tc, test_wrong_key_is_forged);
     tcase_add_test(tc, test_unknown_key_id);

@@ -305,7 +305,9 @@ check: deps
 	sh tests/deferred-examples-test.sh || st=1; \
 	sh tests/netns-test.sh || st=1; \
 	sh tests/failover-examples-test.sh || st=1; \
+	sh tests/sealed-examples-test.sh || st=1; \
 	sh tests/flood-test.sh || st=1; \
+	sh tests/nosodium-test.sh || st=1; \
 	sh tests/run-suites.sh --summary || st=1; \
 	exit $$st
 
@@ -428,8 +430,8 @@ build/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(LIB_HDRS)
 	    -fno-sanitize-recover=all -D_GNU_SOURCE -Iinclude -Ilib $(CPPFLAGS) \
 	    $(SODIUM_CFLAGS) $< $(LIB_SRCS) $(LDFLAGS) -pthread $(SODIUM_LIBS) -o $@
 
-fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 $(FUZZ_BINS): | sodium
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	@st=0; for n in $(FUZZ_TARGETS); do \
 	    c=build/fuzz/corpus-$$n; rm -rf $$c && mkdir -p $$c && \
 	    if [ -d fuzz/corpus/$$n ]; then cp -R fuzz/corpus/$$n/. $$c/; fi; \

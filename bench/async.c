@@ -10,13 +10,19 @@
  *   - the asynchronous client with max_window 1, 16 and 64: COUNT requests
  *     sent with udprr_client_send, 2 x max_window of them kept pending
  *     (the library sends what the window allows and queues the rest), the
- *     handle driven by poll(2) and udprr_client_process.
+ *     handle driven by poll(2) and udprr_client_process;
+ *   - the same asynchronous client at max_window 64 in the sealed mode
+ *     (issue 15), against a second echo server that holds the same key:
+ *     what sealing costs, beside the plain window-64 run of each round.
  *
  * Every client uses the defaults of udprr_client_opts_init but for
- * max_window, and a fresh handle per run. A round runs the four clients
- * one after the other; ROUNDS rounds, and the table gives each client's
- * median and its ratio to the blocking client's median, so a neighbour's
- * burst on a shared machine moves one round, not the result.
+ * max_window (and the key), and a fresh handle per run. A round runs the
+ * five clients one after the other; ROUNDS rounds, and the table gives
+ * each client's median and its ratio to the blocking client's median, so
+ * a neighbour's burst on a shared machine moves one round, not the result.
+ * For the sealed client it also gives the ratio to the plain window-64
+ * client, and the bytes of one request and one reply datagram in either
+ * mode, measured on the wire before the rounds (measure_datagrams).
  *
  * Every reply is compared byte for byte with its request, and every done
  * callback must run exactly once with UDPRR_OK: a mismatch, an error, a
@@ -30,15 +36,19 @@
  * Traffic goes only to 127.0.0.1. Every loop is bounded in count, and
  * every run in time (RUN_BUDGET_MS).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,9 +78,30 @@
 
 static const unsigned windows[] = {1, 16, 64};
 #define WINDOWS (sizeof windows / sizeof windows[0])
+/* The window of the sealed client, and the plain client it is set
+ * against: the one with max_window windows[PLAIN_BESIDE_SEALED - 1],
+ * which must be SEALED_WINDOW (main checks). */
+#define SEALED_WINDOW 64u
+#define PLAIN_BESIDE_SEALED WINDOWS
 /* Client 0 is the blocking one, client 1 + i the asynchronous one with
- * max_window windows[i]. */
-#define CLIENTS (1 + WINDOWS)
+ * max_window windows[i], client SEALED_CLIENT the sealed asynchronous one
+ * (left out when this build has no sealed mode). */
+#define SEALED_CLIENT (1 + WINDOWS)
+#define CLIENTS (2 + WINDOWS)
+/* How long measure_datagrams waits for its one exchange. */
+#define PROBE_BUDGET_MS 5000u
+
+/* The sealed client's and server's key: fixed bytes, since this is a
+ * benchmark and not a secret; the cost of sealing does not depend on
+ * what the key is. */
+static udprr_key bench_key;
+
+static void make_bench_key(void)
+{
+    bench_key.id = 1;
+    for (unsigned i = 0; i < UDPRR_KEY_BYTES; i++)
+        bench_key.secret[i] = (unsigned char)(0xa5u ^ (i * 37u));
+}
 
 struct settings {
     unsigned count;  /* requests per run */
@@ -127,13 +158,15 @@ static int reply_matches(const uint8_t *want, unsigned bytes,
     return reply_len == bytes && memcmp(want, reply, bytes) == 0;
 }
 
-static void open_client(udprr_client **c, const struct fixture_server *server,
-                        unsigned max_window)
+/* key NULL: a plain client. */
+static void open_client(udprr_client **c, const char *port,
+                        unsigned max_window, const udprr_key *key)
 {
     udprr_client_opts opts;
     udprr_client_opts_init(&opts);
     opts.max_window = max_window;
-    if (udprr_client_open(c, "127.0.0.1", server->port, &opts) != UDPRR_OK)
+    opts.key = key;
+    if (udprr_client_open(c, "127.0.0.1", port, &opts) != UDPRR_OK)
         die("cannot open a client on 127.0.0.1");
 }
 
@@ -160,15 +193,16 @@ static void fail_line(const char *client, unsigned round, const char *what)
 
 /* COUNT blocking requests, one after the other. Returns the failures. */
 static unsigned run_blocking(const struct fixture_server *server,
-                             const struct settings *set, unsigned count,
-                             unsigned round, struct run_result *res)
+                             const udprr_key *key, const struct settings *set,
+                             unsigned count, unsigned round,
+                             struct run_result *res)
 {
     udprr_client *c;
     uint8_t *req = malloc(set->bytes);
     uint8_t *reply = malloc(set->bytes + 1u);
     if (req == NULL || reply == NULL)
         die("out of memory");
-    open_client(&c, server, 0);
+    open_client(&c, server->port, 0, key);
 
     unsigned failures = 0;
     char what[160];
@@ -254,8 +288,8 @@ static void on_done(void *user, int status, const void *reply,
  * max_window of them pending at a time, driven by poll and
  * udprr_client_process. Returns the failures. */
 static unsigned run_async(const struct fixture_server *server,
-                          const struct settings *set, unsigned count,
-                          unsigned max_window, unsigned round,
+                          const udprr_key *key, const struct settings *set,
+                          unsigned count, unsigned max_window, unsigned round,
                           struct run_result *res)
 {
     udprr_client *c;
@@ -268,8 +302,9 @@ static unsigned run_async(const struct fixture_server *server,
     run.want = malloc(set->bytes);
     if (req == NULL || run.slots == NULL || run.want == NULL)
         die("out of memory");
-    snprintf(name, sizeof name, "window %u", max_window);
-    open_client(&c, server, max_window);
+    snprintf(name, sizeof name, "%swindow %u", key ? "sealed, " : "",
+             max_window);
+    open_client(&c, server->port, max_window, key);
     int fd = udprr_client_fd(c);
     unsigned keep_pending = PENDING_PER_WINDOW * max_window;
 
@@ -342,6 +377,131 @@ static unsigned run_async(const struct fixture_server *server,
     return run.failures;
 }
 
+/* measure_datagrams' one request. */
+struct probe {
+    const uint8_t *want;
+    unsigned bytes;
+    int done;
+    int status;
+    size_t reply_len;
+    int matches;
+};
+
+static void on_probe_done(void *user, int status, const void *reply,
+                          size_t reply_len)
+{
+    struct probe *p = user;
+    p->done++;
+    p->status = status;
+    p->reply_len = reply_len;
+    p->matches = status == UDPRR_OK &&
+                 reply_matches(p->want, p->bytes, reply, reply_len);
+}
+
+static int from_server(const struct sockaddr_storage *from,
+                       const struct fixture_server *server)
+{
+    const struct sockaddr_in *a = (const struct sockaddr_in *)from;
+    const struct sockaddr_in *b = (const struct sockaddr_in *)&server->addr;
+    return from->ss_family == AF_INET && a->sin_port == b->sin_port &&
+           a->sin_addr.s_addr == b->sin_addr.s_addr;
+}
+
+/* The bytes on the wire of one request of `bytes` bytes and of its reply,
+ * between a client (key NULL: plain) and `server`, measured rather than
+ * computed: the client sends to a socket of ours, which passes the
+ * request on to the server and the server's answer back to the client,
+ * taking each datagram's size as it goes by. The reply must come back
+ * whole. Returns the failures (0 or 1). */
+static unsigned measure_datagrams(const struct fixture_server *server,
+                                  const udprr_key *key, unsigned bytes,
+                                  size_t *request_bytes, size_t *reply_bytes)
+{
+    struct sockaddr_in me;
+    memset(&me, 0, sizeof me);
+    me.sin_family = AF_INET;
+    me.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t me_len = sizeof me;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof me) != 0 ||
+        getsockname(fd, (struct sockaddr *)&me, &me_len) != 0)
+        die("cannot open the probe's socket on 127.0.0.1");
+    char port[16];
+    snprintf(port, sizeof port, "%u", (unsigned)ntohs(me.sin_port));
+
+    uint8_t *req = malloc(bytes);
+    uint8_t *datagram = malloc(UDPRR_MAX_DATAGRAM);
+    if (req == NULL || datagram == NULL)
+        die("out of memory");
+    fill_request(req, bytes, 0x5ea1u);
+    struct probe p;
+    memset(&p, 0, sizeof p);
+    p.want = req;
+    p.bytes = bytes;
+    udprr_client *c;
+    open_client(&c, port, 1, key);
+    int rc = udprr_client_send(c, req, bytes, on_probe_done, &p);
+    if (rc != UDPRR_OK)
+        die("udprr_client_send failed in the probe");
+
+    struct sockaddr_storage client_addr;
+    socklen_t client_len = 0;
+    *request_bytes = *reply_bytes = 0;
+    uint64_t give_up_at = now_us() + PROBE_BUDGET_MS * 1000ull;
+    while (!p.done && now_us() < give_up_at) {
+        struct pollfd fds[2] = {{.fd = fd, .events = POLLIN},
+                                {.fd = udprr_client_fd(c), .events = POLLIN}};
+        int wait_ms = udprr_client_timeout_ms(c);
+        if (wait_ms < 0 || wait_ms > 100)
+            wait_ms = 100;
+        if (poll(fds, 2, wait_ms) < 0 && errno != EINTR)
+            die("poll failed");
+        if (fds[0].revents & POLLIN) {
+            struct sockaddr_storage from;
+            socklen_t from_len = sizeof from;
+            ssize_t n = recvfrom(fd, datagram, UDPRR_MAX_DATAGRAM, 0,
+                                 (struct sockaddr *)&from, &from_len);
+            if (n >= 0 && from_server(&from, server)) {
+                if (*reply_bytes == 0)
+                    *reply_bytes = (size_t)n;
+                if (client_len > 0)
+                    sendto(fd, datagram, (size_t)n, 0,
+                           (struct sockaddr *)&client_addr, client_len);
+            } else if (n >= 0) {
+                if (*request_bytes == 0)
+                    *request_bytes = (size_t)n;
+                client_addr = from;
+                client_len = from_len;
+                sendto(fd, datagram, (size_t)n, 0,
+                       (const struct sockaddr *)&server->addr,
+                       server->addr_len);
+            }
+        }
+        if (udprr_client_process(c) != UDPRR_OK)
+            die("udprr_client_process failed in the probe");
+    }
+    udprr_client_close(c);
+    close(fd);
+
+    unsigned failures = 0;
+    if (p.done != 1 || !p.matches || *request_bytes == 0 ||
+        *reply_bytes == 0) {
+        char what[160];
+        snprintf(what, sizeof what,
+                 "%s probe: %d done callbacks, status %s, reply %zu bytes "
+                 "(%s), datagrams seen %zu and %zu bytes",
+                 key ? "sealed" : "plain", p.done,
+                 udprr_status_name(p.status), p.reply_len,
+                 p.matches ? "matches" : "does not match", *request_bytes,
+                 *reply_bytes);
+        fail_line("datagram sizes", 0, what);
+        failures = 1;
+    }
+    free(req);
+    free(datagram);
+    return failures;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -387,6 +547,8 @@ static const char *client_name(unsigned k, char buf[32])
 {
     if (k == 0)
         snprintf(buf, 32, "blocking");
+    else if (k == SEALED_CLIENT)
+        snprintf(buf, 32, "sealed, window %u", SEALED_WINDOW);
     else
         snprintf(buf, 32, "async, window %u", windows[k - 1]);
     return buf;
@@ -426,6 +588,18 @@ int main(int argc, char **argv)
     if (getloadavg(load, 3) != 3)
         load[0] = load[1] = load[2] = -1;
 
+    /* The sealed client runs when this build can seal and the request
+     * fits a sealed datagram. */
+    const char *no_sealed = NULL;
+    if (!udprr_sealed_supported())
+        no_sealed = "this build has no sealed mode (make SODIUM=no)";
+    else if (set.bytes > UDPRR_MAX_SEALED_PAYLOAD)
+        no_sealed = "-s is above UDPRR_MAX_SEALED_PAYLOAD";
+    unsigned n_clients = no_sealed ? SEALED_CLIENT : CLIENTS;
+    if (windows[PLAIN_BESIDE_SEALED - 1] != SEALED_WINDOW)
+        die("the sealed client's plain counterpart has another window");
+    make_bench_key();
+
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("libudprr %s pipelining benchmark, %s\n", udprr_version(), date);
     printf("settings: -n %u -r %u -s %u (requests per run, rounds, bytes per "
@@ -442,31 +616,66 @@ int main(int argc, char **argv)
            "  async:    udprr_client_send with %u x max_window pending, "
            "poll() + udprr_client_process\n",
            PENDING_PER_WINDOW);
+    if (no_sealed)
+        printf("sealed: not measured: %s\n", no_sealed);
+    else
+        printf("sealed: a second such server with one key (ID %" PRIu32
+               ", %u fixed bytes), the async client with the same key at "
+               "max_window %u,\n  run right after the plain one in each "
+               "round\n",
+               bench_key.id, UDPRR_KEY_BYTES, SEALED_WINDOW);
     printf("each round runs the %u clients in turn; the table gives the "
            "median of the rounds\n\n",
-           (unsigned)CLIENTS);
+           n_clients);
 
-    struct fixture_server server;
+    struct fixture_server server, sealed_server;
     if (fixture_server_start(&server, "127.0.0.1", NULL, fixture_echo_handler,
                              NULL) != UDPRR_OK)
         die("cannot start the server on 127.0.0.1");
+    if (!no_sealed) {
+        udprr_server_opts sopts;
+        udprr_server_opts_init(&sopts);
+        sopts.keys = &bench_key;
+        sopts.n_keys = 1;
+        if (fixture_server_start(&sealed_server, "127.0.0.1", &sopts,
+                                 fixture_echo_handler, NULL) != UDPRR_OK)
+            die("cannot start the sealed server on 127.0.0.1");
+    }
 
     unsigned failures = 0;
     struct run_result warm;
     memset(&warm, 0, sizeof warm);
-    failures += run_blocking(&server, &set, WARMUP_REQUESTS, 0, &warm);
+    failures += run_blocking(&server, NULL, &set, WARMUP_REQUESTS, 0, &warm);
     printf("warm-up (round 0): %u blocking requests, %.0f/s, not counted\n",
            WARMUP_REQUESTS, warm.per_s);
+    /* Bytes per datagram, plain and sealed, for this request size. */
+    size_t dgram[2][2] = {{0, 0}, {0, 0}}; /* [sealed][request, reply] */
+    failures += measure_datagrams(&server, NULL, set.bytes, &dgram[0][0],
+                                  &dgram[0][1]);
+    if (!no_sealed) {
+        memset(&warm, 0, sizeof warm);
+        failures += run_blocking(&sealed_server, &bench_key, &set,
+                                 WARMUP_REQUESTS, 0, &warm);
+        printf("warm-up (round 0): %u sealed blocking requests, %.0f/s, not "
+               "counted\n",
+               WARMUP_REQUESTS, warm.per_s);
+        failures += measure_datagrams(&sealed_server, &bench_key, set.bytes,
+                                      &dgram[1][0], &dgram[1][1]);
+    }
 
     static struct run_result res[CLIENTS][MAX_ROUNDS];
     char name[32];
     for (unsigned r = 0; r < set.rounds && failures == 0; r++) {
-        for (unsigned k = 0; k < CLIENTS && failures == 0; k++) {
+        for (unsigned k = 0; k < n_clients && failures == 0; k++) {
             struct run_result *x = &res[k][r];
             if (k == 0)
-                failures += run_blocking(&server, &set, set.count, r + 1, x);
+                failures += run_blocking(&server, NULL, &set, set.count,
+                                         r + 1, x);
+            else if (k == SEALED_CLIENT)
+                failures += run_async(&sealed_server, &bench_key, &set,
+                                      set.count, SEALED_WINDOW, r + 1, x);
             else
-                failures += run_async(&server, &set, set.count,
+                failures += run_async(&server, NULL, &set, set.count,
                                       windows[k - 1], r + 1, x);
             if (!x->measured)
                 continue;
@@ -492,6 +701,26 @@ int main(int argc, char **argv)
         printf("server: handled %" PRIu64 " requests (warm-up included)\n",
                ss.handled);
     }
+    if (!no_sealed) {
+        server_status = fixture_server_stop(&sealed_server, &ss);
+        if (server_status != UDPRR_OK) {
+            printf("FAIL the sealed server: %s\n",
+                   udprr_status_name(server_status));
+            failures++;
+        } else {
+            printf("sealed server: handled %" PRIu64 " requests (warm-up "
+                   "included); dropped_auth %" PRIu64 ", dropped_clock %" PRIu64
+                   "\n",
+                   ss.handled, ss.dropped_auth, ss.dropped_clock);
+            /* Every datagram on clean loopback comes from a client with
+             * the key and a clock within the window: a drop is a bug. */
+            if (ss.dropped_auth > 0 || ss.dropped_clock > 0) {
+                printf("FAIL the sealed server dropped datagrams of its own "
+                       "clients\n");
+                failures++;
+            }
+        }
+    }
     if (failures > 0) {
         printf("\nFAIL: %u failures (see the FAIL lines above); no table: "
                "these figures would count wrong or missing replies\n",
@@ -500,7 +729,7 @@ int main(int argc, char **argv)
     }
 
     double med[CLIENTS];
-    for (unsigned k = 0; k < CLIENTS; k++) {
+    for (unsigned k = 0; k < n_clients; k++) {
         double v[MAX_ROUNDS];
         for (unsigned r = 0; r < set.rounds; r++)
             v[r] = res[k][r].per_s;
@@ -512,7 +741,7 @@ int main(int argc, char **argv)
     /* Each round's figure, so the spread shows beside the median. */
     char rounds[CLIENTS][MAX_ROUNDS * 12];
     int rounds_width = (int)strlen("rounds, requests/s");
-    for (unsigned k = 0; k < CLIENTS; k++) {
+    for (unsigned k = 0; k < n_clients; k++) {
         size_t used = 0;
         rounds[k][0] = '\0';
         for (unsigned r = 0; r < set.rounds; r++)
@@ -528,9 +757,56 @@ int main(int argc, char **argv)
     for (int i = 0; i <= rounds_width; i++)
         putchar('-');
     printf("|\n");
-    for (unsigned k = 0; k < CLIENTS; k++)
+    for (unsigned k = 0; k < n_clients; k++)
         printf("| %-17s | %10.0f | %10.2fx | %-*s |\n",
                client_name(k, name), med[k], med[0] > 0 ? med[k] / med[0] : 0,
                rounds_width, rounds[k]);
+
+    printf("\nBytes per datagram, measured (request, reply), for %u bytes "
+           "of request and reply: plain %zu, %zu",
+           set.bytes, dgram[0][0], dgram[0][1]);
+    if (!no_sealed)
+        printf("; sealed %zu, %zu", dgram[1][0], dgram[1][1]);
+    printf("\n");
+    if (no_sealed)
+        return 0;
+    /* Each round's sealed rate over that round's plain window-64 rate: the
+     * two ran one after the other, so a burst of load on the machine
+     * tends to hit both. */
+    double ratio[MAX_ROUNDS];
+    size_t used = 0;
+    char ratios[MAX_ROUNDS * 8];
+    ratios[0] = '\0';
+    for (unsigned r = 0; r < set.rounds; r++) {
+        double plain = res[PLAIN_BESIDE_SEALED][r].per_s;
+        ratio[r] = plain > 0 ? res[SEALED_CLIENT][r].per_s / plain : 0;
+        used += (size_t)snprintf(ratios + used, sizeof ratios - used,
+                                 "%s%.2f", r ? " " : "", ratio[r]);
+    }
+    printf("\nSealed against plain at max_window %u, the same rounds:\n\n",
+           SEALED_WINDOW);
+    printf("| %-17s | %10s | %8s | %8s | %8s |\n", "client", "requests/s",
+           "x plain", "request", "reply");
+    printf("|-------------------|------------|----------|----------|"
+           "----------|\n");
+    for (unsigned m = 0; m < 2; m++) {
+        unsigned k = m ? SEALED_CLIENT : PLAIN_BESIDE_SEALED;
+        double x = med[PLAIN_BESIDE_SEALED] > 0
+                       ? med[k] / med[PLAIN_BESIDE_SEALED]
+                       : 0;
+        printf("| %-17s | %10.0f | %7.2fx | %8zu | %8zu |\n",
+               client_name(k, name), med[k], x, dgram[m][0], dgram[m][1]);
+    }
+    printf("\nsealed / plain: %.2f of the medians; %.2f the median of the "
+           "rounds' ratios (%s)\n",
+           med[PLAIN_BESIDE_SEALED] > 0
+               ? med[SEALED_CLIENT] / med[PLAIN_BESIDE_SEALED]
+               : 0,
+           median(ratio, set.rounds), ratios);
+    printf("bytes per datagram: sealed - plain = %td request, %td reply "
+           "(UDPRR_SEAL_OVERHEAD %d)\n",
+           (ptrdiff_t)dgram[1][0] - (ptrdiff_t)dgram[0][0],
+           (ptrdiff_t)dgram[1][1] - (ptrdiff_t)dgram[0][1],
+           UDPRR_SEAL_OVERHEAD);
     return 0;
 }

@@ -6,17 +6,24 @@
  * through server_hooks.h (no datagram goes to a socket). Built by `make
  * fuzz`; tests/unit_fuzz_replay replays fuzz/corpus/server in make check.
  *
- * The input is a program. Its first byte picks the framing and the
+ * The input is a program. Its first byte picks the framing (native,
+ * id-at-offset, raw, or native sealed with keys 1 and 2) and the
  * handler's habits; then each operation is a byte and its operands:
  *   feed     a datagram from one of four peers: fuzz bytes, or a request
  *            well formed from a small set of IDs and bodies (so that
- *            retransmissions, reused IDs and cache hits happen)
- *   advance  the clock moves on (up to ~2 s), deferred lifetimes end
+ *            retransmissions, reused IDs and cache hits happen); sealed,
+ *            either of those sealed with key 1 or 2, a key the server
+ *            lacks, a wrong secret, a clock inside or outside the replay
+ *            window, then maybe a byte flipped, or left plain
+ *   advance  the clock moves on (up to ~2 s), deferred lifetimes end;
+ *            sealed, the server's keys may change between {1, 2} and {2}
  *   answer   a deferred request is answered or declined through its token
  * It checks what must hold, not only that nothing crashes:
  *   - every datagram received is counted in exactly one way: received ==
  *     handled + cache_hits + deferred_retransmissions + dropped_malformed
- *     + dropped_unexpected;
+ *     + dropped_unexpected + dropped_auth + dropped_clock;
+ *   - sealed, every answer opens with the server's keys, and a datagram
+ *     that does not open is never answered;
  *   - the cache never holds more than its bounds; no more than
  *     max_deferred requests wait;
  *   - every answer is well formed in the framing, goes to a peer that sent
@@ -37,6 +44,7 @@
 #include <string.h>
 
 #include "framing.h"
+#include "seal.h"
 #include "server_hooks.h"
 #include "udprr.h"
 #include "wire.h"
@@ -49,6 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define CACHE_BYTES (6 * UDPRR_CACHE_ENTRY_OVERHEAD + 256)
 #define MAX_DEFERRED 3
 #define LIFETIME_MS 500
+/* The sealed server's replay window: half the cache's lifetime. */
+#define WINDOW_MS (LIFETIME_MS / 2)
 
 #define CHECK(cond)                                                            \
     do {                                                                       \
@@ -86,7 +96,15 @@ struct run {
     const uint8_t *fed;       /* ... its request's bytes, as the */
     size_t fed_len;           /*     handler sees them, */
     size_t fed_datagram_len;  /*     and its whole size */
+    int sealed;               /* the server holds keys 1 and 2 */
+    struct udprr__keyring ring; /* ... and the answers open with them */
+    int key1_live;            /* the server holds key 1 now */
 };
+
+/* The sealed server's keys, and one it never holds. */
+static const udprr_key key1 = {1, {0x11, 0x22}}, key2 = {2, {0x33}},
+                       key1_forged = {1, {0x11, 0x23}},
+                       key_unknown = {7, {0x44}};
 
 static struct sockaddr_in peer_addr(unsigned i)
 {
@@ -140,9 +158,20 @@ static void on_answer(void *ctx, const struct sockaddr *peer,
         memcpy(dgram, header, header_len);
     if (body_len > 0)
         memcpy(dgram + header_len, body, body_len);
+    uint8_t *inner = dgram;
+    size_t inner_len = header_len + body_len;
+    if (r->sealed) {
+        /* Sealed whole, with a key the server holds. */
+        uint32_t key_id;
+        uint64_t clock_ms;
+        CHECK(header_len == 0);
+        CHECK(udprr__seal_open(&r->ring, dgram, body_len, &key_id, &clock_ms,
+                               &inner_len) == UDPRR__SEAL_OPENED);
+        inner += UDPRR__SEAL_HEAD_BYTES;
+    }
     struct udprr__framed f;
-    enum udprr__wire_result wr = udprr__framing_parse(
-        &r->framing, dgram, header_len + body_len, 1, &f);
+    enum udprr__wire_result wr =
+        udprr__framing_parse(&r->framing, inner, inner_len, 1, &f);
     if (r->framing.kind == UDPRR_FRAMING_ID_AT_OFFSET &&
         body_len < r->framing.id_offset + r->framing.id_len) {
         /* An answer too short to hold the ID goes out as the handler
@@ -220,7 +249,10 @@ static void check_counters(const struct run *r, int ticked)
     CHECK(udprr_server_stats(r->s, &st) == UDPRR_OK);
     CHECK(st.received == st.handled + st.cache_hits +
                              st.deferred_retransmissions +
-                             st.dropped_malformed + st.dropped_unexpected);
+                             st.dropped_malformed + st.dropped_unexpected +
+                             st.dropped_auth + st.dropped_clock);
+    if (!r->sealed)
+        CHECK(st.dropped_auth == 0 && st.dropped_clock == 0);
     CHECK(st.cache_entries <= CACHE_ENTRIES);
     CHECK(st.cache_bytes <= CACHE_BYTES);
     if (ticked)
@@ -263,6 +295,39 @@ static size_t make_datagram(struct run *r, unsigned peer, uint8_t *out,
     return len;
 }
 
+/* Seals datagram[0..len) (room for UDPRR_SEAL_OVERHEAD more) as the
+ * input says: with either key, a key the server lacks or a wrong secret,
+ * a clock inside or well outside the window, maybe a byte flipped after;
+ * or leaves it plain. Returns its length now; *opens: whether the server
+ * can open it and take it in its window. */
+static size_t seal_datagram(struct run *r, uint8_t *datagram, size_t len,
+                            int *opens)
+{
+    static const int64_t offsets_ms[4] = {0, WINDOW_MS / 2, -WINDOW_MS / 2,
+                                          0};
+    unsigned how = take(r->in);
+    const udprr_key *keys[4] = {&key1, &key2, &key_unknown, &key1_forged};
+    *opens = 0;
+    if ((how & 7) == 7)
+        return len; /* plain */
+    int64_t skew = (how & 0x20) ? ((how & 0x40) ? 1 : -1) *
+                                      (int64_t)(WINDOW_MS + 1000)
+                                : offsets_ms[(how >> 6) & 3];
+    const udprr_key *key = keys[(how >> 3) & 3];
+    uint8_t inner[256];
+    memcpy(inner, datagram, len);
+    len = udprr__seal(key, udprr__seal_clock_ms() + (uint64_t)skew, inner, len,
+                      datagram);
+    *opens = ((key == &key1 && r->key1_live) || key == &key2) &&
+             !(how & 0x20);
+    if (how & 4) {
+        unsigned at = take(r->in);
+        datagram[at % len] ^= (uint8_t)(1u << (how & 3));
+        *opens = 0;
+    }
+    return len;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct input in = {data, size};
@@ -271,11 +336,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r.in = &in;
     unsigned first = take(&in);
     r.habits = first >> 2;
-    static const struct udprr__framing framings[3] = {
+    static const struct udprr__framing framings[4] = {
         {UDPRR_FRAMING_NATIVE, 0, 0, 0},
         {UDPRR_FRAMING_ID_AT_OFFSET, 0, 2, 0},
-        {UDPRR_FRAMING_RAW, 0, 0, 0}};
-    r.framing = framings[(first & 3) % 3];
+        {UDPRR_FRAMING_RAW, 0, 0, 0},
+        {UDPRR_FRAMING_NATIVE, 0, 0, 1}};
+    r.framing = framings[first & 3];
+    r.sealed = r.framing.sealed;
+    r.key1_live = 1;
+    const udprr_key both[2] = {key1, key2};
+    CHECK(udprr__keyring_set(&r.ring, both, 2) == UDPRR_OK);
 
     udprr_server_opts o;
     udprr_server_opts_init(&o);
@@ -287,6 +357,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.cache_lifetime_ms = LIFETIME_MS;
     o.max_deferred = MAX_DEFERRED;
     o.deferred_lifetime_ms = LIFETIME_MS / 2;
+    if (r.sealed) {
+        o.keys = both;
+        o.n_keys = 2;
+    }
     if (udprr_server_open(&r.s, "127.0.0.1", "0", &o) != UDPRR_OK)
         return 0; /* no socket to be had: nothing to test */
     udprr__server_set_tx_hook(r.s, on_answer, &r);
@@ -297,8 +371,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int ticked = 0;
         if (what <= 1) {
             unsigned peer = take(&in) % PEERS;
-            static uint8_t dgram[256];
-            size_t len = make_datagram(&r, peer, dgram, sizeof dgram);
+            static uint8_t dgram[256 + UDPRR_SEAL_OVERHEAD];
+            size_t len = make_datagram(&r, peer, dgram, 256);
             struct sockaddr_in a = peer_addr(peer);
             /* What the answer must echo, before the server may write to
              * the datagram. */
@@ -315,16 +389,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (r.n_sent[peer] < 16)
                     r.sent_ids[peer][r.n_sent[peer]++] = f.id;
             }
+            /* Sealed after its body is copied: sealing overwrites it. */
+            int opens = 1;
+            if (r.sealed)
+                len = seal_datagram(&r, dgram, len, &opens);
             uint64_t answers_before = r.answers;
             r.fed_datagram_len = len;
             r.feeding = 1;
             udprr__server_feed(r.s, dgram, len, (struct sockaddr *)&a,
                                sizeof a, handler, &r, now);
             r.feeding = 0;
-            if (!is_request)
+            if (!is_request || !opens)
                 CHECK(r.answers == answers_before);
         } else if (what == 2) {
-            now += (uint64_t)take(&in) * 8000; /* up to ~2 s */
+            unsigned step = take(&in);
+            now += (uint64_t)step * 8000; /* up to ~2 s */
+            if (r.sealed && (step & 1)) {
+                r.key1_live = (step & 2) != 0;
+                CHECK(udprr_server_set_keys(r.s, r.key1_live ? both : &key2,
+                                            r.key1_live ? 2 : 1) == UDPRR_OK);
+            }
             udprr__server_tick(r.s, now);
             ticked = 1;
         } else if (r.n_tokens > 0) {
@@ -340,6 +424,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ticked = 1;
         }
         check_counters(&r, ticked);
+    }
+    /* Every key back, so that every deferred request can be declined. */
+    if (r.sealed) {
+        CHECK(udprr_server_set_keys(r.s, both, 2) == UDPRR_OK);
+        udprr__server_tick(r.s, now);
     }
     struct udprr_server_stats st = {.size = sizeof st};
     CHECK(udprr_server_stats(r.s, &st) == UDPRR_OK);

@@ -159,7 +159,11 @@ UDPRR_API const char *udprr_version(void);
  * still takes has its answer remembered (while the cache's bounds allow:
  * an answer evicted early, stats cache_evicted, lets its replay run the
  * handler again). Client and server clocks must so agree to within that
- * window less the path's delay: NTP keeps them to milliseconds.
+ * window less the path's delay: NTP keeps them to milliseconds. With
+ * workers > 1 each worker has a cache of its own and the kernel picks the
+ * worker by the source address, so a replay from another address may
+ * reach a worker that never saw the request and run the handler again:
+ * serve with one worker where a replay must never run twice.
  *
  * Sealing adds UDPRR_SEAL_OVERHEAD bytes to each datagram, so a sealed
  * request or reply holds at most UDPRR_MAX_SEALED_PAYLOAD bytes. Only the
@@ -482,6 +486,7 @@ UDPRR_API int udprr_client_open(udprr_client **out, const char *host,
  *   UDPRR_EREMOTE    the server's handler declined the request;
  *   UDPRR_ETOOBIG    req_len over what one datagram carries in the
  *                    handle's framing: UDPRR_MAX_PAYLOAD native,
+ *                    UDPRR_MAX_SEALED_PAYLOAD sealed,
  *                    UDPRR_MAX_DATAGRAM raw and id-at-offset (nothing was
  *                    sent); or the local stack refused a datagram that size;
  *   UDPRR_ETRUNC     the reply is larger than reply_cap: the first reply_cap
@@ -1041,7 +1046,8 @@ typedef struct udprr_request {
 
 /*
  * The application's handler. Write at most reply_cap bytes (reply_cap is
- * UDPRR_MAX_PAYLOAD native, UDPRR_MAX_DATAGRAM in the other framings) to
+ * UDPRR_MAX_PAYLOAD native, UDPRR_MAX_SEALED_PAYLOAD on a sealed server,
+ * UDPRR_MAX_DATAGRAM in the other framings) to
  * reply, set *reply_len (0 on entry), and return one of:
  *
  *   UDPRR_REPLY (0)   send the *reply_len bytes. In id-at-offset framing
@@ -1382,7 +1388,8 @@ UDPRR_API int udprr_server_process(udprr_server *s, udprr_handler h,
  * UDPRR_OK; UDPRR_ENOTPENDING (no deferred request has that token: it was
  * answered already, its lifetime ended, or it was never given; nothing is
  * sent); UDPRR_ETOOBIG (len above what the framing carries:
- * UDPRR_MAX_PAYLOAD native, UDPRR_MAX_DATAGRAM otherwise; the token stays
+ * UDPRR_MAX_PAYLOAD native, UDPRR_MAX_SEALED_PAYLOAD sealed,
+ * UDPRR_MAX_DATAGRAM otherwise; the token stays
  * valid); UDPRR_EINVAL (s NULL, reply NULL with len > 0); UDPRR_ENOMEM
  * (the token stays valid).
  */

@@ -7,6 +7,8 @@
  */
 #include "seal.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -36,14 +38,69 @@ int udprr_sealed_supported(void)
 #endif
 }
 
-int udprr__seal_init(void)
+/*
+ * Nonces. Each thread that seals draws 16 random bytes once and counts
+ * datagrams in the other 8: a nonce is its thread's prefix and count. Two
+ * threads (of any process, on any host: every sender of a key) share a
+ * prefix with a probability of about n^2 / 2^129 for n threads, and one
+ * thread never counts to 2^64, so no nonce repeats under a key, at the
+ * cost of one random draw per thread rather than one system call
+ * (getrandom) per datagram. A child of fork would copy its parent's count
+ * and send the same nonces, so a fork makes every thread of the child draw
+ * a new prefix before it seals again.
+ */
+struct nonces {
+    uint8_t prefix[16];
+    uint64_t count;
+    unsigned forks; /* the number of forks when prefix was drawn, + 1 */
+};
+
+static _Thread_local struct nonces thread_nonces;
+static atomic_uint forks_seen = 1; /* 0 is "never drawn" */
+
+static void after_fork_in_child(void)
+{
+    atomic_fetch_add(&forks_seen, 1);
+}
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_status;
+
+static void init(void)
 {
 #ifdef UDPRR_HAVE_SODIUM
-    /* Thread-safe, and 1 (not an error) once already done. */
-    return sodium_init() < 0 ? UDPRR_ESYS : UDPRR_OK;
+    /* sodium_init is thread-safe; 1 means it was done already. */
+    init_status = sodium_init() < 0 ||
+                          pthread_atfork(NULL, NULL, after_fork_in_child) != 0
+                      ? UDPRR_ESYS
+                      : UDPRR_OK;
 #else
-    return UDPRR_ENOTSUP;
+    init_status = UDPRR_ENOTSUP;
 #endif
+}
+
+int udprr__seal_init(void)
+{
+    pthread_once(&init_once, init);
+    return init_status;
+}
+
+/* The calling thread's next nonce. */
+static void next_nonce(uint8_t out[UDPRR__SEAL_NONCE_BYTES])
+{
+    struct nonces *n = &thread_nonces;
+    unsigned forks = atomic_load_explicit(&forks_seen, memory_order_relaxed);
+    if (n->forks != forks) {
+#ifdef UDPRR_HAVE_SODIUM
+        randombytes_buf(n->prefix, sizeof n->prefix);
+#endif
+        n->count = 0;
+        n->forks = forks;
+    }
+    memcpy(out, n->prefix, sizeof n->prefix);
+    uint64_t c = n->count++;
+    for (int i = 7; i >= 0; i--, c >>= 8)
+        out[sizeof n->prefix + (size_t)i] = (uint8_t)c;
 }
 
 int udprr__keyring_set(struct udprr__keyring *r, const udprr_key *keys,
@@ -137,11 +194,7 @@ size_t udprr__seal(const udprr_key *key, uint64_t time_ms,
                    const uint8_t *inner, size_t len, uint8_t *out)
 {
     uint8_t nonce[UDPRR__SEAL_NONCE_BYTES];
-#ifdef UDPRR_HAVE_SODIUM
-    randombytes_buf(nonce, sizeof nonce);
-#else
-    memset(nonce, 0, sizeof nonce); /* unreachable: init said ENOTSUP */
-#endif
+    next_nonce(nonce);
     return udprr__seal_with_nonce(key, time_ms, nonce, inner, len, out);
 }
 

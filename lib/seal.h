@@ -16,18 +16,20 @@
  *        4     4  key ID, big-endian
  *        8     8  the sender's clock: milliseconds since 1970-01-01 UTC,
  *                 big-endian
- *       16    24  nonce, random
+ *       16    24  nonce: never the same twice under one key (below)
  *       40     n  the inner datagram, encrypted
  *     40+n    16  the tag
  *
  * AEAD: XChaCha20-Poly1305 (IETF), the key's 32 bytes, the nonce above,
- * bytes 0..15 as associated data. The nonce is drawn at random for every
- * datagram (libsodium's randombytes_buf): 192 bits make a repeat under one
- * key negligible (about 2^-65 after 2^64 datagrams) with no state shared
- * between the many senders of one key (every client, every server worker,
- * every process, a fork), whereas a nonce derived from the ID, the attempt
- * and the direction would repeat whenever two clients of one key drew the
- * same ID, or a server answered one attempt twice with other bytes.
+ * bytes 0..15 as associated data. XChaCha's 192-bit nonce leaves room for
+ * 128 random bits: each sending thread draws a random 16-byte prefix and
+ * counts its datagrams in the last 8 bytes (seal.c), so no nonce repeats
+ * under one key with no state shared between the many senders of a key
+ * (every client, every server worker, every process; a fork draws anew)
+ * and no system call per datagram. A nonce derived from the ID, the
+ * attempt and the direction instead would repeat whenever two clients of
+ * one key drew the same ID, or a server answered one attempt twice with
+ * other bytes.
  */
 #ifndef UDPRR_SEAL_H
 #define UDPRR_SEAL_H
@@ -65,12 +67,14 @@ enum udprr__seal_result {
                              changed or truncated bytes */
 };
 
-/* Makes libsodium ready (once per process; any thread). UDPRR_OK;
- * UDPRR_ENOTSUP in a build without it; UDPRR_ESYS when it cannot start. */
+/* Makes libsodium ready and registers the fork handler that renews the
+ * nonces (once per process; any thread). UDPRR_OK; UDPRR_ENOTSUP in a
+ * build without libsodium; UDPRR_ESYS when it cannot start. */
 int udprr__seal_init(void);
 
-/* Sets *r to keys[0..n): UDPRR_OK, or UDPRR_EINVAL for keys NULL, n 0 or
- * above UDPRR_MAX_KEYS, or two keys with one ID (*r unchanged then). */
+/* Sets *r to keys[0..n), the slots past n zeroed (no old key stays in
+ * them): UDPRR_OK, or UDPRR_EINVAL for keys NULL, n 0 or above
+ * UDPRR_MAX_KEYS, or two keys with one ID (*r unchanged then). */
 int udprr__keyring_set(struct udprr__keyring *r, const udprr_key *keys,
                        size_t n);
 

@@ -243,6 +243,8 @@ struct tap {
     unsigned out_of_range; /* rules whose offset was past the datagram */
     uint8_t first[2][UDPRR_MAX_DATAGRAM]; /* each way's first datagram, */
     size_t first_len[2];                  /* as it arrived */
+    uint8_t last[2][UDPRR_MAX_DATAGRAM];  /* and its latest */
+    size_t last_len[2];
     uint8_t buf[UDPRR_MAX_DATAGRAM + 1];
 };
 
@@ -254,6 +256,8 @@ static int tap_apply(struct tap *t, int dir, size_t *len)
         memcpy(t->first[dir], t->buf, *len);
         t->first_len[dir] = *len;
     }
+    memcpy(t->last[dir], t->buf, *len);
+    t->last_len[dir] = *len;
     struct tap_rule *r = &t->rule[dir];
     if (r->count == 0 || r->action == TAP_PASS)
         return 1;
@@ -380,7 +384,7 @@ static void tap_reset(struct tap *t)
     pthread_mutex_lock(&t->lock);
     for (int d = 0; d < 2; d++) {
         t->seen[d] = t->tampered[d] = t->forwarded[d] = 0;
-        t->first_len[d] = 0;
+        t->first_len[d] = t->last_len[d] = 0;
         t->rule[d] = (struct tap_rule){TAP_PASS, 0, 0, 0};
     }
     t->out_of_range = 0;
@@ -403,6 +407,17 @@ static size_t tap_first(struct tap *t, int dir, uint8_t *out, size_t cap)
     size_t n = t->first_len[dir];
     ck_assert_uint_le(n, cap);
     memcpy(out, t->first[dir], n);
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+/* The latest datagram the tap saw going `dir`, as it arrived. */
+static size_t tap_last(struct tap *t, int dir, uint8_t *out, size_t cap)
+{
+    pthread_mutex_lock(&t->lock);
+    size_t n = t->last_len[dir];
+    ck_assert_uint_le(n, cap);
+    memcpy(out, t->last[dir], n);
     pthread_mutex_unlock(&t->lock);
     return n;
 }
@@ -1781,6 +1796,7 @@ START_TEST(amplification_echo_inside_the_seal)
     test_server_start(&ts, "127.0.0.1", &so, big_answer, &count);
     struct tap *tap = tap_start(ts.port);
     udprr_client_opts co = sealed_client_opts(&key);
+    co.initial_rto_ms = 2000; /* no retransmission but the echo's */
     udprr_client *c = test_client_open(tap->port, &co);
     static char reply[20000];
     size_t len = 0;
@@ -1797,17 +1813,54 @@ START_TEST(amplification_echo_inside_the_seal)
 
     /* The echo went sealed: the first answer is a sealed echo. */
     static uint8_t first[UDPRR_MAX_DATAGRAM], inner[UDPRR_MAX_DATAGRAM];
+    static uint8_t plain_req[UDPRR_MAX_DATAGRAM], cookie_req[UDPRR_MAX_DATAGRAM];
+    static uint8_t ans[UDPRR_MAX_DATAGRAM];
     size_t first_len = tap_first(tap, TO_CLIENT, first, sizeof first);
+    /* The request as first sent, and again with the cookie. */
+    size_t plain_len = tap_first(tap, TO_SERVER, plain_req, sizeof plain_req);
+    size_t cookie_len = tap_last(tap, TO_SERVER, cookie_req,
+                                 sizeof cookie_req);
+    ck_assert_uint_ge(tap_count(tap, &tap->seen[TO_SERVER]), 2);
     tap_stop(tap);
     ck_assert_uint_eq(first_len,
                       HDR + UDPRR__WIRE_COOKIE_BYTES + UDPRR_SEAL_OVERHEAD);
     struct udprr__wire_header h;
     open_sealed(&key, first, first_len, inner, sizeof inner, &h);
     ck_assert_int_eq(h.kind, UDPRR__KIND_ECHO);
+    ck_assert_uint_eq(cookie_len, plain_len + UDPRR__WIRE_COOKIE_BYTES);
+
+    /* Neither, replayed from another address (as a forger aiming the
+     * answer at a victim would), draws the large answer from the cache:
+     * the cookie is the tap's address's, not the replayer's. */
+    char rport[16];
+    int fd = test_plain_socket("127.0.0.1", rport);
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)atoi(ts.port))};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const uint8_t *replays[2] = {plain_req, cookie_req};
+    const size_t replay_len[2] = {plain_len, cookie_len};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(sendto(fd, replays[i], replay_len[i], 0,
+                                (struct sockaddr *)&to, sizeof to),
+                         (ssize_t)replay_len[i]);
+        struct sockaddr_storage from;
+        socklen_t from_len = sizeof from;
+        ssize_t got = test_recv_within(fd, ans, sizeof ans, (int)wait_ms(),
+                                       &from, &from_len);
+        ck_assert_int_eq(got, (ssize_t)first_len);
+        open_sealed(&key, ans, (size_t)got, inner, sizeof inner, &h);
+        ck_assert_int_eq(h.kind, UDPRR__KIND_ECHO);
+    }
+    struct sockaddr_storage from;
+    socklen_t from_len = sizeof from;
+    ck_assert_int_eq(test_recv_within(fd, ans, sizeof ans, QUIET_MS, &from,
+                                      &from_len),
+                     -1);
+    close(fd);
 
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
-    ck_assert_uint_eq(ss.amplification_echoes, 1);
+    ck_assert_uint_eq(ss.amplification_echoes, 3);
     ck_assert_uint_eq(ss.handled, 1);
     ck_assert_uint_eq(handler_calls(&count), 1);
     ck_assert_uint_eq(ss.dropped_auth, 0);

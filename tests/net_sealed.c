@@ -37,6 +37,7 @@
  * asserts UDPRR_ENOTSUP runs.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -983,6 +984,75 @@ START_TEST(rotation_with_two_keys_live)
 }
 END_TEST
 
+/* A thread that swaps the server's second key back and forth while a
+ * client of the first makes requests: key 1 is in every set, so every
+ * request completes, whatever moment each swap lands at. */
+struct rotator {
+    udprr_server *s;
+    atomic_int stop;
+    unsigned swaps;
+    int failed_rc;
+};
+
+static void *rotate_keys(void *arg)
+{
+    struct rotator *r = arg;
+    udprr_key sets[2][2] = {{make_key(1, 101), make_key(2, 102)},
+                            {make_key(3, 103), make_key(1, 101)}};
+    /* Bounded: at most 20000 swaps, whatever the other thread does. */
+    while (!atomic_load(&r->stop) && r->swaps < 20000) {
+        int rc = udprr_server_set_keys(r->s, sets[r->swaps % 2], 2);
+        if (rc != UDPRR_OK)
+            r->failed_rc = rc;
+        r->swaps++;
+        if (r->swaps % 8 == 0)
+            sched_yield();
+    }
+    return NULL;
+}
+
+START_TEST(rotation_under_load_keeps_the_common_key)
+{
+    enum { N = 40 };
+    udprr_key k1 = make_key(1, 101);
+    udprr_key start[2] = {k1, make_key(2, 102)};
+    udprr_server_opts so = sealed_server_opts(start, 2);
+    struct counter count = {0};
+    struct fixture_server ts;
+    test_server_start(&ts, "127.0.0.1", &so, counting_echo, &count);
+    static struct rotator r;
+    memset(&r, 0, sizeof r);
+    r.s = ts.server;
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, rotate_keys, &r), 0);
+    udprr_client_opts co = sealed_client_opts(&k1);
+    udprr_client *c = test_client_open(ts.port, &co);
+    for (unsigned i = 0; i < N; i++) {
+        char req[32], reply[32];
+        int n = snprintf(req, sizeof req, "steady %u", i);
+        size_t len = 0;
+        int rc = udprr_client_request(c, req, (size_t)n, reply, sizeof reply,
+                                      &len);
+        ck_assert_msg(rc == UDPRR_OK, "request %u: %s", i,
+                      udprr_status_name(rc));
+        ck_assert_uint_eq(len, (size_t)n);
+        ck_assert_mem_eq(reply, req, len);
+    }
+    atomic_store(&r.stop, 1);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(r.failed_rc, 0);
+    ck_assert_uint_gt(r.swaps, 0);
+    struct udprr_client_stats cs = test_client_stats(c);
+    udprr_client_close(c);
+    struct udprr_server_stats ss;
+    test_server_stop(&ts, &ss);
+    ck_assert_uint_eq(cs.completed, N);
+    ck_assert_uint_eq(cs.dropped_auth, 0);
+    ck_assert_uint_eq(ss.dropped_auth, 0);
+    ck_assert_uint_eq(ss.handled, N);
+}
+END_TEST
+
 START_TEST(options_that_cannot_be_sealed)
 {
     ck_assert_int_eq(udprr_sealed_supported(), 1);
@@ -1884,6 +1954,7 @@ int main(void)
         tcase_add_test(tc,
                        replay_answered_from_cache_inside_window_dropped_outside);
         tcase_add_test(tc, rotation_with_two_keys_live);
+        tcase_add_test(tc, rotation_under_load_keeps_the_common_key);
         tcase_add_test(tc, options_that_cannot_be_sealed);
         tcase_add_test(tc, opened_datagrams_are_checked_like_plain_ones);
         tcase_add_test(tc, deferred_answer_not_sent_once_its_key_is_gone);

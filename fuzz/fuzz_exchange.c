@@ -147,9 +147,11 @@ static size_t ep_count(void)
     return W.x.n_ep;
 }
 
-static int fake_send(void *ctx, unsigned endpoint, const void *buf, size_t len)
+static int fake_send(void *ctx, unsigned endpoint, const void *buf, size_t len,
+                     uint64_t clock_ms)
 {
     (void)ctx;
+    FX_CHECK(clock_ms == 0); /* no clock given: none read */
     const struct udprr__framing *f = &W.x.framing;
     FX_CHECK(endpoint < ep_count());
     FX_CHECK(len >= udprr__framing_overhead(f) && len <= UDPRR_MAX_DATAGRAM);
@@ -702,7 +704,7 @@ static int setup(void)
     W.rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)b[7] << 32 | b[0]);
 
     struct udprr__exchange_io io = {NULL, fake_send, fake_random64,
-                                    fake_on_attempt};
+                                    fake_on_attempt, NULL};
     FX_CHECK(udprr__exchange_init(&W.x, &f, &p, &lim, &io) == UDPRR_OK);
     return 1;
 }

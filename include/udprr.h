@@ -148,22 +148,32 @@ UDPRR_API const char *udprr_version(void);
  * new key beside the old one (udprr_server_set_keys), move the clients to
  * it, then take the old one away.
  *
- * Replays: a sealed request carries the client's clock (CLOCK_REALTIME),
- * and a server takes it only when that clock is within half the server's
- * cache_lifetime_ms (15 s by default) of its own; other requests are
- * dropped and counted (stats dropped_clock). Within that window the reply
- * cache answers a replayed request, from whatever address it comes, without
- * running the handler: sealed requests are remembered by (key ID, request
- * ID, bytes), since the key, not the source address, tells who sent them.
- * The window is half the cache's lifetime so that every request a server
- * still takes has its answer remembered (while the cache's bounds allow:
- * an answer evicted early, stats cache_evicted, lets its replay run the
- * handler again). Client and server clocks must so agree to within that
- * window less the path's delay: NTP keeps them to milliseconds. With
- * workers > 1 each worker has a cache of its own and the kernel picks the
- * worker by the source address, so a replay from another address may
- * reach a worker that never saw the request and run the handler again:
- * serve with one worker where a replay must never run twice.
+ * Replays: a sealed request carries the client's clock (CLOCK_REALTIME)
+ * as it was at the request's first transmission; every retransmission
+ * carries the same. A server takes it only when that clock is within W
+ * of its own, W = cache_lifetime_ms / 2 (rounded down; 15 s by default);
+ * other requests are dropped and counted (stats dropped_clock). Within
+ * that window the reply cache answers a replayed request, from whatever
+ * address it comes, without running the handler: sealed requests are
+ * remembered by (key ID, request ID, bytes), since the key, not the source
+ * address, tells who sent them. The window is half the cache's lifetime
+ * so that every request a server still takes has its answer remembered:
+ * the first transmission that reached the server did so within W of the
+ * request's clock, and its answer stays 2 W from then. This holds while
+ * the cache's bounds allow (an answer evicted early, stats cache_evicted,
+ * lets its replay run the handler again), with the reply cache on (with
+ * reply_cache 0 every replay inside the window runs the handler), and for
+ * one server: a request replayed to another server that holds the same
+ * key runs there too (give such servers keys of their own where that
+ * matters), as it may on another worker of the same server (with workers
+ * > 1 each worker has a cache of its own, and the kernel picks the worker
+ * by the source address: serve with one worker where a replay must never
+ * run twice). A request's whole life, retransmissions and deferral
+ * included (deadline_ms), plus the difference between the two clocks
+ * must so stay within W: a retransmission sent later than that is
+ * dropped. NTP keeps clocks to milliseconds; raise cache_lifetime_ms for
+ * longer requests. A client does not check the server's clock in its
+ * answers.
  *
  * Sealing adds UDPRR_SEAL_OVERHEAD bytes to each datagram, so a sealed
  * request or reply holds at most UDPRR_MAX_SEALED_PAYLOAD bytes. Only the
@@ -760,8 +770,9 @@ typedef int (*udprr_gather_fn)(void *user, const struct sockaddr *from,
  * Every framing works: in raw framing every datagram that arrives on the
  * gather's socket counts as its sender's answer.
  *
- * A gather is not counted in udprr_client_stats(), and on_attempt is not
- * called for its transmissions.
+ * A gather is not counted in udprr_client_stats() (but for dropped_auth:
+ * its datagrams that do not open with the handle's key), and on_attempt
+ * is not called for its transmissions.
  *
  * Returns UDPRR_OK when at least one server answered; UDPRR_ETIMEDOUT when
  * none did within the window; UDPRR_ECANCELED when fn closed the handle
@@ -1243,7 +1254,8 @@ UDPRR_API void(udprr_server_opts_init)(udprr_server_opts *opts);
  * SO_REUSEPORT too.
  *
  * Returns UDPRR_OK; UDPRR_EINVAL (out or service NULL, an option out of
- * range, workers above UDPRR_MAX_WORKERS, keys NULL with n_keys > 0, two
+ * range, workers above UDPRR_MAX_WORKERS, keys NULL with n_keys > 0 or
+ * keys with n_keys 0, two
  * keys with one ID, keys with a framing other than native);
  * UDPRR_ENOTSUP (keys, and a library built without the sealed mode);
  * UDPRR_ERESOLVE (no address for

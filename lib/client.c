@@ -90,13 +90,17 @@ static int make_policy(const udprr_client_opts *o,
 /* --- the engine's outside world ----------------------------------------- */
 
 /* The datagram as it goes out: buf itself, or (sealed) buf sealed into
- * c->sealed, which the engine's max body leaves room for. */
-static const void *outgoing(udprr_client *c, const void *buf, size_t *len)
+ * c->sealed with clock_ms, the request's clock (exchange.h). NULL when it
+ * would not fit: the engine's max body leaves room, so only a bug
+ * would get there, and it gets no further. */
+static const void *outgoing(udprr_client *c, const void *buf, size_t *len,
+                            uint64_t clock_ms)
 {
     if (c->sealed == NULL)
         return buf;
-    *len = udprr__seal(&c->ring.keys[0], udprr__seal_clock_ms(), buf, *len,
-                       c->sealed);
+    if (*len > UDPRR_MAX_DATAGRAM - UDPRR_SEAL_OVERHEAD)
+        return NULL;
+    *len = udprr__seal(&c->ring.keys[0], clock_ms, buf, *len, c->sealed);
     return c->sealed;
 }
 
@@ -117,11 +121,19 @@ static uint8_t *incoming(udprr_client *c, uint8_t *data, size_t *len)
 }
 
 static int client_send(void *ctx, unsigned endpoint, const void *buf,
-                       size_t len)
+                       size_t len, uint64_t clock_ms)
 {
     udprr_client *c = ctx;
-    const void *out = outgoing(c, buf, &len);
+    const void *out = outgoing(c, buf, &len, clock_ms);
+    if (out == NULL)
+        return UDPRR_ETOOBIG;
     return udprr__sock_send(c->fds[endpoint], out, len);
+}
+
+static uint64_t client_clock_ms(void *ctx)
+{
+    (void)ctx;
+    return udprr__seal_clock_ms();
 }
 
 static int client_random64(void *ctx, uint64_t *out)
@@ -301,7 +313,7 @@ int udprr_client_open_list(udprr_client **out, const udprr_endpoint *list,
         return open_failed(c, rc, 0);
 
     struct udprr__exchange_io io = {c, client_send, client_random64,
-                                    client_on_attempt};
+                                    client_on_attempt, client_clock_ms};
     struct udprr__framing framing = {o.framing, o.id_offset, o.id_len,
                                      c->sealed != NULL};
     limits.endpoints = (unsigned)c->n_fds;
@@ -554,6 +566,7 @@ struct gathering {
     size_t datagram_len;
     struct sockaddr_storage to;
     socklen_t to_len;
+    uint64_t clock_ms; /* sealed: when it began, for every transmission */
 };
 
 /* Sends transmission `attempt` of the gather's request. */
@@ -562,7 +575,9 @@ static int gather_send(udprr_client *c, struct gathering *w, unsigned attempt)
     udprr__framing_stamp(&c->x.framing, w->g.id, attempt, w->datagram,
                          w->datagram_len);
     size_t len = w->datagram_len;
-    const void *datagram = outgoing(c, w->datagram, &len);
+    const void *datagram = outgoing(c, w->datagram, &len, w->clock_ms);
+    if (datagram == NULL)
+        return UDPRR_ETOOBIG;
     struct udprr__sock_out out = {(const struct sockaddr *)&w->to, w->to_len,
                                   NULL, NULL, 0, datagram, len};
     int status;
@@ -611,6 +626,7 @@ static int gather_begin(udprr_client *c, struct gathering *w, const void *req,
     if (rc != UDPRR_OK)
         return rc;
     id &= udprr__framing_id_mask(f);
+    w->clock_ms = udprr__seal_clock_ms();
     w->to_len = sizeof w->to;
     if (udprr__sock_peer(c->fds[0], (struct sockaddr *)&w->to, &w->to_len) !=
         UDPRR_OK)

@@ -35,6 +35,7 @@ struct udprr__xreq {
     uint64_t seq;         /* sent as the seq-th request; 0: not yet */
     uint64_t deadline_us; /* UINT64_MAX: none */
     uint64_t timer_us;
+    uint64_t clock_ms;    /* io.clock_ms at its first transmission */
     size_t heap_index;
     size_t body_len;
     udprr__xdone_fn done;
@@ -525,7 +526,8 @@ static void stamp(struct udprr__exchange *x, struct udprr__xreq *r)
 {
     const struct udprr__xendpoint *e = &x->ep[r->ep];
     if (e->has_cookie && !r->with_cookie &&
-        r->body_len <= UDPRR_MAX_PAYLOAD - UDPRR__WIRE_COOKIE_BYTES) {
+        r->body_len <= udprr__framing_max_body(&x->framing) -
+                           UDPRR__WIRE_COOKIE_BYTES) {
         /* Room was left for it at submit. */
         memmove(r->datagram + UDPRR__WIRE_HEADER_BYTES +
                     UDPRR__WIRE_COOKIE_BYTES,
@@ -555,7 +557,9 @@ static int transmit(struct udprr__exchange *x, struct udprr__xreq *r,
     x->stats.attempts++;
     if (r->attempts > 1)
         x->stats.retransmissions++;
-    int rc = x->io.send(x->io.ctx, r->ep, r->datagram, r->len);
+    if (r->attempts == 1 && x->io.clock_ms != NULL)
+        r->clock_ms = x->io.clock_ms(x->io.ctx);
+    int rc = x->io.send(x->io.ctx, r->ep, r->datagram, r->len, r->clock_ms);
     if (rc == UDPRR_EREFUSED || rc == UDPRR_ETOOBIG) {
         x->stats.attempts--; /* never went out */
         if (r->attempts > 1)

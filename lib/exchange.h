@@ -85,8 +85,12 @@ struct udprr__exchange_io {
      * UDPRR_EREFUSED when the kernel reports that nothing listens there
      * (its requests move, or end); UDPRR_ETOOBIG when the path cannot
      * carry it (that request ends); anything else counts as a lost
-     * transmission (the timer still runs). */
-    int (*send)(void *ctx, unsigned endpoint, const void *buf, size_t len);
+     * transmission (the timer still runs). clock_ms is what clock_ms
+     * below said when the request was first sent, the same for every
+     * transmission of it (the sealed mode's replay window ages a
+     * request, not a transmission: udprr.h); 0 without clock_ms. */
+    int (*send)(void *ctx, unsigned endpoint, const void *buf, size_t len,
+                uint64_t clock_ms);
     /* A uniform 64-bit random number into *out, for request IDs and
      * jitter: UDPRR_OK, or a failure status (then no request is started;
      * a retransmission goes unjittered). */
@@ -94,6 +98,9 @@ struct udprr__exchange_io {
     /* Optional: told of every transmission, after it was sent. */
     void (*on_attempt)(void *ctx, uint64_t id, unsigned attempt,
                        uint64_t wait_us, uint64_t rto_us, size_t len);
+    /* Optional: the wall clock in milliseconds, read once per request,
+     * at its first transmission, and given to every send of it. */
+    uint64_t (*clock_ms)(void *ctx);
 };
 
 struct udprr__exchange_limits {

@@ -128,6 +128,11 @@ struct server_opts_0_2 {
     size_t n_keys;
 };
 
+/* udprr_key never changes (udprr.h): arrays of it are passed. */
+_Static_assert(sizeof(udprr_key) == 4 + UDPRR_KEY_BYTES &&
+                   offsetof(udprr_key, secret) == 4,
+               "udprr_key's layout is fixed");
+
 #define FIELD_END(type, field)                                                 \
     (offsetof(type, field) + sizeof(((type *)0)->field))
 
@@ -160,6 +165,8 @@ _Static_assert(offsetof(udprr_server_opts, max_deferred) >=
                        offsetof(struct server_opts_0_2, rcvbuf_bytes) &&
                    offsetof(udprr_server_opts, amplification_factor) ==
                        offsetof(struct server_opts_0_2, amplification_factor) &&
+                   offsetof(udprr_server_opts, keys) ==
+                       offsetof(struct server_opts_0_2, keys) &&
                    offsetof(udprr_server_opts, n_keys) ==
                        offsetof(struct server_opts_0_2, n_keys),
                "udprr_server_opts no longer begins with 0.2's fields");

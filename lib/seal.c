@@ -7,6 +7,7 @@
  */
 #include "seal.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -52,28 +53,36 @@ int udprr_sealed_supported(void)
 struct nonces {
     uint8_t prefix[16];
     uint64_t count;
-    unsigned forks; /* the number of forks when prefix was drawn, + 1 */
+    uint64_t forks; /* forks_seen when prefix was drawn; 0: never drawn */
 };
 
 static _Thread_local struct nonces thread_nonces;
-static atomic_uint forks_seen = 1; /* 0 is "never drawn" */
+/* Forks since the library was loaded, + 1. 64 bits never wrap to 0. */
+static _Atomic uint64_t forks_seen = 1;
 
+/* What the nonces cannot see: a copy of the process made without fork's
+ * handlers (a raw clone, glibc's _Fork, a restored checkpoint or virtual
+ * machine snapshot) would repeat its original's nonces. Such a copy must
+ * not go on sealing with the keys it holds. */
+#ifdef UDPRR_HAVE_SODIUM
 static void after_fork_in_child(void)
 {
     atomic_fetch_add(&forks_seen, 1);
 }
+#endif
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static int init_status;
+static int init_status, init_errno;
 
 static void init(void)
 {
 #ifdef UDPRR_HAVE_SODIUM
-    /* sodium_init is thread-safe; 1 means it was done already. */
-    init_status = sodium_init() < 0 ||
-                          pthread_atfork(NULL, NULL, after_fork_in_child) != 0
-                      ? UDPRR_ESYS
-                      : UDPRR_OK;
+    /* sodium_init is thread-safe; 1 means it was done already. It sets no
+     * errno, and fails only when it finds no random source. */
+    int rc = sodium_init() < 0 ? ENOSYS
+                               : pthread_atfork(NULL, NULL, after_fork_in_child);
+    init_status = rc == 0 ? UDPRR_OK : UDPRR_ESYS;
+    init_errno = rc;
 #else
     init_status = UDPRR_ENOTSUP;
 #endif
@@ -82,6 +91,8 @@ static void init(void)
 int udprr__seal_init(void)
 {
     pthread_once(&init_once, init);
+    if (init_status == UDPRR_ESYS)
+        errno = init_errno;
     return init_status;
 }
 
@@ -89,7 +100,7 @@ int udprr__seal_init(void)
 static void next_nonce(uint8_t out[UDPRR__SEAL_NONCE_BYTES])
 {
     struct nonces *n = &thread_nonces;
-    unsigned forks = atomic_load_explicit(&forks_seen, memory_order_relaxed);
+    uint64_t forks = atomic_load_explicit(&forks_seen, memory_order_relaxed);
     if (n->forks != forks) {
 #ifdef UDPRR_HAVE_SODIUM
         randombytes_buf(n->prefix, sizeof n->prefix);
@@ -217,7 +228,8 @@ enum udprr__seal_result udprr__seal_open(const struct udprr__keyring *r,
     size_t n = len - UDPRR_SEAL_OVERHEAD;
     uint8_t *cipher = buf + UDPRR__SEAL_HEAD_BYTES;
 #ifdef UDPRR_HAVE_SODIUM
-    /* Verifies the tag before it writes a byte. */
+    /* Verifies the tag first; on failure it zeroes the bytes it would
+     * have written (buf then holds anything: seal.h). */
     if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
             cipher, NULL, cipher, n, cipher + n, buf, UDPRR__SEAL_AD_BYTES,
             buf + UDPRR__SEAL_AD_BYTES, key->secret) != 0)

@@ -330,7 +330,8 @@ int udprr_server_open(udprr_server **out, const char *host,
         (o.amplification_factor > 1000 &&
          o.amplification_factor != UDPRR_AMPLIFICATION_OFF) ||
         (o.n_keys > 0 && (o.keys == NULL || o.n_keys > UDPRR_MAX_KEYS ||
-                          o.framing != UDPRR_FRAMING_NATIVE)))
+                          o.framing != UDPRR_FRAMING_NATIVE)) ||
+        (o.keys != NULL && o.n_keys == 0))
         return UDPRR_EINVAL;
     if (o.n_keys > 0) {
         int rc = udprr__seal_init();

@@ -20,6 +20,7 @@
 
 struct sent {
     unsigned endpoint; /* where it went */
+    uint64_t clock_ms; /* the request's clock it was sent with */
     struct udprr__wire_header hdr;
     uint8_t body[64];
     size_t body_len;
@@ -39,6 +40,8 @@ struct world {
     uint64_t last_id; /* the ID of the latest transmission */
     uint64_t *first_ids; /* optional: the ID of every first transmission */
     size_t nfirst, first_cap;
+    uint64_t clock_ms;      /* what the wall clock says next */
+    unsigned clock_reads;
 };
 
 struct outcome {
@@ -49,7 +52,7 @@ struct outcome {
 };
 
 static int fake_send(void *ctx, unsigned endpoint, const void *buf,
-                     size_t len)
+                     size_t len, uint64_t clock_ms)
 {
     struct world *w = ctx;
     if (w->refusing & (1u << endpoint))
@@ -58,6 +61,7 @@ static int fake_send(void *ctx, unsigned endpoint, const void *buf,
     struct sent *s = &w->sent[w->nsent++];
     const uint8_t *body = buf;
     s->endpoint = endpoint;
+    s->clock_ms = clock_ms;
     s->body_len = len;
     if (w->x.framing.kind == UDPRR_FRAMING_NATIVE)
         ck_assert_int_eq(udprr__wire_decode(buf, len, &s->hdr, &body,
@@ -67,6 +71,15 @@ static int fake_send(void *ctx, unsigned endpoint, const void *buf,
     memcpy(s->body, body,
            s->body_len < sizeof s->body ? s->body_len : sizeof s->body);
     return w->send_status;
+}
+
+/* A wall clock that moves on by a second at each read. */
+static uint64_t fake_clock_ms(void *ctx)
+{
+    struct world *w = ctx;
+    w->clock_reads++;
+    w->clock_ms += 1000;
+    return w->clock_ms;
 }
 
 static int fake_random64(void *ctx, uint64_t *out)
@@ -133,7 +146,7 @@ static void world_init_framed(struct world *w, unsigned max_attempts,
                                          UDPRR__WINDOW_MAX, UDPRR__WINDOW_MAX,
                                          1, 0, 0};
     struct udprr__exchange_io io = {w, fake_send, fake_random64,
-                                    fake_on_attempt};
+                                    fake_on_attempt, fake_clock_ms};
     ck_assert_int_eq(udprr__exchange_init(&w->x, framing, &p, &lim, &io), UDPRR_OK);
 }
 
@@ -184,7 +197,7 @@ static void world_init_endpoints(struct world *w, unsigned n,
         0, 10 * SEC, 0, 0, UDPRR__WINDOW_MAX, UDPRR__WINDOW_MAX,
         n, refused_only, retry_us};
     struct udprr__exchange_io io = {w, fake_send, fake_random64,
-                                    fake_on_attempt};
+                                    fake_on_attempt, fake_clock_ms};
     ck_assert_int_eq(udprr__exchange_init(&w->x, NULL, &p, &lim, &io),
                      UDPRR_OK);
 }
@@ -288,6 +301,27 @@ START_TEST(test_max_attempts_without_deadline)
     udprr__exchange_timers(&w.x, 7 * SEC);
     ck_assert_int_eq(o.status, UDPRR_ETIMEDOUT);
     ck_assert_uint_eq(w.nsent, 3);
+    udprr__exchange_destroy(&w.x);
+}
+END_TEST
+
+/* The wall clock is read once per request, at its first transmission,
+ * and every transmission of it carries that reading (the sealed mode's
+ * replay window ages a request, not a transmission). */
+START_TEST(test_a_request_keeps_its_first_clock)
+{
+    struct world w;
+    struct outcome a = {0}, b = {0};
+    world_init(&w, 3, 0);
+    udprr__exchange_submit(&w.x, "a", 1, 0, 0, record, &a, NULL);
+    udprr__exchange_submit(&w.x, "b", 1, 0, 0, record, &b, NULL);
+    udprr__exchange_timers(&w.x, 1 * SEC);
+    udprr__exchange_timers(&w.x, 3 * SEC);
+    ck_assert_uint_eq(w.nsent, 6);
+    ck_assert_uint_eq(w.clock_reads, 2);
+    for (size_t i = 0; i < w.nsent; i++)
+        ck_assert_uint_eq(w.sent[i].clock_ms,
+                          w.sent[i].body[0] == 'a' ? 1000 : 2000);
     udprr__exchange_destroy(&w.x);
 }
 END_TEST
@@ -909,7 +943,8 @@ START_TEST(test_allocation_failures_leave_state_intact)
     struct udprr__exchange x;
     struct udprr__rtt_policy p;
     struct udprr__exchange_limits lim = {.max_attempts = 0};
-    struct udprr__exchange_io io = {&w, fake_send, fake_random64, NULL};
+    struct udprr__exchange_io io = {&w, fake_send, fake_random64, NULL,
+                                    fake_clock_ms};
     udprr__rtt_policy_default(&p);
     for (int budget = 0; budget < 3; budget++) {
         udprr__set_allocator(&failing);
@@ -936,7 +971,7 @@ static void world_init_window(struct world *w, unsigned initial, unsigned max,
     p.jitter_pct = 0;
     struct udprr__exchange_limits lim = {0, 0, 0, 0, initial, max, 1, 0, 0};
     struct udprr__exchange_io io = {w, fake_send, fake_random64,
-                                    fake_on_attempt};
+                                    fake_on_attempt, fake_clock_ms};
     ck_assert_int_eq(udprr__exchange_init(&w->x, NULL, &p, &lim, &io),
                      UDPRR_OK);
     w->first_ids = ids;
@@ -1136,7 +1171,8 @@ START_TEST(test_pending_bounds)
     struct udprr__rtt_policy p;
     udprr__rtt_policy_default(&p);
     struct udprr__exchange_limits lim = {0, 0, 3, 0, 1, 1, 1, 0, 0};
-    struct udprr__exchange_io io = {&w, fake_send, fake_random64, NULL};
+    struct udprr__exchange_io io = {&w, fake_send, fake_random64, NULL,
+                                    fake_clock_ms};
     ck_assert_int_eq(udprr__exchange_init(&w.x, NULL, &p, &lim, &io),
                      UDPRR_OK);
     for (int i = 0; i < 3; i++)
@@ -1316,7 +1352,7 @@ START_TEST(test_ten_thousand_in_flight)
     p.jitter_pct = 0;
     struct udprr__exchange_limits lim = {2, 0, 0, 0, N, N, 1, 0, 0};
     struct udprr__exchange_io io = {&w, fake_send, fake_random64,
-                                    fake_on_attempt};
+                                    fake_on_attempt, fake_clock_ms};
     ck_assert_int_eq(udprr__exchange_init(&w.x, NULL, &p, &lim, &io),
                      UDPRR_OK);
     w.first_ids = ids;
@@ -1641,6 +1677,7 @@ int main(void)
     tcase_add_test(tc, test_reply_completes_and_samples);
     tcase_add_test(tc, test_backoff_schedule_then_deadline);
     tcase_add_test(tc, test_max_attempts_without_deadline);
+    tcase_add_test(tc, test_a_request_keeps_its_first_clock);
     tcase_add_test(tc, test_late_timers_fire_once_per_step);
     tcase_add_test(tc, test_reply_to_earlier_attempt_completes_with_its_sample);
     tcase_add_test(tc, test_forged_and_stray_datagrams_never_complete);

@@ -729,6 +729,19 @@ START_TEST(tampered_answers_are_dropped_by_the_client)
         udprr_client_close(c);
         ck_assert_uint_eq(tap_count(tap, &tap->tampered[TO_CLIENT]), 1);
         ck_assert_uint_eq(tap_count(tap, &tap->out_of_range), 0);
+        /* The retransmission carries its first transmission's clock,
+         * under a nonce of its own. */
+        uint8_t first_req[128], last_req[128];
+        ck_assert_uint_ge(tap_count(tap, &tap->seen[TO_SERVER]), 2);
+        ck_assert_uint_eq(tap_first(tap, TO_SERVER, first_req,
+                                    sizeof first_req),
+                          92);
+        ck_assert_uint_eq(tap_last(tap, TO_SERVER, last_req, sizeof last_req),
+                          92);
+        ck_assert_mem_eq(first_req + 8, last_req + 8, 8);
+        ck_assert_int_ne(memcmp(first_req + 16, last_req + 16,
+                                UDPRR__SEAL_NONCE_BYTES),
+                         0);
         ck_assert_msg(handler_calls(&count) == i + 1,
                       "%s: the handler ran %u times for %zu requests",
                       r->name, handler_calls(&count), i + 1);
@@ -1411,6 +1424,20 @@ START_TEST(handler_cap_and_declines_are_sealed_sized)
     ck_assert_uint_eq(len, UDPRR_MAX_SEALED_PAYLOAD);
     ck_assert_int_eq(reply[0], 'F');
     ck_assert_int_eq(reply[len - 1], 'F');
+    ck_assert_uint_eq(test_client_stats(c).echoes, 1);
+    /* The client keeps the echo's cookie for later requests; requests
+     * with no room left for it in a sealed datagram still go, whole. */
+    static uint8_t full[UDPRR_MAX_SEALED_PAYLOAD];
+    const size_t no_room[] = {UDPRR_MAX_SEALED_PAYLOAD,
+                              UDPRR_MAX_SEALED_PAYLOAD - 8,
+                              UDPRR_MAX_SEALED_PAYLOAD - 16};
+    for (size_t i = 0; i < 3; i++) {
+        memset(full, 'f', no_room[i]);
+        ck_assert_int_eq(udprr_client_request(c, full, no_room[i], reply,
+                                              sizeof reply, &len),
+                         UDPRR_OK);
+        ck_assert_uint_eq(len, UDPRR_MAX_SEALED_PAYLOAD);
+    }
     /* A decline, the smallest sealed answer (76 bytes). */
     ck_assert_int_eq(udprr_client_request(c, "no", 2, reply, sizeof reply,
                                           &len),
@@ -1430,9 +1457,11 @@ START_TEST(handler_cap_and_declines_are_sealed_sized)
     udprr_client_close(c);
     struct udprr_server_stats ss;
     test_server_stop(&ts, &ss);
-    ck_assert_uint_eq(atomic_load(&cs.calls), 2);
-    ck_assert_uint_eq(ss.handled, 2);
+    ck_assert_uint_eq(atomic_load(&cs.calls), 5);
+    ck_assert_uint_eq(ss.handled, 5);
     ck_assert_uint_eq(ss.declined, 1);
+    ck_assert_uint_eq(ss.dropped_auth, 0);
+    ck_assert_uint_eq(ss.dropped_malformed, 0);
 }
 END_TEST
 

@@ -284,6 +284,42 @@ START_TEST(test_two_seals_differ_and_both_open)
 }
 END_TEST
 
+/* docs/protocol.md's "Example of a sealed request", byte for byte: the
+ * page an independent peer is written from must hold. */
+START_TEST(test_the_protocol_page_example)
+{
+    udprr_key k = {7, {0}};
+    for (int i = 0; i < UDPRR_KEY_BYTES; i++)
+        k.secret[i] = (uint8_t)i;
+    uint8_t nonce[UDPRR__SEAL_NONCE_BYTES];
+    for (int i = 0; i < UDPRR__SEAL_NONCE_BYTES; i++)
+        nonce[i] = (uint8_t)(0x40 + i);
+    static const uint8_t inner[] = {
+        0x55, 0x52, 0x01, 0x01, 0x00, 0x01, 0x00, 0x00, 0x01, 0x23, 0x45, 0x67,
+        0x89, 0xab, 0xcd, 0xef, 0x5e, 0xf4, 0x96, 0xc0, 0x61, 0x62, 0x63};
+    static const uint8_t sealed[] = {
+        0x55, 0x52, 0x02, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x01, 0x9b,
+        0x76, 0xda, 0xa8, 0x00, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+        0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e, 0x4f, 0x50, 0x51, 0x52, 0x53,
+        0x54, 0x55, 0x56, 0x57, 0x81, 0x6b, 0x04, 0x71, 0xd0, 0xe1, 0x79, 0x16,
+        0x8e, 0xd7, 0xc2, 0xd9, 0x26, 0x37, 0xa8, 0x7d, 0xcc, 0x4e, 0x3b, 0x04,
+        0x72, 0x3b, 0x30, 0x28, 0x6f, 0x7e, 0x81, 0xd9, 0x7a, 0x6e, 0x10, 0x1b,
+        0x79, 0x99, 0x75, 0xc7, 0x34, 0xc6, 0x5c};
+    struct udprr__wire_header h;
+    const uint8_t *body;
+    size_t body_len;
+    ck_assert_int_eq(udprr__wire_decode(inner, sizeof inner, &h, &body,
+                                        &body_len),
+                     UDPRR__WIRE_VALID);
+    ck_assert_uint_eq(h.id, 0x0123456789abcdefull);
+    uint8_t out[sizeof sealed];
+    ck_assert_uint_eq(udprr__seal_with_nonce(&k, 1767225600000ull, nonce,
+                                             inner, sizeof inner, out),
+                      sizeof sealed);
+    ck_assert_mem_eq(out, sealed, sizeof sealed);
+}
+END_TEST
+
 /* The nonce a seal used: bytes 16..39 of the datagram. */
 static void seal_nonce(const udprr_key *k, uint8_t nonce[UDPRR__SEAL_NONCE_BYTES])
 {
@@ -720,6 +756,7 @@ int main(void)
     tcase_add_test(tc, test_round_trip_largest);
     tcase_add_test(tc, test_two_seals_differ_and_both_open);
     tcase_add_test(tc, test_nonces_never_repeat);
+    tcase_add_test(tc, test_the_protocol_page_example);
     tcase_add_test(tc, test_with_nonce_is_deterministic_and_is_xchacha);
     tcase_add_test(tc, test_wrong_key_is_forged);
     tcase_add_test(tc, test_unknown_key_id);

@@ -4,13 +4,14 @@
 # pkg-config alone, and `make demo`'s exchange through the seeded lossy
 # relay answers every request, runs the handler once per request, answers
 # lost replies' retransmissions from the reply cache, and leaves the
-# client's, the relay's and the server's counters agreeing.
+# client's, the relay's and the server's counters agreeing, and closes
+# with the retries, the RTO and the reply cache in three lines.
 # Records its result in build/tally.
 set -u
 tally_name=demo-test
 . tests/tally.sh
 requests=20
-out=$(sh examples/demo.sh build/examples build/udprr-relay 2>&1)
+out=$(DEMO_TRACE=0 sh examples/demo.sh build/examples build/udprr-relay 2>&1)
 rc=$?
 check "demo exits 0" "$rc" 0
 line() { echo "$out" | grep "^$1" | head -n 1; }
@@ -63,4 +64,15 @@ check "the seeded relay lost requests and replies" \
     "$(yes_if "[ $lost_up -ge 1 ] && [ $lost_down -ge 1 ]")" yes
 check "every lost datagram cost a retransmission" \
     "$(yes_if "[ $retrans -ge $((lost_up + lost_down)) ]")" yes
+
+# The closing lines tell the story from the same counters, and the
+# relay's per-datagram log stays out of the default output.
+check "the closing lines give the retries" \
+    "$(line 'retries: ' | grep -c "^retries: *$retrans retransmissions for $requests requests; the relay lost $lost_up requests and $lost_down replies$")" 1
+check "the closing lines give the RTO, from 1000 ms for request 1" \
+    "$(line 'the RTO: ' | grep -c '^the RTO: *1000\.0 ms for request 1 .*, [0-9.]* ms at the end')" 1
+check "the closing lines give the reply cache" \
+    "$(line 'reply cache: ' | grep -c "^reply cache: .* got $received datagrams and ran the handler $handled times, once per request; $hits retransmissions were answered")" 1
+check "no per-datagram relay log without DEMO_TRACE" \
+    "$(echo "$out" | grep -c '^t=[0-9.]*ms to_')" 0
 tally_finish

@@ -115,4 +115,4 @@ echo "the RTO:     $(rto 1) ms for request 1 (nothing measured yet), $(rto 2) ms
 once=""
 [ "${handled:-}" = "$requests" ] && once=", once per request"
 echo "reply cache: the server got ${received:-?} datagrams and ran the handler ${handled:-?} times$once; ${hits:-?} retransmissions were answered from its cache"
-exit $status
+exit "$status"

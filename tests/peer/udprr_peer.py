@@ -13,15 +13,16 @@ mode's XChaCha20-Poly1305.
                          [--count N] [--seconds S] [--decline-on TEXT]
                          [--guard FACTOR]
         answers each request with b"peer:" + body (a request whose body is
-        TEXT is declined); a reply cache answers retransmissions. With
+        TEXT is declined; b"big:N" gets N bytes, byte i being
+        (i * 13 + 1) & 0xff, as tests/peer_driver.c answers); a reply cache answers retransmissions. With
         --guard, answers larger than FACTOR times their request are held
         back behind an echo (the page's "Amplification"). One line per
         datagram; "peer server stats: ..." at exit. Stops after N handler
         calls, S seconds (default 20), or SIGTERM.
-    udprr_peer.py client HOST PORT MESSAGE [--key FILE --key-id N]
+    udprr_peer.py client HOST PORT MESSAGE [--key FILE --key-id N] [--out F]
                          [--attempts N] [--rto-ms M] [--size N] [--again]
         one request (MESSAGE, or --size N bytes of a pattern); prints the
-        reply. --again sends the same request once more after its reply
+        reply (--out F also writes it to F). --again sends the same request once more after its reply
         (same ID, same body, next attempt number) and requires the same
         reply. Exit 0 on a reply, 1 on a timeout, 3 on a decline, 2 for
         usage errors.
@@ -246,6 +247,11 @@ def fmt_addr(a):
     return "%s:%d" % (a[0], a[1])
 
 
+def pattern(n):
+    """n bytes, byte i being (i * 13 + 1) & 0xff (a large answer)."""
+    return bytes((i * 13 + 1) & 0xFF for i in range(n))
+
+
 # --- server ---------------------------------------------------------------------
 
 
@@ -275,6 +281,8 @@ class Server:
         self.n["handled"] += 1
         if self.decline_on is not None and body == self.decline_on:
             return DECLINE, b""
+        if body.startswith(b"big:") and body[4:].isdigit() and int(body[4:]) <= 65000:
+            return REPLY, pattern(int(body[4:]))
         return REPLY, b"peer:" + body
 
     def expire(self):
@@ -487,7 +495,7 @@ def main():
     cp = sub.add_parser("client")
     cp.add_argument("host")
     cp.add_argument("port", type=int)
-    cp.add_argument("message", nargs="?", default="")
+    cp.add_argument("message", help="the body (\"\" for none; ignored with --size)")
     cp.add_argument("--attempts", type=int, default=5)
     cp.add_argument("--rto-ms", type=int, default=300)
     cp.add_argument("--size", type=int)

@@ -386,7 +386,6 @@ def cmd_client(a):
     else:
         body = a.message.encode()
     info = socket.getaddrinfo(a.host, a.port, 0, socket.SOCK_DGRAM)[0]
-    server = info[4][:2]
     s = socket.socket(info[0], socket.SOCK_DGRAM)
     s.connect(info[4])  # answers only from the address we send to
     ep = Endpoint(s, keys, kid)

@@ -82,7 +82,7 @@ done
 
 timeout 20 "$py" "$peer" selftest >"$tmp/selftest.out" 2>&1
 check "selftest: the page's examples reproduce (exit status)" "$?" 0
-check "selftest: every check held" "$(grep -c '^selftest ok:' "$tmp/selftest.out")" 9
+check "selftest: every check held" "$(grep -c '^selftest ok:' "$tmp/selftest.out")" 11
 grep -v '^selftest ok:' "$tmp/selftest.out" | sed 's/^/    | /'
 
 # start_peer LABEL ARGS...: a Python server on a free port; its port in

@@ -190,6 +190,16 @@ def selftest():
     expect("the plain reply example", encode(REPLY, 258, 0x0123456789ABCDEF, b"abc"), want)
     expect("the plain reply example decodes",
            decode(want), (REPLY, 258, 0, 0x0123456789ABCDEF, b"abc"))
+    # The echo and the request with its cookie (the page's "Example", as
+    # rewritten for issue 16 on main after this peer was written).
+    cookie = bytes(range(0xA0, 0xB0))
+    echo = bytes.fromhex("55 52 01 04 00 01 00 00 01 23 45 67 89 ab cd ef"
+                         "07 77 2a 8b a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 aa ab ac ad ae af")
+    expect("the echo example", encode(ECHO, 1, 0x0123456789ABCDEF, cookie), echo)
+    again = bytes.fromhex("55 52 01 01 00 02 00 01 01 23 45 67 89 ab cd ef"
+                          "58 7e 4d 3f a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 aa ab ac ad ae af 61 62 63")
+    expect("the example of a request with its cookie",
+           encode(REQUEST, 2, 0x0123456789ABCDEF, cookie + b"abc", F_COOKIE), again)
     inner = bytes.fromhex("55 52 01 01 00 01 00 00 01 23 45 67 89 ab cd ef 5e f4 96 c0 61 62 63")
     expect("the sealed example's inner request", encode(REQUEST, 1, 0x0123456789ABCDEF, b"abc"), inner)
     key = bytes(range(32))

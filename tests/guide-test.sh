@@ -65,6 +65,7 @@ awk -v out="$out" '
         print > file
         next
     }
+    in_other { if ($0 ~ /^```[ \t]*$/) in_other = 0; next }
     /^```c[ \t]*$/ {
         n++; file = name(n) ".c"; in_block = 1; first = 1; text_taken = 0
         next
@@ -73,7 +74,7 @@ awk -v out="$out" '
         file = name(n) ".text"; in_block = 1; first = 0; text_taken = 1
         next
     }
-    /^```/ { in_other = !in_other }
+    /^```/ { in_other = 1 } # another kind of block: nothing to take
 ' "$page"
 
 if [ ! -s "$out/blocks" ]; then
@@ -136,7 +137,6 @@ while read -r n line kind; do
             continue
         fi
     fi
-    # shellcheck disable=SC2086 # the flags are words
     if ! $CC -std=c11 $warnings -pthread "$src" $udprr_flags $extra \
         -Wl,-rpath,"$stage/usr/lib" -o "$out/$n" 2>"$out/$n.cc"; then
         fail "$what compiles with $CC"

@@ -18,13 +18,15 @@
 # ```text block: what the program prints. Its stdout must have exactly
 # those lines, where "..." in a line stands for any text.
 #
-# About 10 s. Honours CC (CC=clang sh tests/guide-test.sh). Records its
-# result in build/tally.
+# About 5 s. Honours CC (CC=clang sh tests/guide-test.sh) and CFLAGS
+# (default -O2, as the examples are built). Records its result in
+# build/tally.
 #
 #   sh tests/guide-test.sh [PAGE]
 set -u
 page=${1:-docs/guide.md}
 CC=${CC:-cc}
+CFLAGS=${CFLAGS:--O2}
 out=build/guide
 stage=$(pwd)/build/stage
 
@@ -137,7 +139,7 @@ while read -r n line kind; do
             continue
         fi
     fi
-    if ! $CC -std=c11 $warnings -pthread "$src" $udprr_flags $extra \
+    if ! $CC -std=c11 $warnings $CFLAGS -pthread "$src" $udprr_flags $extra \
         -Wl,-rpath,"$stage/usr/lib" -o "$out/$n" 2>"$out/$n.cc"; then
         fail "$what compiles with $CC"
         sed 's/^/    | /' "$out/$n.cc"

@@ -309,6 +309,7 @@ check: deps
 	sh tests/flood-test.sh || st=1; \
 	sh tests/nosodium-test.sh || st=1; \
 	sh tests/protocol-peer-test.sh || st=1; \
+	sh tests/guide-test.sh || st=1; \
 	sh tests/run-suites.sh --summary || st=1; \
 	exit $$st
 

@@ -290,7 +290,7 @@ tools: build/udprr-relay
 # neither under valgrind nor with the sanitizers).
 check: deps
 	@$(MAKE) --no-print-directory -j2 all $(UNIT_BINS) $(SAN_BINS) examples \
-	    build/udprr-relay build/tests/netns_driver build/tests/flood
+	    build/udprr-relay build/tests/netns_driver build/tests/peer_driver build/tests/flood
 	@rm -f build/tally; st=0; \
 	sh tests/run-suites.sh $(UNIT_BINS) || st=1; \
 	sh tests/run-suites.sh $(SAN_BINS) || st=1; \
@@ -308,6 +308,8 @@ check: deps
 	sh tests/sealed-examples-test.sh || st=1; \
 	sh tests/flood-test.sh || st=1; \
 	sh tests/nosodium-test.sh || st=1; \
+	sh tests/protocol-peer-test.sh || st=1; \
+	sh tests/guide-test.sh || st=1; \
 	sh tests/run-suites.sh --summary || st=1; \
 	exit $$st
 

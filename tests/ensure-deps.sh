@@ -4,15 +4,16 @@
 # python3 (for ../shared/peers/plain_peer.py), netbase (/etc/services, for
 # service names such as "domain"), the real peers of the interop test,
 # dnsmasq and libcoap's coap-server, mandoc (tests/man-test.sh), and
-# libuv's headers and pkg-config file (examples/uv_client.c), and
-# libsodium's (the library's sealed mode)
+# libuv's headers and pkg-config file (examples/uv_client.c),
+# libsodium's (the library's sealed mode), and PyNaCl (python3-nacl: the
+# sealed mode of tests/peer/udprr_peer.py, tests/protocol-peer-test.sh)
 # (or only those named as arguments: `ensure-deps.sh pkg-config` for the
 # examples, `ensure-deps.sh gnuplot-nox` for `make bench`'s plot and
 # `ensure-deps.sh iproute2` for tests/netns-test.sh, which are never in the
 # default list). On Debian/Ubuntu it installs what is missing
 # with apt-get (through sudo when not root); elsewhere it names what is
 # missing and fails.
-wanted=${*:-pkg-config check valgrind python3 netbase dnsmasq-base libcoap3-bin mandoc libuv1-dev libsodium-dev}
+wanted=${*:-pkg-config check valgrind python3 netbase dnsmasq-base libcoap3-bin mandoc libuv1-dev libsodium-dev python3-nacl}
 missing=""
 for dep in $wanted; do
     case $dep in
@@ -37,6 +38,13 @@ for dep in $wanted; do
     libuv1-dev)
         # The headers and libuv.pc: what uv_client is built with.
         pkg-config --exists libuv 2>/dev/null || missing="$missing libuv1-dev" ;;
+    python3-nacl)
+        # PyNaCl's libsodium bindings, for the Python peer's sealed mode;
+        # Debian's package is for the system's python3, which may not be
+        # the first python3 on PATH (pyenv, a virtualenv).
+        python3 -c 'import nacl.bindings' >/dev/null 2>&1 ||
+            /usr/bin/python3 -c 'import nacl.bindings' >/dev/null 2>&1 ||
+            missing="$missing python3-nacl" ;;
     gnuplot-nox)
         # gnuplot without X11: all `make bench` needs to write an SVG.
         command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox" ;;

@@ -157,7 +157,8 @@ endif
 	         "install it (Debian: apt-get install pkg-config libsodium-dev)," \
 	         "or build without the sealed mode: make SODIUM=no" >&2; exit 1; }
 endif
-build/obj/seal.o build/asan/obj/seal.o: | sodium
+# Every object's compile line asks pkg-config for libsodium's flags.
+$(LIB_OBJS): | sodium
 
 $(SHARED_LIB): $(LIB_OBJS)
 	$(CC) -shared -Wl,-soname,$(SONAME) $(CFLAGS) $(LDFLAGS) -o $@ $(LIB_OBJS) \
@@ -236,6 +237,7 @@ $(patsubst %,build/tests/%,$(filter $(RELAY_SUITES),$(NET_SUITES))): \
 # support are compiled once with the sanitizers, then linked into each
 # suite that needs them, as above.
 SAN_LIB_OBJS = $(patsubst lib/%.c,build/asan/obj/%.o,$(LIB_SRCS))
+$(SAN_LIB_OBJS): | sodium
 SAN_RELAY_OBJS = $(patsubst build/obj/%,build/asan/obj/%,$(RELAY_OBJS))
 SAN_FIXTURE_OBJS = $(patsubst build/obj/%,build/asan/obj/%,$(FIXTURE_OBJS))
 SAN_FIXTURE_RELAY_OBJS = $(patsubst build/obj/%,build/asan/obj/%,$(FIXTURE_RELAY_OBJS))

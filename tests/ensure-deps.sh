@@ -57,7 +57,7 @@ done
 [ -z "$missing" ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "make check needs:$missing (no apt-get here: install them and run make check again)" >&2
+    echo "libudprr needs:$missing (no apt-get here: install them and run the make again)" >&2
     exit 1
 fi
 sudo=""
@@ -65,11 +65,11 @@ if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
         sudo="sudo"
     else
-        echo "make check needs:$missing (not root and no sudo: install them and run make check again)" >&2
+        echo "libudprr needs:$missing (not root and no sudo: install them and run the make again)" >&2
         exit 1
     fi
 fi
-echo "make check: installing$missing"
+echo "libudprr: installing$missing"
 $sudo apt-get update -qq || { echo "apt-get update failed; needed:$missing" >&2; exit 1; }
 # shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null ||

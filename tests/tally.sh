@@ -16,6 +16,11 @@
 #   num_before LINE NAME   the number before " NAME" (a summary's "N name")
 #   tally_finish  records the counts; returns 0 only when nothing failed.
 #                 Call it last, or as `tally_finish; exit` to stop early.
+#   skip_part WHY  one part of the test cannot run here (a peer missing,
+#                 say): prints "SKIP: WHY"; tally_end then records the
+#                 whole test as skipped, with what passed and failed.
+#   tally_end     tally_finish, or tally_skip with the skipped parts'
+#                 reasons when there were any. Call it last.
 #   tally_skip WHY  the test cannot run here (no root, say): prints
 #                 "SKIP: NAME: WHY" and records the test as skipped, with
 #                 whatever passed or failed before; a skip is never counted
@@ -51,9 +56,27 @@ tally_finish() {
     [ "$failed" -eq 0 ]
 }
 
+tally_skipped=""
+skip_part() {
+    echo "SKIP: $1"
+    tally_skipped="${tally_skipped:+$tally_skipped; }$1"
+}
+
+tally_end() {
+    if [ -n "$tally_skipped" ]; then
+        tally_skip "$tally_skipped"
+    else
+        tally_finish
+    fi
+}
+
 tally_skip() {
     mkdir -p "$(dirname "$tally_file")"
     echo "$passed $failed 1" >>"$tally_file"
-    echo "SKIP: $tally_name: $1 (not run: nothing counted as passed)"
+    if [ $((passed + failed)) -eq 0 ]; then
+        echo "SKIP: $tally_name: $1 (not run: nothing counted as passed)"
+    else
+        echo "SKIP: $tally_name: $1 (only partly run: $passed passed, $failed failed; what did not run is not counted)"
+    fi
     [ "$failed" -eq 0 ]
 }

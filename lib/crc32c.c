@@ -2,10 +2,16 @@
 /*
  * crc32c.c - CRC-32C (Castagnoli, polynomial 0x1EDC6F41, reflected), the
  * checksum of iSCSI and SCTP: it detects every error burst up to 32 bits
- * and misses other damage with probability about 2^-32. Byte-at-a-time
- * with a 256-entry table, which was generated from the polynomial.
+ * and misses other damage with probability about 2^-32. On x86-64
+ * processors with SSE4.2 the crc32 instruction computes it 8 bytes at a
+ * time; elsewhere a 256-entry table generated from the polynomial does,
+ * byte at a time. Both give the same CRC (tests/unit_crc32c.c compares
+ * them).
  */
 #include "crc32c.h"
+
+#include <stdatomic.h>
+#include <string.h>
 
 static const uint32_t table[256] = {
     0x00000000u, 0xf26b8303u, 0xe13b70f7u, 0x1350f3f4u,
@@ -74,11 +80,66 @@ static const uint32_t table[256] = {
     0xbe2da0a5u, 0x4c4623a6u, 0x5f16d052u, 0xad7d5351u,
 };
 
-uint32_t udprr__crc32c_update(uint32_t crc, const void *data, size_t len)
+/* The register's update over p[0..len), pre- and post-inversion left to
+ * the caller, by table. */
+static uint32_t by_table(uint32_t crc, const uint8_t *p, size_t len)
 {
-    const uint8_t *p = data;
-    crc = ~crc;
     while (len-- > 0)
         crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-    return ~crc;
+    return crc;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_CRC32_INSTRUCTION 1
+/* The same by SSE4.2's crc32 instruction, which is CRC-32C's reflected
+ * update: 8 bytes a step (a little-endian load is the byte order the
+ * reflected CRC consumes), then the last few bytes one by one. */
+__attribute__((target("sse4.2"))) static uint32_t
+by_instruction(uint32_t crc, const uint8_t *p, size_t len)
+{
+    uint64_t c = crc;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t v;
+        memcpy(&v, p, sizeof v);
+        c = __builtin_ia32_crc32di(c, v);
+    }
+    crc = (uint32_t)c;
+    while (len-- > 0)
+        crc = __builtin_ia32_crc32qi(crc, *p++);
+    return crc;
+}
+
+/* -1 until the first CRC asks the processor; then 1 or 0. Any thread may
+ * ask first: they all find the same answer. */
+static _Atomic int instruction = -1;
+#endif
+
+int udprr__crc32c_hardware(void)
+{
+#ifdef HAVE_CRC32_INSTRUCTION
+    int use = atomic_load_explicit(&instruction, memory_order_relaxed);
+    if (use < 0) {
+        __builtin_cpu_init();
+        use = __builtin_cpu_supports("sse4.2") != 0;
+        atomic_store_explicit(&instruction, use, memory_order_relaxed);
+    }
+    return use;
+#else
+    return 0;
+#endif
+}
+
+uint32_t udprr__crc32c_update(uint32_t crc, const void *data, size_t len)
+{
+#ifdef HAVE_CRC32_INSTRUCTION
+    if (udprr__crc32c_hardware())
+        return ~by_instruction(~crc, data, len);
+#endif
+    return ~by_table(~crc, data, len);
+}
+
+uint32_t udprr__crc32c_update_portable(uint32_t crc, const void *data,
+                                       size_t len)
+{
+    return ~by_table(~crc, data, len);
 }

@@ -880,19 +880,20 @@ START_TEST(replay_answered_from_cache_inside_window_dropped_outside)
     ck_assert_uint_eq(st1.answered, st0.answered + 1);
     ck_assert_uint_eq(st1.dropped_clock, 0);
 
-    /* The server's clock moved so that the request is 1 s outside the
+    /* The server's clock moved so that the request is 5 s outside the
      * window, one way then the other (a client clock behind: an old
-     * replay; ahead), then 1 s inside it each way. The skew is taken
+     * replay; ahead), then 5 s inside it each way. The skew is taken
      * from the request's own clock, so the time this test has taken
-     * does not move the edge. */
+     * does not move the edge; the 5 s cover the time from here to the
+     * server's check, however slow (valgrind, a loaded machine). */
     struct {
         int64_t offset_ms; /* server clock - request clock */
         int answered;
     } steps[] = {
-        {window_ms + 1000, 0},
-        {-(window_ms + 1000), 0},
-        {window_ms - 1000, 1},
-        {-(window_ms - 1000), 1},
+        {window_ms + 5000, 0},
+        {-(window_ms + 5000), 0},
+        {window_ms - 5000, 1},
+        {-(window_ms - 5000), 1},
     };
     uint64_t dropped = 0, hits = st1.cache_hits;
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {

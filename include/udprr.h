@@ -768,7 +768,11 @@ typedef int (*udprr_gather_fn)(void *user, const struct sockaddr *from,
  * connected to the group or the broadcast address would never receive.
  * The handle's asynchronous requests make no progress during a gather.
  * Every framing works: in raw framing every datagram that arrives on the
- * gather's socket counts as its sender's answer.
+ * gather's socket counts as its sender's answer. In native framing a
+ * server that holds a large answer back behind an echo (udprr_server_opts,
+ * "Amplification") is sent the request again, to its own address, with
+ * the echo's cookie and the next attempt number (counted by max_attempts);
+ * at most two echoes per server are answered.
  *
  * A gather is not counted in udprr_client_stats() (but for dropped_auth:
  * its datagrams that do not open with the handle's key), and on_attempt

@@ -564,6 +564,7 @@ struct gathering {
     udprr__recv_batch *rx;
     uint8_t *datagram;
     size_t datagram_len;
+    uint8_t *with_cookie; /* native: room for the datagram and a cookie */
     struct sockaddr_storage to;
     socklen_t to_len;
     uint64_t clock_ms; /* sealed: when it began, for every transmission */
@@ -585,8 +586,35 @@ static int gather_send(udprr_client *c, struct gathering *w, unsigned attempt)
     return status;
 }
 
+/* Sends the request again to the one server at from, as transmission
+ * `attempt`, with the cookie its echo gave (docs/protocol.md,
+ * "Amplification"). A request with no room left for a cookie is not
+ * sent: that server's answer is not heard. */
+static void gather_echo(udprr_client *c, struct gathering *w,
+                        unsigned attempt, const uint8_t *cookie,
+                        const struct sockaddr *from, socklen_t from_len)
+{
+    size_t len = w->datagram_len + UDPRR__WIRE_COOKIE_BYTES;
+    if (w->with_cookie == NULL ||
+        len > UDPRR__WIRE_HEADER_BYTES + udprr__framing_max_body(&c->x.framing))
+        return;
+    memcpy(w->with_cookie, w->datagram, UDPRR__WIRE_HEADER_BYTES);
+    memcpy(w->with_cookie + UDPRR__WIRE_HEADER_BYTES, cookie,
+           UDPRR__WIRE_COOKIE_BYTES);
+    memcpy(w->with_cookie + UDPRR__WIRE_HEADER_BYTES + UDPRR__WIRE_COOKIE_BYTES,
+           w->datagram + UDPRR__WIRE_HEADER_BYTES,
+           w->datagram_len - UDPRR__WIRE_HEADER_BYTES);
+    udprr__framing_stamp_cookie(w->g.id, attempt, w->with_cookie, len);
+    const void *datagram = outgoing(c, w->with_cookie, &len, w->clock_ms);
+    if (datagram == NULL)
+        return;
+    struct udprr__sock_out out = {from, from_len, NULL, NULL, 0, datagram, len};
+    int status;
+    udprr__sock_send_many_to(w->fd, &out, 1, &status); /* a loss, if not */
+}
+
 /* Hands each new server's answer among the datagrams waiting to fn, until
- * fn asks to stop or closes the handle. */
+ * fn asks to stop or closes the handle; answers echoes. */
 static int gather_receive(udprr_client *c, struct gathering *w,
                           udprr_gather_fn fn, void *user)
 {
@@ -607,6 +635,8 @@ static int gather_receive(udprr_client *c, struct gathering *w,
                                         &body, &body_len);
         if (rc < 0)
             return rc;
+        if (rc == UDPRR__GATHER_ECHO)
+            gather_echo(c, w, (unsigned)status, body, from, from_len);
         if (rc == 1 && fn(user, from, from_len, status, body, body_len) != 0)
             udprr__gather_stop(&w->g);
         if (c->closing)
@@ -634,6 +664,11 @@ static int gather_begin(udprr_client *c, struct gathering *w, const void *req,
     w->datagram = udprr__malloc(udprr__framing_overhead(f) + req_len + 1);
     if (w->datagram == NULL)
         return UDPRR_ENOMEM;
+    if (f->kind == UDPRR_FRAMING_NATIVE &&
+        (w->with_cookie = udprr__malloc(UDPRR__WIRE_HEADER_BYTES +
+                                        UDPRR__WIRE_COOKIE_BYTES + req_len)) ==
+            NULL)
+        return UDPRR_ENOMEM;
     rc = udprr__framing_request(f, id, 1, req, req_len, w->datagram,
                                 &w->datagram_len);
     if (rc == UDPRR_OK)
@@ -655,6 +690,7 @@ static void gather_end(struct gathering *w)
     udprr__sock_close(w->fd);
     udprr__recv_batch_free(w->rx);
     udprr__free(w->datagram);
+    udprr__free(w->with_cookie);
     udprr__gather_free(&w->g);
     errno = saved;
 }

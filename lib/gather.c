@@ -32,6 +32,9 @@ void udprr__gather_free(struct udprr__gather *g)
     udprr__free(g->seen);
     g->seen = NULL;
     g->seen_cap = 0;
+    udprr__free(g->echoed);
+    g->echoed = NULL;
+    g->echoed_cap = g->n_echoed = 0;
 }
 
 int udprr__gather_over(const struct udprr__gather *g, uint64_t now_us)
@@ -96,6 +99,40 @@ static int remember(struct udprr__gather *g,
     return UDPRR_OK;
 }
 
+/* Counts an echo from the server with key: 1 when it may be answered
+ * (fewer than UDPRR__GATHER_ECHOES so far), 0 when not, UDPRR_ENOMEM. A
+ * server is listed once, and no more servers than max_replies are. */
+static int count_echo(struct udprr__gather *g,
+                      const struct udprr__gather_key *key)
+{
+    for (size_t i = 0; i < g->n_echoed; i++) {
+        struct udprr__gather_echoed *e = &g->echoed[i];
+        if (e->key.len == key->len &&
+            memcmp(e->key.addr, key->addr, key->len) == 0) {
+            if (e->echoes >= UDPRR__GATHER_ECHOES)
+                return 0;
+            e->echoes++;
+            return 1;
+        }
+    }
+    if (g->n_echoed == g->max_replies)
+        return 0;
+    if (g->n_echoed == g->echoed_cap) {
+        size_t cap = g->echoed_cap == 0 ? 8 : 2 * g->echoed_cap;
+        if (cap > g->max_replies)
+            cap = g->max_replies;
+        struct udprr__gather_echoed *more =
+            udprr__realloc(g->echoed, cap * sizeof *more);
+        if (more == NULL)
+            return UDPRR_ENOMEM;
+        g->echoed = more;
+        g->echoed_cap = cap;
+    }
+    g->echoed[g->n_echoed].key = *key;
+    g->echoed[g->n_echoed++].echoes = 1;
+    return 1;
+}
+
 int udprr__gather_datagram(struct udprr__gather *g, const uint8_t *buf,
                            size_t len, const struct udprr__gather_key *key,
                            int *status, const uint8_t **body,
@@ -107,7 +144,8 @@ int udprr__gather_datagram(struct udprr__gather *g, const uint8_t *buf,
         udprr__framing_parse(&g->framing, buf, len, 1, &in) !=
             UDPRR__WIRE_VALID)
         return 0;
-    if (in.kind != UDPRR__KIND_REPLY && in.kind != UDPRR__KIND_DECLINE)
+    if (in.kind != UDPRR__KIND_REPLY && in.kind != UDPRR__KIND_DECLINE &&
+        in.kind != UDPRR__KIND_ECHO)
         return 0;
     if (udprr__framing_has_id(&g->framing) && in.id != g->id)
         return 0;
@@ -115,6 +153,17 @@ int udprr__gather_datagram(struct udprr__gather *g, const uint8_t *buf,
         return 0; /* answers a transmission never made */
     if (seen_before(g, key))
         return 0;
+    if (in.kind == UDPRR__KIND_ECHO) {
+        /* The attempt the request goes with counts as a transmission,
+         * so that the answer it draws is one to a transmission made. */
+        int rc = g->sent < UDPRR__WIRE_MAX_ATTEMPT ? count_echo(g, key) : 0;
+        if (rc != 1)
+            return rc;
+        *status = (int)++g->sent;
+        *body = in.body;
+        *body_len = in.body_len;
+        return UDPRR__GATHER_ECHO;
+    }
     int rc = remember(g, key);
     if (rc != UDPRR_OK)
         return rc;

@@ -11,7 +11,10 @@
  * transmission with the same ID, until the window closes or max_attempts
  * transmissions were made. Servers are told apart by their address key
  * (udprr__sock_addr_key): each is reported once, however many answers
- * (to as many retransmissions) it sends.
+ * (to as many retransmissions) it sends. A server that holds its answer
+ * back until the client proves its address (an echo: docs/protocol.md,
+ * "Amplification") is sent the request again, to its own address, with
+ * its cookie: at most UDPRR__GATHER_ECHOES times per server.
  */
 #ifndef UDPRR_GATHER_H
 #define UDPRR_GATHER_H
@@ -21,6 +24,10 @@
 
 #include "framing.h"
 #include "rtt.h"
+
+/* Echoes a gather answers per server, at most: one that echoes the
+ * cookie it gave back again is not answered for ever. */
+#define UDPRR__GATHER_ECHOES 2
 
 /* The longest address key (udprr__sock_addr_key). */
 #define UDPRR__GATHER_KEY_BYTES 28
@@ -41,6 +48,11 @@ struct udprr__gather {
     int stopped;           /* udprr__gather_stop was called */
     struct udprr__gather_key *seen; /* the servers reported, in order */
     size_t replies, seen_cap;
+    struct udprr__gather_echoed {
+        struct udprr__gather_key key;
+        unsigned echoes;
+    } *echoed;                     /* the servers whose echoes it answered */
+    size_t n_echoed, echoed_cap;
 };
 
 /* A gather of window_us (>= 1) from now_us, whose first transmission is
@@ -75,10 +87,16 @@ void udprr__gather_stop(struct udprr__gather *g);
 /* A datagram buf[0..len) from the server whose address key is key: 1 when
  * it is the first answer of that server (a reply, or a decline in native
  * framing) to this gather's request, with *status UDPRR_OK or
- * UDPRR_EREMOTE and the body the application sees in *body and *body_len; 0
- * when it is not (malformed, another ID, not an answer, an attempt never
- * made, a server already reported, or the gather is over); UDPRR_ENOMEM
- * when the server could not be remembered (it is not reported). */
+ * UDPRR_EREMOTE and the body the application sees in *body and *body_len;
+ * UDPRR__GATHER_ECHO when it is an echo to answer (from a server not yet
+ * reported, to a transmission made, at most UDPRR__GATHER_ECHOES from
+ * that server): *body and *body_len are then its cookie, and *status the
+ * attempt number to send the request with, counted as a transmission; 0
+ * when it is none of these (malformed, another ID, not an answer, an
+ * attempt never made, a server already reported, too many echoes, or the
+ * gather is over); UDPRR_ENOMEM when the server could not be remembered
+ * (it is not reported, its echo not answered). */
+#define UDPRR__GATHER_ECHO 2
 int udprr__gather_datagram(struct udprr__gather *g, const uint8_t *buf,
                            size_t len, const struct udprr__gather_key *key,
                            int *status, const uint8_t **body,

@@ -374,6 +374,44 @@ START_TEST(gather_reports_a_decline)
 }
 END_TEST
 
+static int answer_big(void *user, const udprr_request *req, void *reply,
+                      size_t cap, size_t *reply_len)
+{
+    (void)user, (void)req;
+    atomic_fetch_add(&handled, 1);
+    ck_assert_uint_ge(cap, 1000);
+    memset(reply, 'b', 1000);
+    *reply_len = 1000;
+    return UDPRR_REPLY;
+}
+
+/* A server with the amplification guard (the default) holds a 1000-byte
+ * answer to a 1-byte request back behind an echo; the gather sends the
+ * request again to that server with the cookie, and hears the answer,
+ * which the server's cache gives without running the handler again. */
+START_TEST(gather_answers_an_echo)
+{
+    atomic_store(&handled, 0);
+    struct fixture_server fs;
+    test_server_start(&fs, "127.0.0.1", NULL, answer_big, NULL);
+    udprr_client *c = gather_client(fs.port, 1000, UDPRR_FRAMING_NATIVE);
+    struct gathered g = {0};
+    ck_assert_int_eq(udprr_client_gather(c, "?", 1, DEADLINE_MS, 1, on_answer,
+                                         &g),
+                     UDPRR_OK);
+    ck_assert_int_eq(g.calls, 1);
+    ck_assert_int_eq(g.status, UDPRR_OK);
+    ck_assert_uint_eq(g.reply_len, 1000);
+    ck_assert_int_eq(g.reply[0], 'b');
+    struct udprr_server_stats st;
+    test_server_stop(&fs, &st);
+    ck_assert_int_eq(atomic_load(&handled), 1);
+    ck_assert_uint_eq(st.amplification_echoes, 1);
+    ck_assert_uint_eq(st.cache_hits, 1);
+    udprr_client_close(c);
+}
+END_TEST
+
 START_TEST(gather_in_raw_framing)
 {
     struct fixture_server fs;
@@ -753,6 +791,7 @@ static Suite *network_suite(void)
     tcase_add_test(tc, gather_one_server_retransmits_with_one_id);
     tcase_add_test(tc, gather_stops_at_max_replies_and_when_asked);
     tcase_add_test(tc, gather_reports_a_decline);
+    tcase_add_test(tc, gather_answers_an_echo);
     tcase_add_test(tc, gather_in_raw_framing);
     tcase_add_test(tc, gather_nobody_answers);
     tcase_add_test(tc, gather_refuses_bad_arguments);

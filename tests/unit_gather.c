@@ -226,6 +226,73 @@ START_TEST(test_each_server_once)
 }
 END_TEST
 
+/* An echo from a server not yet reported is answered: the core gives its
+ * cookie and the attempt number to send with (counted as sent, so the
+ * answer it draws is taken), at most UDPRR__GATHER_ECHOES times per
+ * server; never from a server already reported, for another ID or for an
+ * attempt not made. */
+START_TEST(test_echoes_are_answered_a_few_times)
+{
+    struct udprr__rtt rtt = rtt_of(100, 200, 0);
+    struct udprr__gather g;
+    ck_assert_int_eq(udprr__gather_init(&g, &native, 42, 0, 1000, 100, 0),
+                     UDPRR_OK);
+    uint8_t buf[64];
+    int status;
+    const uint8_t *body;
+    size_t body_len;
+    struct udprr__gather_key a = key_of(11), b = key_of(12);
+    static const char cookie[] = "0123456789abcdef";
+    size_t len = answer(UDPRR__KIND_ECHO, 42, 1, cookie, buf);
+    /* Before any transmission: nothing to answer. */
+    ck_assert_int_eq(udprr__gather_datagram(&g, buf, len, &a, &status, &body,
+                                            &body_len),
+                     0);
+    ck_assert_uint_eq(udprr__gather_due(&g, &rtt, 0, 0), 1);
+    ck_assert_int_eq(udprr__gather_datagram(&g, buf, len, &a, &status, &body,
+                                            &body_len),
+                     UDPRR__GATHER_ECHO);
+    ck_assert_int_eq(status, 2);
+    ck_assert_uint_eq(body_len, 16);
+    ck_assert_mem_eq(body, cookie, 16);
+    ck_assert_uint_eq(g.sent, 2);
+    /* The reply to the transmission with the cookie is a reply to one
+     * made; after it, that server's echoes are not answered. */
+    len = answer(UDPRR__KIND_REPLY, 42, 2, "big", buf);
+    ck_assert_int_eq(offer(&g, buf, len, 11, &status, NULL), 1);
+    len = answer(UDPRR__KIND_ECHO, 42, 2, cookie, buf);
+    ck_assert_int_eq(udprr__gather_datagram(&g, buf, len, &a, &status, &body,
+                                            &body_len),
+                     0);
+    /* Server b echoes for ever: answered twice, then no more. */
+    ck_assert_int_eq(udprr__gather_datagram(&g, buf, len, &b, &status, &body,
+                                            &body_len),
+                     UDPRR__GATHER_ECHO);
+    ck_assert_int_eq(status, 3);
+    ck_assert_int_eq(udprr__gather_datagram(&g, buf, len, &b, &status, &body,
+                                            &body_len),
+                     UDPRR__GATHER_ECHO);
+    ck_assert_int_eq(status, 4);
+    ck_assert_int_eq(udprr__gather_datagram(&g, buf, len, &b, &status, &body,
+                                            &body_len),
+                     0);
+    ck_assert_uint_eq(g.sent, 4);
+    /* Another ID, an attempt not made: not answered. */
+    struct udprr__gather_key c = key_of(13);
+    len = answer(UDPRR__KIND_ECHO, 43, 1, cookie, buf);
+    ck_assert_int_eq(udprr__gather_datagram(&g, buf, len, &c, &status, &body,
+                                            &body_len),
+                     0);
+    len = answer(UDPRR__KIND_ECHO, 42, 5, cookie, buf);
+    ck_assert_int_eq(udprr__gather_datagram(&g, buf, len, &c, &status, &body,
+                                            &body_len),
+                     0);
+    ck_assert_uint_eq(g.sent, 4);
+    ck_assert_uint_eq(g.replies, 1);
+    udprr__gather_free(&g);
+}
+END_TEST
+
 START_TEST(test_max_replies_and_stop)
 {
     struct udprr__rtt rtt = rtt_of(100, 200, 0);
@@ -304,6 +371,7 @@ static Suite *gather_suite(void)
     tcase_add_test(tc, test_max_attempts);
     tcase_add_test(tc, test_bad_arguments);
     tcase_add_test(tc, test_each_server_once);
+    tcase_add_test(tc, test_echoes_are_answered_a_few_times);
     tcase_add_test(tc, test_max_replies_and_stop);
     tcase_add_test(tc, test_id_at_offset_and_raw);
     suite_add_tcase(s, tc);

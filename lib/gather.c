@@ -81,20 +81,31 @@ static int seen_before(const struct udprr__gather *g,
     return 0;
 }
 
+/* array (used elements of size bytes, room for *cap) with room for one
+ * more: itself, or grown (8, then doubling, never past max) when full;
+ * NULL, array untouched, when there is no memory. */
+static void *room_for_one(void *array, size_t size, size_t used, size_t *cap,
+                          size_t max)
+{
+    if (used < *cap)
+        return array;
+    size_t more = *cap == 0 ? 8 : 2 * *cap;
+    if (more > max)
+        more = max;
+    void *grown = udprr__realloc(array, more * size);
+    if (grown != NULL)
+        *cap = more;
+    return grown;
+}
+
 static int remember(struct udprr__gather *g,
                     const struct udprr__gather_key *key)
 {
-    if (g->replies == g->seen_cap) {
-        size_t cap = g->seen_cap == 0 ? 8 : 2 * g->seen_cap;
-        if (cap > g->max_replies)
-            cap = g->max_replies;
-        struct udprr__gather_key *seen =
-            udprr__realloc(g->seen, cap * sizeof *seen);
-        if (seen == NULL)
-            return UDPRR_ENOMEM;
-        g->seen = seen;
-        g->seen_cap = cap;
-    }
+    struct udprr__gather_key *seen = room_for_one(
+        g->seen, sizeof *seen, g->replies, &g->seen_cap, g->max_replies);
+    if (seen == NULL)
+        return UDPRR_ENOMEM;
+    g->seen = seen;
     g->seen[g->replies++] = *key;
     return UDPRR_OK;
 }
@@ -117,17 +128,11 @@ static int count_echo(struct udprr__gather *g,
     }
     if (g->n_echoed == g->max_replies)
         return 0;
-    if (g->n_echoed == g->echoed_cap) {
-        size_t cap = g->echoed_cap == 0 ? 8 : 2 * g->echoed_cap;
-        if (cap > g->max_replies)
-            cap = g->max_replies;
-        struct udprr__gather_echoed *more =
-            udprr__realloc(g->echoed, cap * sizeof *more);
-        if (more == NULL)
-            return UDPRR_ENOMEM;
-        g->echoed = more;
-        g->echoed_cap = cap;
-    }
+    struct udprr__gather_echoed *echoed = room_for_one(
+        g->echoed, sizeof *echoed, g->n_echoed, &g->echoed_cap, g->max_replies);
+    if (echoed == NULL)
+        return UDPRR_ENOMEM;
+    g->echoed = echoed;
     g->echoed[g->n_echoed].key = *key;
     g->echoed[g->n_echoed++].echoes = 1;
     return 1;

@@ -249,7 +249,8 @@ static int keep_key(udprr_client *c, const udprr_client_opts *o)
     if (o->key == NULL)
         return UDPRR_OK;
     int rc = udprr__keyring_set(&c->ring, o->key, 1);
-    if (rc == UDPRR_OK && (c->sealed = udprr__malloc(UDPRR_MAX_DATAGRAM)) == NULL)
+    if (rc == UDPRR_OK &&
+        (c->sealed = udprr__malloc(UDPRR_MAX_DATAGRAM)) == NULL)
         rc = UDPRR_ENOMEM;
     return rc;
 }

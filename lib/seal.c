@@ -79,8 +79,9 @@ static void init(void)
 #ifdef UDPRR_HAVE_SODIUM
     /* sodium_init is thread-safe; 1 means it was done already. It sets no
      * errno, and fails only when it finds no random source. */
-    int rc = sodium_init() < 0 ? ENOSYS
-                               : pthread_atfork(NULL, NULL, after_fork_in_child);
+    int rc = sodium_init() < 0
+                 ? ENOSYS
+                 : pthread_atfork(NULL, NULL, after_fork_in_child);
     init_status = rc == 0 ? UDPRR_OK : UDPRR_ESYS;
     init_errno = rc;
 #else

@@ -473,7 +473,8 @@ static void flush_answers(udprr_server *s)
 static uint8_t *answer_room(udprr_server *s, size_t body_bytes)
 {
     size_t around = s->sealed ? SEALED_AROUND : 0;
-    if (s->tx_count == BATCH || TX_ARENA_BYTES - s->tx_used < body_bytes + around)
+    if (s->tx_count == BATCH ||
+        TX_ARENA_BYTES - s->tx_used < body_bytes + around)
         flush_answers(s);
     return s->tx_arena + s->tx_used + (s->sealed ? SEALED_BEFORE : 0);
 }
